@@ -1,0 +1,20 @@
+"""Facts about a checked model that several phases need, without importing torch."""
+
+from __future__ import annotations
+
+from . import catalogue as cat
+from . import ir
+
+
+def first_layer(model: ir.CheckedModel) -> ir.LayerNode | None:
+    node: ir.LayerNode | ir.SeqNode = model.root
+    while isinstance(node, ir.SeqNode):
+        if not node.children:
+            return None
+        node = node.children[0]
+    return node
+
+
+def first_layer_takes_indices(model: ir.CheckedModel) -> bool:
+    first = first_layer(model)
+    return first is not None and cat.LAYERS[first.type].int_input

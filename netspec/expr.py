@@ -1,0 +1,275 @@
+"""netspec's own expression evaluator: spec values are data, never Python code.
+
+In: ``ir.Expr`` trees and an environment of constants.
+Out: plain values (int, float, str, bool, None, tuples, ``Symbol``) from ``evaluate``,
+or numpy arrays from ``evaluate_table`` (the `table(...)` data language: linspace,
+arange, normal/uniform noise, math functions, arithmetic). Anything else is a
+``NetspecError`` at the expression's position.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from . import ir
+from .catalogue import CONSTANTS, TABLE_FUNCTIONS
+from .errors import NetspecError, did_you_mean
+
+MAX_POWER = 1 << 64
+MAX_ELEMENTS = 50_000_000
+
+
+def _num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _arith(op: str, a: Any, b: Any, span) -> Any:
+    try:
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op == "/":
+            return a / b
+        if op == "//":
+            return a // b
+        if op == "%":
+            return a % b
+        if op == "**":
+            if _num(a) and _num(b) and abs(b) > 1 and abs(a) > 1 and abs(b) * math.log2(abs(a)) > 64:
+                raise NetspecError.at(span, "number too large")
+            return a**b
+    except ZeroDivisionError:
+        raise NetspecError.at(span, "division by zero") from None
+    except OverflowError:
+        raise NetspecError.at(span, "number too large") from None
+    raise NetspecError.at(span, f"unknown operator {op}")
+
+
+def evaluate(e: ir.Expr, env: Mapping[str, object], *, symbols: bool = False) -> object:
+    """Evaluate a constant expression. Bare unknown names become ``Symbol`` when
+    ``symbols`` is true (`batch_size: full`); otherwise they are errors."""
+    if isinstance(e, ir.Num):
+        return e.value
+    if isinstance(e, ir.Str):
+        return e.value
+    if isinstance(e, ir.Bool):
+        return e.value
+    if isinstance(e, ir.NoneLit):
+        return None
+    if isinstance(e, ir.Ref):
+        if e.name in env:
+            return env[e.name]
+        if e.name in CONSTANTS:
+            return CONSTANTS[e.name]
+        if symbols:
+            return ir.Symbol(e.name)
+        hint = did_you_mean(e.name, [*env, *CONSTANTS])
+        raise NetspecError.at(e.span, f"unknown name `{e.name}`", hint)
+    if isinstance(e, (ir.ListLit, ir.TupleLit)):
+        return tuple(evaluate(i, env, symbols=symbols) for i in e.items)
+    if isinstance(e, ir.UnaryOp):
+        v = evaluate(e.operand, env)
+        if not _num(v):
+            raise NetspecError.at(e.span, f"`{e.op}` needs a number, got {show(v)}")
+        return -v if e.op == "-" else v
+    if isinstance(e, ir.BinOp):
+        a, b = evaluate(e.left, env), evaluate(e.right, env)
+        if e.op == "+" and isinstance(a, str) and isinstance(b, str):
+            return a + b
+        if not (_num(a) and _num(b)):
+            bad = a if not _num(a) else b
+            raise NetspecError.at(e.span, f"`{e.op}` needs numbers, got {show(bad)}")
+        return _arith(e.op, a, b, e.span)
+    if isinstance(e, ir.Call):
+        raise NetspecError.at(e.span, f"`{e.func}(...)` is not a value here")
+    raise NetspecError.at(getattr(e, "span", None) or ir.NO_SPAN, "unsupported expression")
+
+
+def show(v: object) -> str:
+    """A value as the user would write it."""
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(show(x) for x in v) + "]"
+    if isinstance(v, ir.Symbol):
+        return v.name
+    if isinstance(v, ir.CallValue):
+        return v.name + "(" + ", ".join(f"{k}={show(x)}" for k, x in v.kwargs) + ")"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def source(e: ir.Expr) -> str:
+    """An expression back as canonical source text."""
+    if isinstance(e, ir.Num):
+        return repr(e.value)
+    if isinstance(e, (ir.Str, ir.Bool)):
+        return show(e.value)
+    if isinstance(e, ir.NoneLit):
+        return "none"
+    if isinstance(e, ir.Ref):
+        return e.name
+    if isinstance(e, ir.ListLit):
+        return "[" + ", ".join(source(i) for i in e.items) + "]"
+    if isinstance(e, ir.TupleLit):
+        inner = ", ".join(source(i) for i in e.items)
+        return f"({inner},)" if len(e.items) == 1 else f"({inner})"
+    if isinstance(e, ir.UnaryOp):
+        return e.op + source(e.operand)
+    if isinstance(e, ir.BinOp):
+        return f"{source(e.left)} {e.op} {source(e.right)}"
+    if isinstance(e, ir.Call):
+        parts = [source(a) for a in e.args] + [f"{k.name}={source(k.value)}" for k in e.kwargs]
+        return f"{e.func}(" + ", ".join(parts) + ")"
+    return "?"
+
+
+# ---------------------------------------------------------------- table expressions
+
+TABLE_ARITY = {
+    "linspace": (3, 3), "arange": (1, 3), "normal": (3, 3), "uniform": (3, 3), "randint": (3, 3),
+    "zeros": (1, 1), "ones": (1, 1), "range": (1, 3), "stack": (1, 64), "concat": (1, 64),
+    "reshape": (2, 2), "round": (1, 1), "floor": (1, 1), "sum": (1, 2), "mean": (1, 2),
+    "cumsum": (1, 1), "flip": (1, 1), "min": (1, 2), "max": (1, 2),
+}
+
+
+def validate_table(e: ir.Expr, env: Mapping[str, object], columns: set[str]) -> list[NetspecError]:
+    """Static check of a table expression: known functions, names and arity."""
+    errors: list[NetspecError] = []
+
+    def walk(x: ir.Expr) -> None:
+        if isinstance(x, ir.Ref):
+            if x.name not in env and x.name not in CONSTANTS and x.name not in columns:
+                errors.append(NetspecError.at(x.span, f"unknown name `{x.name}` in table expression",
+                                              did_you_mean(x.name, [*env, *CONSTANTS, *columns])))
+        elif isinstance(x, ir.Call):
+            if x.func not in TABLE_FUNCTIONS:
+                errors.append(NetspecError.at(x.name_span or x.span, f"unknown function `{x.func}` in table expression",
+                                              did_you_mean(x.func, TABLE_FUNCTIONS) or
+                                              "available: " + ", ".join(TABLE_FUNCTIONS)))
+                return
+            lo, hi = TABLE_ARITY.get(x.func, (1, 1))
+            n = len(x.args)
+            if x.kwargs:
+                errors.append(NetspecError.at(x.kwargs[0].span, f"`{x.func}` takes positional arguments only"))
+            if not lo <= n <= hi:
+                want = str(lo) if lo == hi else f"{lo} to {hi}"
+                errors.append(NetspecError.at(x.span, f"`{x.func}` takes {want} argument(s), got {n}"))
+            for a in x.args:
+                walk(a)
+        elif isinstance(x, (ir.ListLit, ir.TupleLit)):
+            for i in x.items:
+                walk(i)
+        elif isinstance(x, ir.BinOp):
+            walk(x.left)
+            walk(x.right)
+        elif isinstance(x, ir.UnaryOp):
+            walk(x.operand)
+
+    walk(e)
+    return errors
+
+
+def evaluate_table(e: ir.Expr, env: Mapping[str, Any], rng: Any) -> Any:
+    """Evaluate a table expression to a numpy array (float64). ``rng``: numpy Generator."""
+    import numpy as np
+
+    def size_of(v: Any, span) -> tuple[int, ...]:
+        shape = tuple(int(x) for x in np.atleast_1d(np.asarray(v)).ravel())
+        if any(s < 0 for s in shape) or math.prod(shape) > MAX_ELEMENTS:
+            raise NetspecError.at(span, f"size {list(shape)} is too large or negative")
+        return shape
+
+    def ev(x: ir.Expr) -> Any:
+        if isinstance(x, ir.Num):
+            return x.value
+        if isinstance(x, ir.Ref):
+            if x.name in env:
+                return env[x.name]
+            if x.name in CONSTANTS:
+                return CONSTANTS[x.name]
+            raise NetspecError.at(x.span, f"unknown name `{x.name}`")
+        if isinstance(x, (ir.ListLit, ir.TupleLit)):
+            items = [ev(i) for i in x.items]
+            try:
+                return np.array(items, dtype=np.float64)
+            except ValueError:
+                raise NetspecError.at(x.span, "rows of a nested list must have equal lengths") from None
+        if isinstance(x, ir.UnaryOp):
+            v = ev(x.operand)
+            return -v if x.op == "-" else v
+        if isinstance(x, ir.BinOp):
+            a, b = ev(x.left), ev(x.right)
+            try:
+                with np.errstate(all="ignore"):
+                    if x.op == "**":
+                        return np.power(np.asarray(a, dtype=np.float64), b)
+                    if x.op in ("/", "//", "%") and np.any(np.asarray(b) == 0):
+                        raise NetspecError.at(x.span, "division by zero")
+                    return _arith(x.op, np.asarray(a, dtype=np.float64) if not np.isscalar(a) else a, b, x.span)
+            except ValueError as err:
+                raise NetspecError.at(x.span, f"shapes do not match: {err}") from None
+        if isinstance(x, ir.Call):
+            args = [ev(a) for a in x.args]
+            f = x.func
+            try:
+                if f == "linspace":
+                    n = int(args[2])
+                    if n < 1 or n > MAX_ELEMENTS:
+                        raise NetspecError.at(x.span, f"linspace needs 1 to {MAX_ELEMENTS} points, got {n}")
+                    return np.linspace(float(args[0]), float(args[1]), n)
+                if f in ("arange", "range"):
+                    a = np.arange(*[float(v) for v in args])
+                    if a.size > MAX_ELEMENTS:
+                        raise NetspecError.at(x.span, "arange gives too many values")
+                    return a
+                if f == "normal":
+                    return rng.normal(float(args[0]), float(args[1]), size_of(args[2], x.span))
+                if f == "uniform":
+                    return rng.uniform(float(args[0]), float(args[1]), size_of(args[2], x.span))
+                if f == "randint":
+                    return rng.integers(int(args[0]), int(args[1]), size_of(args[2], x.span)).astype(np.float64)
+                if f == "zeros":
+                    return np.zeros(size_of(args[0], x.span))
+                if f == "ones":
+                    return np.ones(size_of(args[0], x.span))
+                if f == "stack":
+                    return np.stack([np.asarray(a, dtype=np.float64) for a in args], axis=-1)
+                if f == "concat":
+                    return np.concatenate([np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in args])
+                if f == "reshape":
+                    return np.reshape(np.asarray(args[0], dtype=np.float64), [int(v) for v in np.atleast_1d(args[1])])
+                if f in ("sum", "mean") and len(args) == 2:
+                    fn = np.sum if f == "sum" else np.mean
+                    return fn(np.asarray(args[0], dtype=np.float64), axis=int(args[1]))
+                if f == "sigmoid":
+                    return 1.0 / (1.0 + np.exp(-np.asarray(args[0], dtype=np.float64)))
+                if f == "min":
+                    return np.minimum(*args) if len(args) == 2 else np.min(args[0])
+                if f == "max":
+                    return np.maximum(*args) if len(args) == 2 else np.max(args[0])
+                simple = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "exp": np.exp, "log": np.log,
+                          "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh, "round": np.round,
+                          "floor": np.floor, "sum": np.sum, "mean": np.mean, "cumsum": np.cumsum, "flip": np.flip}
+                if f in simple:
+                    with np.errstate(all="ignore"):
+                        return simple[f](np.asarray(args[0], dtype=np.float64))
+            except NetspecError:
+                raise
+            except (ValueError, TypeError, IndexError) as err:
+                raise NetspecError.at(x.span, f"`{f}`: {err}") from None
+            raise NetspecError.at(x.span, f"unknown function `{f}`")
+        raise NetspecError.at(getattr(x, "span", ir.NO_SPAN), "this is not allowed in a table expression")
+
+    return ev(e)

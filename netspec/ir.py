@@ -1,0 +1,357 @@
+"""The intermediate representation: frozen dataclasses, every node with a source span.
+
+In: built by ``parse.py`` (syntax tree: ``Spec`` and friends) and ``check.py``
+(checked tree: ``CheckedSpec`` with resolved layers, shapes and configs).
+Out: read by ``build.py``, ``data.py``, ``train.py``, ``export.py`` and the CLI.
+
+Spans are excluded from equality, so IR built by hand in tests compares equal to parsed
+IR. ``dump`` gives a stable text form (``netspec ir FILE``) for golden tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Union
+
+from .errors import NO_SPAN, Span
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True, slots=True)
+class Num:
+    value: int | float
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Str:
+    value: str
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Bool:
+    value: bool
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NoneLit:
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A bare name: a constant, a block parameter, a layer type or a symbol (`full`)."""
+
+    name: str
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Kwarg:
+    name: str
+    value: Expr
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    func: str
+    args: tuple[Expr, ...] = ()
+    kwargs: tuple[Kwarg, ...] = ()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    name_span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ListLit:
+    items: tuple[Expr, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TupleLit:
+    items: tuple[Expr, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp:
+    op: str  # + - * / // % **
+    left: Expr
+    right: Expr
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UnaryOp:
+    op: str  # - +
+    operand: Expr
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+Expr = Union[Num, Str, Bool, NoneLit, Ref, Call, ListLit, TupleLit, BinOp, UnaryOp]
+
+# ---------------------------------------------------------------- spec structure
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """A layer or block use: `fc1: Linear(128) with weight=zeros`, or bare `ReLU`."""
+
+    name: str | None
+    expr: Expr
+    inits: tuple[Kwarg, ...] = ()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    name: str | None
+    count: Expr
+    body: tuple[Entry, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Residual:
+    name: str | None
+    body: tuple[Entry, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """`key: value` in a section, and `input:` / `init:` in a model."""
+
+    key: str
+    value: Expr
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    key_span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+Entry = Union[Layer, Repeat, Residual, Setting]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    default: Expr | None = None
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Entry, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    settings: tuple[Setting, ...]
+    layers: tuple[Entry, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """`data { }`, `train { }`, `export { }` (or a misspelt name, reported by the checker)."""
+
+    kind: str
+    entries: tuple[Entry, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Let:
+    name: str
+    value: Expr
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    path: str
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One parsed file, items in source order; imports are resolved by the checker."""
+
+    file: str
+    items: tuple[Let | Import | Block | Model | Section, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    def of(self, kind: type) -> list:
+        return [i for i in self.items if isinstance(i, kind)]
+
+
+# ---------------------------------------------------------------- checked IR
+
+Shape = tuple[Union[int, None], ...]  # per-sample shape; None is a dynamic `_` dimension
+Value = object  # int | float | str | bool | None | tuple | CallValue | Symbol
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """A bare word used as a value (`full`, `standard`, `auto`)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallValue:
+    """An evaluated call: `SGD(lr=0.01)`, `mnist(split="train")`, `top_k(5)`."""
+
+    name: str
+    kwargs: tuple[tuple[str, Value], ...] = ()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    def get(self, key: str, default: Value = None) -> Value:
+        return dict(self.kwargs).get(key, default)
+
+
+@dataclass(frozen=True, slots=True)
+class InitSpec:
+    name: str
+    kwargs: tuple[tuple[str, Value], ...] = ()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerNode:
+    """A resolved catalogue layer with every constructor argument, inferred ones included."""
+
+    name: str
+    type: str
+    kwargs: tuple[tuple[str, Value], ...]
+    in_shape: Shape
+    out_shape: Shape
+    inits: tuple[tuple[str, InitSpec], ...] = ()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SeqNode:
+    """A nested Sequential (block use, named repeat) or a residual `x + f(x)`."""
+
+    name: str
+    kind: str  # sequential | residual
+    children: tuple[LayerNode | SeqNode, ...]
+    in_shape: Shape
+    out_shape: Shape
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedModel:
+    name: str
+    input_shape: Shape
+    root: SeqNode
+    init: InitSpec | None = None
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.root.out_shape
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A data source: `mnist(...)`, `idx(...)`, `csv(...)`, `table(...)`; table args stay Expr."""
+
+    kind: str
+    kwargs: tuple[tuple[str, object], ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    def get(self, key: str, default: object = None) -> object:
+        return dict(self.kwargs).get(key, default)
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    train: Source | None = None
+    test: Source | None = None
+    validation: float = 0.0
+    split: tuple[float, ...] | None = None
+    normalize: str = "none"
+    batch_size: int | None = 32  # None: full batch
+    shuffle: bool = True
+    one_hot: bool = False
+    target_type: str = "auto"  # auto | class | value
+    labels: tuple[str, ...] | None = None
+    subset: int | None = None  # use only the first N training samples (quick runs)
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    loss: CallValue = CallValue("MSELoss")
+    optimizer: CallValue = CallValue("SGD", (("lr", 0.01),))
+    scheduler: CallValue | None = None
+    epochs: int = 1
+    metrics: tuple[CallValue, ...] = ()
+    early_stopping: CallValue | None = None
+    l1: float = 0.0
+    clip_grad_norm: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 1
+    save: str = "best"  # best | last
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    onnx: str | None = None
+    opset: int = 18
+    tolerance: float = 1e-4
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSpec:
+    spec: Spec
+    model: CheckedModel
+    data: DataConfig | None
+    train: TrainConfig
+    export: ExportConfig
+    constants: tuple[tuple[str, Value], ...] = ()
+    warnings: tuple = ()  # Diagnostic objects with severity "warning"
+    has_train: bool = False
+
+
+# ---------------------------------------------------------------- stable dump
+
+
+def dump(node: object, indent: int = 0) -> str:
+    """A stable, position-free text form of any IR node (golden tests, `netspec ir`)."""
+    pad = "  " * indent
+    if is_dataclass(node) and not isinstance(node, type):
+        parts = []
+        for f in fields(node):
+            if f.name.endswith("span"):
+                continue
+            value = getattr(node, f.name)
+            if isinstance(value, tuple) and value and any(is_dataclass(v) for v in value):
+                inner = "\n".join(dump(v, indent + 2) for v in value)
+                parts.append(f"{pad}  {f.name}:\n{inner}")
+            elif is_dataclass(value):
+                parts.append(f"{pad}  {f.name}:\n{dump(value, indent + 2)}")
+            else:
+                parts.append(f"{pad}  {f.name}: {value!r}")
+        head = f"{pad}{type(node).__name__}"
+        return head if not parts else head + "\n" + "\n".join(parts)
+    if isinstance(node, tuple):
+        return f"{pad}{tuple(_plain(v) for v in node)!r}"
+    return f"{pad}{node!r}"
+
+
+def _plain(v: object) -> object:
+    return dump(v) if is_dataclass(v) else v

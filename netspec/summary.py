@@ -1,0 +1,43 @@
+"""`netspec summary`: a Keras-style layer table computed from the checked IR (no torch).
+
+In: ``ir.CheckedSpec``. Out: text with name, type, output shape, parameters, trainable.
+"""
+
+from __future__ import annotations
+
+from . import ir
+from .catalogue import fmt_shape
+from .check import parameter_count
+
+
+def rows(node: ir.SeqNode, depth: int = 0) -> list[tuple[str, str, str, int]]:
+    out = []
+    for c in node.children:
+        label = "  " * depth + c.name
+        if isinstance(c, ir.SeqNode):
+            kind = "Residual" if c.kind == "residual" else "Sequential"
+            out.append((label, kind, fmt_shape(c.out_shape), parameter_count(c)))
+            out.extend(rows(c, depth + 1))
+        else:
+            out.append((label, c.type, fmt_shape(c.out_shape), parameter_count(c)))
+    return out
+
+
+def summary_text(checked: ir.CheckedSpec) -> str:
+    m = checked.model
+    table = [("(input)", "", fmt_shape(m.input_shape), 0)] + rows(m.root)
+    head = ("Layer", "Type", "Output shape", "Params", "Trainable")
+    body = [(n, t, s, f"{p:,}" if p else "0" if t else "", "yes" if p else "") for n, t, s, p in table]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(5)]
+
+    def line(r: tuple) -> str:
+        return "  ".join(
+            (c.rjust(w) if i == 3 else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths))
+        ).rstrip()
+
+    rule = "-" * len(line(head))
+    total = parameter_count(m.root)
+    out = [f"model {m.name}", rule, line(head), rule, *(line(r) for r in body), rule,
+           f"Total params: {total:,}", f"Trainable params: {total:,}", "Non-trainable params: 0",
+           f"Parameter memory: {total * 4 / 1024:,.1f} KiB (float32)"]
+    return "\n".join(out)
