@@ -118,3 +118,36 @@ def _prev_value(tokens, i: int, back: int) -> str | None:
                 return str(tokens[j])
         j -= 1
     return None
+
+
+def unparse(spec) -> str:
+    """IR -> canonical source text (the resolved spec written into a run directory)."""
+    from . import ir
+    from .expr import source
+
+    def entry(e, depth: int) -> list[str]:
+        pad = "    " * depth
+        if isinstance(e, ir.Setting):
+            return [f"{pad}{e.key}: {source(e.value)}"]
+        if isinstance(e, ir.Layer):
+            head = f"{e.name}: " if e.name else ""
+            inits = (" with " + ", ".join(f"{k.name}={source(k.value)}" for k in e.inits)) if e.inits else ""
+            return [f"{pad}{head}{source(e.expr)}{inits}"]
+        head = f"{e.name}: " if e.name else ""
+        kw = f"repeat {source(e.count)}" if isinstance(e, ir.Repeat) else "residual"
+        return [f"{pad}{head}{kw} {{", *(x for b in e.body for x in entry(b, depth + 1)), f"{pad}}}"]
+
+    out: list[str] = []
+    for item in spec.items:
+        if isinstance(item, ir.Let):
+            out.append(f"let {item.name} = {source(item.value)}")
+        elif isinstance(item, ir.Import):
+            out.append(f'import "{item.path}"')
+        elif isinstance(item, ir.Block):
+            params = ", ".join(p.name + (f"={source(p.default)}" if p.default is not None else "") for p in item.params)
+            out += [f"block {item.name}({params}) {{", *(x for e in item.body for x in entry(e, 1)), "}"]
+        elif isinstance(item, ir.Model):
+            out += [f"model {item.name} {{", *(x for e in (*item.settings, *item.layers) for x in entry(e, 1)), "}"]
+        elif isinstance(item, ir.Section):
+            out += [f"{item.kind} {{", *(x for e in item.entries for x in entry(e, 1)), "}"]
+    return "\n".join(out) + "\n"
