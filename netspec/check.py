@@ -150,6 +150,7 @@ class Checker:
         spans: dict[str, Span] = {}
         problems: list[Diagnostic] = []
         by_name = {p.name: p for p in params}
+        suggested: set[str] = set()
         for k in kwargs:
             if k.name == "<positional>":
                 problems.append(Diagnostic("positional argument after a keyword argument", k.span, "error",
@@ -167,6 +168,8 @@ class Checker:
             p = by_name.get(k.name)
             if p is None:
                 hint = did_you_mean(k.name, by_name)
+                if hint:
+                    suggested.add(hint.split("`")[1])
                 names = ", ".join(by_name) or "none"
                 problems.append(Diagnostic(f"{what} has no argument `{k.name}`", _head(k.span, len(k.name)), "error",
                                            hint or f"its arguments are: {names}"))
@@ -194,7 +197,7 @@ class Checker:
                 continue
             out[name] = v
         for p in params:
-            if p.name not in out and p.default is cat.REQUIRED and not p.inferred and \
+            if p.name not in out and p.default is cat.REQUIRED and not p.inferred and p.name not in suggested and \
                     not any(d.message.startswith(f"`{p.name}`") for d in problems):
                 if p.name in values:
                     continue

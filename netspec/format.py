@@ -89,12 +89,12 @@ def _space(prev: str | None, v: str, brackets: int, let_line: bool, tokens, i: i
         return ""
     if prev in OPEN:
         return ""
-    if v in OPEN:
-        # call or grouping: `f(x)` vs `= (a, b)`
-        return "" if (prev[0].isalnum() or prev[0] == "_") and prev not in KEYWORDS | {"true", "false", "none"} \
-            or prev in CLOSE else " "
     if v == "=" or prev == "=":
         return " " if let_line and brackets == 0 else ""
+    if v in OPEN:
+        # call or grouping: `f(x)` vs `a * (b + c)`
+        return "" if (prev[0].isalnum() or prev[0] == "_") and prev not in KEYWORDS | {"true", "false", "none"} \
+            or prev in CLOSE else " "
     if v in BINARY and _is_binary(prev):
         return " "
     if prev in BINARY:
