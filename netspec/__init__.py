@@ -7,6 +7,8 @@ torch is imported only by build and the commands that need it.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING
 
 from .check import apply_overrides
@@ -46,3 +48,17 @@ def build(checked: ir.CheckedSpec, seed: int | None = None) -> torch.nn.Sequenti
 def compile_file(path: str, seed: int | None = None) -> torch.nn.Sequential:
     """parse + check + build in one call."""
     return build(load(path), seed)
+
+
+class _Package(types.ModuleType):
+    """Keep `netspec.build` / `netspec.check` the phase functions: importing the
+    submodules of the same names (netspec/build.py, netspec/check.py) would otherwise
+    replace them on the package. The submodules stay reachable through sys.modules."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("build", "check") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
