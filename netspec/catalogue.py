@@ -766,6 +766,15 @@ LAYERS_LIST += _conv_rows() + _pool_rows() + _pad_rows() + _norm_rows() + ACTIVA
 
 LAYERS: dict[str, LayerSpec] = {row.name: row for row in LAYERS_LIST}
 
+# torch.onnx cannot export these (found by tests/test_export.py)
+NOT_EXPORTABLE = {
+    "ChannelShuffle": "torch.onnx has no export for aten::channel_shuffle",
+    "Threshold": "torch.onnx cannot export Threshold with a non-zero threshold",
+}
+for _name, _why in NOT_EXPORTABLE.items():
+    object.__setattr__(LAYERS[_name], "onnx", False)
+    object.__setattr__(LAYERS[_name], "onnx_note", _why)
+
 # layers whose ONNX export needs a condition, checked by `netspec check --target onnx`
 def onnx_problem(layer: str, kwargs: dict, in_shape: Shape) -> str | None:
     spec = LAYERS[layer]

@@ -97,7 +97,7 @@ class Loaded:
     labels: tuple[str, ...] | None = None
 
 
-def load_source(src: ir.Source, seed: int, allow_download: bool = True) -> Loaded:
+def load_source(src: ir.Source, seed: int, allow_download: bool = True, env: dict | None = None) -> Loaded:
     kind = src.kind
     args = dict(src.kwargs)
     if kind in DATASETS:
@@ -116,14 +116,15 @@ def load_source(src: ir.Source, seed: int, allow_download: bool = True) -> Loade
     if kind == "csv":
         return load_csv(args)
     if kind == "table":
-        return load_table(args, seed)
+        return load_table(args, seed, env or {})
     raise data_error(f"unknown data source {kind}")
 
 
-def load_table(args: dict, seed: int) -> Loaded:
+def load_table(args: dict, seed: int, env: dict) -> Loaded:
+    """Columns are evaluated in order with the spec's constants in scope; y sees x."""
     rng = np.random.default_rng(seed)
-    x = np.asarray(evaluate_table(args["x"], {}, rng), dtype=np.float64)
-    y = np.asarray(evaluate_table(args["y"], {"x": x}, rng), dtype=np.float64)
+    x = np.asarray(evaluate_table(args["x"], env, rng), dtype=np.float64)
+    y = np.asarray(evaluate_table(args["y"], {**env, "x": x}, rng), dtype=np.float64)
     if x.ndim == 0 or y.ndim == 0:
         raise NetspecError.at(args["x"].span if x.ndim == 0 else args["y"].span,
                               "a table column needs one value per sample, got a single number")
@@ -226,13 +227,17 @@ def loss_target(checked: ir.CheckedSpec) -> str:
     return spec.target
 
 
-def prepare(checked: ir.CheckedSpec, *, need_train: bool = True, allow_download: bool = True) -> Prepared:
+def prepare(checked: ir.CheckedSpec, *, need_train: bool = True, allow_download: bool = True,
+            stats: dict | None = None) -> Prepared:
+    """Load, split and shape the data. `stats`: preprocessing saved with trained weights
+    (evaluation must normalise exactly as training did)."""
     data = checked.data
     if data is None or data.train is None:
         raise data_error(f"{checked.spec.file}: no data section with a `train:` source",
                          'add e.g. data { train: mnist(split="train") }')
     seed = checked.train.seed
-    base = load_source(data.train, seed, allow_download)
+    env = {k: v for k, v in checked.constants if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    base = load_source(data.train, seed, allow_download, env)
     x, y = base.x, base.y
     if data.subset is not None:
         x, y = x[: data.subset], y[: data.subset]
@@ -253,11 +258,11 @@ def prepare(checked: ir.CheckedSpec, *, need_train: bool = True, allow_download:
         val = (x[perm[:k]], y[perm[:k]]) if k else None
         x, y = x[perm[k:]], y[perm[k:]]
     if data.test is not None:
-        t = load_source(data.test, seed, allow_download)
+        t = load_source(data.test, seed + 1, allow_download, env)
         test = (t.x, t.y)
     if len(x) == 0:
         raise data_error(f"{checked.spec.file}: the training split is empty")
-    pre = preprocessing(x, data.normalize, base.image)
+    pre = stats if stats else preprocessing(x, data.normalize, base.image)
     task = loss_target(checked)
     out_shape = checked.model.output_shape
     classes = out_shape[-1] if task == "class" or data.one_hot else None

@@ -175,15 +175,15 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
     from .data import prepare
     from .metrics import compute
 
+    from .predict import load_session
+
     checked = load(spec_file, overrides)
-    data = prepare(checked)
+    session, meta = load_session(onnx_path)
+    pre = meta.get("preprocessing") if isinstance(meta.get("preprocessing"), dict) else None
+    data = prepare(checked, stats=pre if pre and pre.get("normalize", "none") != "none" else None)
     split = data.test or data.val
     if split is None:
         raise error(f"{spec_file}: no test or validation data to evaluate on")
-    try:
-        session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise error(f"{onnx_path}: cannot load ONNX model ({str(e).splitlines()[0]})") from None
     x, y = split
     outs = [session.run(None, {session.get_inputs()[0].name: x[i : i + 1024]})[0] for i in range(0, len(x), 1024)]
     res = compute(np.concatenate(outs), y, checked.train.metrics, data.task, checked.train.loss.name)

@@ -319,9 +319,9 @@ class Trainer:
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        # a changed learning rate applies from here on
+        # a learning rate changed since the checkpoint applies from here on
         new_lr = dict(self.cfg.optimizer.kwargs).get("lr")
-        if new_lr is not None:
+        if new_lr is not None and ckpt["spec_view"].get("train.optimizer.lr") != self.view.get("train.optimizer.lr"):
             for group in self.optimizer.param_groups:
                 group["lr"] = new_lr
                 if "initial_lr" in group:
@@ -526,13 +526,22 @@ def train_file(path: str, overrides: tuple[str, ...] = (), out_dir: str | None =
     return trainer.fit()
 
 
+def run_preprocessing(weights: Path) -> dict | None:
+    """The normalisation statistics saved in the checkpoint beside `weights`, if any."""
+    ckpt = weights.parent / "checkpoint.pt"
+    if not ckpt.exists():
+        return None
+    state = load_torch(ckpt)
+    return json.loads(state["preprocessing"]) if isinstance(state, dict) and state.get("preprocessing") else None
+
+
 def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, ...] = ()) -> dict:
     checked = load(path, overrides)
-    data = prepare(checked)
+    weights_path = Path(weights) if weights else default_run_dir(checked) / "model.pt"
+    data = prepare(checked, stats=run_preprocessing(weights_path) if weights_path.exists() else None)
     split = data.test or data.val
     if split is None:
         raise error(f"{path}: no test or validation data to evaluate on", "add `test:` or `split:` to the data section")
-    weights_path = Path(weights) if weights else default_run_dir(checked) / "model.pt"
     if not weights_path.exists():
         raise error(f"{weights_path}: no such file", f"train first (netspec train {path}) or pass --weights")
     model = build_model(checked.model, checked.train.seed)
