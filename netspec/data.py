@@ -357,7 +357,7 @@ def conform_targets(y: np.ndarray, checked: ir.CheckedSpec, task: str, classes: 
                              f"outputs {classes} classes", f"make the last layer produce {idx.max() + 1} values")
         if task == "class":
             return idx
-        onehot = np.zeros((len(idx), classes), dtype=np.float32)
+        onehot = np.zeros((len(idx), int(classes or 0)), dtype=np.float32)
         onehot[np.arange(len(idx)), idx] = 1.0
         return onehot.reshape(len(idx), *out_shape) if None not in out_shape else onehot
     per_sample = y.shape[1:]

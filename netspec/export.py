@@ -170,11 +170,9 @@ def export_file(path: str, output: str | None = None, weights: str | None = None
 
 def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = ()) -> dict:
     """Test-split metrics computed with onnxruntime on the spec's (preprocessed) data."""
-    import onnxruntime as ort
 
     from .data import prepare
     from .metrics import compute
-
     from .predict import load_session
 
     checked = load(spec_file, overrides)

@@ -48,7 +48,7 @@ class _BracketNewlines:
             yield tok
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parser(start: str) -> Lark:
     return Lark(
         grammar_path().read_text(),

@@ -125,9 +125,9 @@ def test_check_target_onnx_flags_layer(spec_file):
 
 
 def test_check_does_not_import_torch():
-    code = ("import sys; from netspec.cli import main; sys.argv=['netspec','check',%r]\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'\n"
-            % str(EXAMPLES / "mnist.net"))
+    spec = str(EXAMPLES / "mnist.net")
+    code = (f"import sys; from netspec.cli import main; sys.argv=['netspec','check',{spec!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'\n")
     r = subprocess.run([netspec_cmd()[0], "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 

@@ -15,7 +15,7 @@ import torch
 
 import netspec
 from netspec import catalogue as cat
-from netspec.build import build_model, example_input
+from netspec.build import build_model
 from netspec.check import flat_layers
 from netspec.errors import ExportError, NetspecError
 from netspec.export import export_model

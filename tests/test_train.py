@@ -4,7 +4,6 @@ equals an uninterrupted run, NaN stops cleanly, the run directory is complete.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -124,7 +123,7 @@ def test_same_seed_same_weights(tmp_path, spec_file):
 
 
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path, spec_file):
-    path = spec_file(SMALL.format(n=30000, epochs=5))
+    path = spec_file(SMALL.format(n=12000, epochs=5))
     full = tmp_path / "full"
     subprocess.run([sys.executable, "-m", "netspec", "train", path, "--out", str(full), "--quiet"], check=True,
                    cwd=ROOT, capture_output=True)
@@ -135,7 +134,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, spec_file):
     for line in proc.stdout:
         if json.loads(line).get("epoch") == 2:
             break
-    time.sleep(0.25)  # well inside epoch 3
+    time.sleep(0.1)  # inside epoch 3
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ckpt = torch.load(killed / "checkpoint.pt", weights_only=True)
