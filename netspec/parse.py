@@ -49,15 +49,36 @@ class _BracketNewlines:
 
 
 @functools.cache
-def _parser(start: str) -> Lark:
+def _lark() -> Lark:
+    # cache=True keeps the LALR tables in a temp file keyed by the grammar's hash, which
+    # saves ~0.3 s of every `netspec check`; lark rebuilds them when the file is missing.
     return Lark(
         grammar_path().read_text(),
         parser="lalr",
-        start=start,
+        start=["start", "value"],
         propagate_positions=True,
         maybe_placeholders=False,
         postlex=_BracketNewlines(),
+        cache=True,
     )
+
+
+class _Start:
+    """The parser for one start symbol (`start`: a file, `value`: a --set value)."""
+
+    def __init__(self, start: str):
+        self.start = start
+
+    def parse(self, text: str):
+        return _lark().parse(text, start=self.start)
+
+    @property
+    def terminals(self):
+        return _lark().terminals
+
+
+def _parser(start: str) -> _Start:
+    return _Start(start)
 
 
 def lexer_tokens(text: str) -> list[Token]:
