@@ -363,31 +363,24 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> NetspecError:
     return NetspecError(Diagnostic(f"syntax error: {msg}", span, "error", help_))
 
 
-def parse(text: str, file: str = "<spec>") -> ir.Spec:
-    """Parse a whole spec file into ``ir.Spec``."""
+def _parse(start: str, text: str, file: str):
     remember_source(file, text)
     try:
-        tree = _parser("start").parse(text)
+        return _ToIR(file).transform(_parser(start).parse(text))
     except UnexpectedInput as e:
         raise _syntax_error(e, file, text) from None
     except RecursionError:
-        raise NetspecError.at(Span(file, 1, 1, 1, 2), "spec is nested too deeply") from None
-    try:
-        return _ToIR(file).transform(tree)
-    except RecursionError:
-        raise NetspecError.at(Span(file, 1, 1, 1, 2), "spec is nested too deeply") from None
+        raise NetspecError.at(Span(file, 1, 1, 1, 2), "nested too deeply") from None
+
+
+def parse(text: str, file: str = "<spec>") -> ir.Spec:
+    """Parse a whole spec file into ``ir.Spec``."""
+    return _parse("start", text, file)
 
 
 def parse_value(text: str, file: str = "<value>") -> ir.Expr:
     """Parse one expression (used by `--set key=value`)."""
-    remember_source(file, text)
-    try:
-        tree = _parser("value").parse(text)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, file, text) from None
-    except RecursionError:
-        raise NetspecError.at(Span(file, 1, 1, 1, 2), "value is nested too deeply") from None
-    return _ToIR(file).transform(tree)
+    return _parse("value", text, file)
 
 
 def parse_file(path: str | Path) -> ir.Spec:
