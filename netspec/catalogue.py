@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 Shape = tuple  # tuple[int | None, ...]
 
@@ -1148,7 +1149,7 @@ def parameter_shapes(layer: str, kwargs: dict) -> list:
     return fn(kwargs) if fn else []
 
 
-ALL_KINDS = {
+ALL_KINDS: dict[str, dict[str, Any]] = {
     "layer": LAYERS,
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,

@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from . import catalogue as cat
 from . import ir
@@ -52,7 +53,7 @@ class Checker:
         self.diags: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         self.blocks: dict[str, ir.Block] = {}
-        self.consts: dict[str, object] = {}
+        self.consts: dict[str, Any] = {}
         self.layer_count = 0
         self.layers_made = 0
 
@@ -142,14 +143,14 @@ class Checker:
     # ------------------------------------------------------------ arguments
 
     def bind(self, what: str, params: tuple[P, ...], positional: tuple[P, ...], call: ir.Expr,
-             env: Mapping[str, object], allow_inferred_kw: bool = True) -> tuple[dict, dict, list[Diagnostic]]:
+             env: Mapping[str, Any], allow_inferred_kw: bool = True) -> tuple[dict, dict, list[Diagnostic]]:
         """Evaluate a call's arguments against a schema. Returns (values, spans, problems)."""
         args: tuple[ir.Expr, ...] = call.args if isinstance(call, ir.Call) else ()
         kwargs: tuple[ir.Kwarg, ...] = call.kwargs if isinstance(call, ir.Call) else ()
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         spans: dict[str, Span] = {}
         problems: list[Diagnostic] = []
-        by_name = {p.name: p for p in params}
+        by_name: dict[str, P] = {p.name: p for p in params}
         suggested: set[str] = set()
         for k in kwargs:
             if k.name == "<positional>":
@@ -165,8 +166,8 @@ class Checker:
         for p, a in zip(positional, args):
             values[p.name], spans[p.name] = a, a.span
         for k in real_kwargs:
-            p = by_name.get(k.name)
-            if p is None:
+            found = by_name.get(k.name)
+            if found is None:
                 hint = did_you_mean(k.name, by_name)
                 if hint:
                     suggested.add(hint.split("`")[1])
@@ -174,13 +175,13 @@ class Checker:
                 problems.append(Diagnostic(f"{what} has no argument `{k.name}`", _head(k.span, len(k.name)), "error",
                                            hint or f"its arguments are: {names}"))
                 continue
-            if p.inferred and not allow_inferred_kw:
+            if found.inferred and not allow_inferred_kw:
                 continue
             if k.name in values:
                 problems.append(Diagnostic(f"`{k.name}` is given twice", _head(k.span, len(k.name)), "error"))
                 continue
             values[k.name], spans[k.name] = k.value, k.span
-        out: dict[str, object] = {}
+        out: dict[str, Any] = {}
         for name, e in values.items():
             p = by_name[name]
             try:
@@ -241,7 +242,7 @@ class Checker:
             return None
         return tuple(v)
 
-    def init_spec(self, e: ir.Expr, env: Mapping[str, object]) -> ir.InitSpec | None:
+    def init_spec(self, e: ir.Expr, env: Mapping[str, Any]) -> ir.InitSpec | None:
         name = e.name if isinstance(e, ir.Ref) else e.func if isinstance(e, ir.Call) else None
         if name is None:
             self.err(e.span, f"expected an initialiser, got `{source(e)}`",
@@ -259,7 +260,7 @@ class Checker:
         full = {p.name: values.get(p.name, p.default) for p in spec.params}
         return ir.InitSpec(name, tuple(full.items()), e.span)
 
-    def sequence(self, entries: tuple[ir.Entry, ...], shape: ir.Shape | None, env: Mapping[str, object],
+    def sequence(self, entries: tuple[ir.Entry, ...], shape: ir.Shape | None, env: Mapping[str, Any],
                  name: str, kind: str, span: Span, trail: tuple[tuple[str, Span], ...]) -> tuple[ir.SeqNode, ir.Shape | None]:
         """Check a list of entries as one Sequential scope (names unique within it)."""
         expanded = self.expand_repeats(entries, env)
@@ -318,7 +319,7 @@ class Checker:
             return x.func.lower()
         return "layer"
 
-    def expand_repeats(self, entries: tuple[ir.Entry, ...], env: Mapping[str, object]) -> list[tuple[ir.Entry, bool]]:
+    def expand_repeats(self, entries: tuple[ir.Entry, ...], env: Mapping[str, Any]) -> list[tuple[ir.Entry, bool]]:
         """Unnamed `repeat N { ... }` expands in place; its entries are auto-named with counters."""
         out: list[tuple[ir.Entry, bool]] = []
         for e in entries:
@@ -330,7 +331,7 @@ class Checker:
                 out.append((e, False))
         return out
 
-    def repeat_count(self, e: ir.Repeat, env: Mapping[str, object]) -> int:
+    def repeat_count(self, e: ir.Repeat, env: Mapping[str, Any]) -> int:
         try:
             n = evaluate(e.count, env)
         except NetspecError as err:
@@ -344,7 +345,7 @@ class Checker:
             return 0
         return n
 
-    def entry(self, e: ir.Entry, name: str, shape: ir.Shape | None, env: Mapping[str, object],
+    def entry(self, e: ir.Entry, name: str, shape: ir.Shape | None, env: Mapping[str, Any],
               trail: tuple[tuple[str, Span], ...]) -> tuple[ir.LayerNode | ir.SeqNode | None, ir.Shape | None]:
         self.layer_count += 1
         if self.layer_count > MAX_LAYERS:
@@ -420,7 +421,7 @@ class Checker:
             problems.append(Diagnostic(f"block `{block_name}` takes {rng} argument{'s' if len(params) != 1 else ''}, "
                                        f"got {len(args)}", use_span, "error",
                                        f"parameters: ({', '.join(p.name for p in block.params)})", (def_note,)))
-        bound: dict[str, object] = {}
+        bound: dict[str, Any] = {}
         for p, a in zip(block.params, args):
             try:
                 bound[p.name] = evaluate(a, env)
@@ -601,7 +602,7 @@ class Checker:
             out[e.key] = e
         return out
 
-    def value(self, s: ir.Setting, t: str, default: object = None) -> object:
+    def value(self, s: ir.Setting, t: str, default: Any = None) -> Any:
         try:
             v = evaluate(s.value, self.consts, symbols=True)
         except NetspecError as e:
@@ -623,7 +624,7 @@ class Checker:
             return default
         return v
 
-    def call_value(self, e: ir.Expr, table: Mapping[str, object], kind: str, params_of=lambda spec: spec.params) -> ir.CallValue | None:
+    def call_value(self, e: ir.Expr, table: Mapping[str, Any], kind: str, params_of=lambda spec: spec.params) -> ir.CallValue | None:
         name = e.name if isinstance(e, ir.Ref) else e.func if isinstance(e, ir.Call) else None
         if name is None:
             self.err(e.span, f"expected a {kind}, got `{source(e)}`")
@@ -646,7 +647,7 @@ class Checker:
         if section is None:
             return None
         s = self.settings(section, cat.DATA_SETTINGS)
-        cfg: dict[str, object] = {"span": section.span}
+        cfg: dict[str, Any] = {"span": section.span}
         for key in ("train", "test"):
             if key in s:
                 cfg[key] = self.source(s[key])
@@ -733,7 +734,7 @@ class Checker:
         if section is None:
             return ir.TrainConfig()
         s = self.settings(section, cat.TRAIN_SETTINGS)
-        cfg: dict[str, object] = {"span": section.span}
+        cfg: dict[str, Any] = {"span": section.span}
         if "loss" in s:
             cfg["loss"] = self.call_value(s["loss"].value, cat.LOSSES, "loss") or ir.TrainConfig().loss
             ls = cat.LOSSES.get(cfg["loss"].name)
@@ -770,7 +771,7 @@ class Checker:
         if section is None:
             return ir.ExportConfig()
         s = self.settings(section, cat.EXPORT_SETTINGS)
-        cfg: dict[str, object] = {"span": section.span}
+        cfg: dict[str, Any] = {"span": section.span}
         for key, t in (("onnx", "str?"), ("opset", "int"), ("tolerance", "float")):
             if key in s:
                 cfg[key] = self.value(s[key], t, getattr(ir.ExportConfig(), key))
@@ -791,7 +792,7 @@ class Checker:
         loss_span = train.loss.span or train.span
         last_type = last.type if last else None
         if loss == "CrossEntropyLoss" and last_type in ("Softmax", "LogSoftmax"):
-            self.warn(last.span, f"CrossEntropyLoss after {last_type}: CrossEntropyLoss applies log-softmax itself",
+            self.warn(last.span if last else loss_span, f"CrossEntropyLoss after {last_type}: CrossEntropyLoss applies log-softmax itself",
                       f"remove the {last_type} layer and train on logits")
         if loss == "NLLLoss" and last_type != "LogSoftmax":
             self.warn(loss_span, "NLLLoss expects log-probabilities, but the model does not end in LogSoftmax",
@@ -800,14 +801,14 @@ class Checker:
             self.warn(loss_span, "BCELoss expects probabilities, but the model does not end in Sigmoid",
                       "add Sigmoid as the last layer, or use BCEWithLogitsLoss")
         if loss == "BCEWithLogitsLoss" and last_type == "Sigmoid":
-            self.warn(last.span, "BCEWithLogitsLoss after Sigmoid applies the sigmoid twice",
+            self.warn(last.span if last else loss_span, "BCEWithLogitsLoss after Sigmoid applies the sigmoid twice",
                       "remove the Sigmoid layer")
         if data is None or data.train is None:
             return
         kind = data.train.kind
         if kind in IMAGE_SHAPES and model.input_shape and None not in model.input_shape:
             want = IMAGE_SHAPES[kind]
-            if math.prod(model.input_shape) != math.prod(want):
+            if _elements(model.input_shape) != _elements(want):
                 self.err(model.span if not model.span else _head(model.span, 5),
                          f"{kind} samples are {fmt_shape(want)} ({math.prod(want)} values) but the model input is "
                          f"{fmt_shape(model.input_shape)}", f"set `input: {fmt_shape(want)}` or `input: [{math.prod(want)}]`")
@@ -826,11 +827,16 @@ class Checker:
 # ---------------------------------------------------------------- helpers
 
 
+def _elements(shape: ir.Shape) -> int:
+    """Number of values in a fully known shape."""
+    return math.prod(int(d or 0) for d in shape)
+
+
 def _as_auto(e: ir.Entry) -> ir.Entry:
     return e
 
 
-def _norm(v: object) -> object:
+def _norm(v: object) -> Any:
     return tuple(v) if isinstance(v, (list, tuple)) else (v,) if isinstance(v, int) else v
 
 
@@ -910,6 +916,7 @@ def apply_overrides(spec: ir.Spec, overrides: Iterable[str]) -> ir.Spec:
                 errors.append(Diagnostic(f"--set model.{name}: only model.input and model.init can be set", NO_SPAN))
                 continue
             m = items[models[0]]
+            assert isinstance(m, ir.Model)
             rest = tuple(s for s in m.settings if s.key != name)
             items[models[0]] = replace(m, settings=rest + (ir.Setting(name, value, span, span),))
             continue
@@ -926,6 +933,7 @@ def apply_overrides(spec: ir.Spec, overrides: Iterable[str]) -> ir.Spec:
         setting = ir.Setting(name, value, span, span)
         if idx:
             sec = items[idx[0]]
+            assert isinstance(sec, ir.Section)
             kept = tuple(e for e in sec.entries if not (isinstance(e, ir.Setting) and e.key == name))
             items[idx[0]] = replace(sec, entries=kept + (setting,))
         else:

@@ -18,6 +18,7 @@ import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from .datasets import DATASETS, file_in, locate
 from .errors import DataError, Diagnostic, NetspecError, did_you_mean
 from .expr import evaluate_table
 
-IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IDX_TYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def data_error(message: str, help: str | None = None) -> DataError:
@@ -325,7 +326,7 @@ def conform_inputs(x: np.ndarray, checked: ir.CheckedSpec, what: str) -> np.ndar
     have = x.shape[1:]
     if len(have) == len(want) and all(w is None or w == h for w, h in zip(want, have)):
         out = x
-    elif None not in want and math.prod(have) == math.prod(want):
+    elif None not in want and math.prod(have) == math.prod(int(d or 0) for d in want):
         out = x.reshape(len(x), *want)
     else:
         raise data_error(f"{checked.spec.file}: {what} samples have shape {cat.fmt_shape(have)} but the model "
@@ -363,7 +364,7 @@ def conform_targets(y: np.ndarray, checked: ir.CheckedSpec, task: str, classes: 
     per_sample = y.shape[1:]
     if None in out_shape:
         return y.astype(np.float32)
-    if math.prod(per_sample) != math.prod(out_shape):
+    if math.prod(per_sample) != math.prod(int(d or 0) for d in out_shape):
         raise data_error(f"{file}: {what}: targets have shape {cat.fmt_shape(per_sample)} per sample but the model "
                          f"outputs {cat.fmt_shape(out_shape)}", "make the last layer produce the target's shape")
     return y.reshape(len(y), *out_shape).astype(np.float32)

@@ -40,24 +40,25 @@ def generate() -> str:
         onnx = "yes" if row.onnx else f"no ({row.onnx_note})"
         lines.append(f"| `{row.name}` | {_params(row.params) or '-'} | {row.expects} | {inferred} | {onnx} |")
     lines += ["", "### Losses", "", "| loss | arguments | targets | notes |", "|---|---|---|---|"]
-    for row in cat.LOSSES_LIST:
-        lines.append(f"| `{row.name}` | {_params(row.params)} | {row.target} | {row.doc} |")
+    for loss in cat.LOSSES_LIST:
+        lines.append(f"| `{loss.name}` | {_params(loss.params)} | {loss.target} | {loss.doc} |")
     lines += ["", "### Optimizers", "", "| optimizer | arguments |", "|---|---|"]
-    for row in cat.OPTIMIZERS_LIST:
-        lines.append(f"| `{row.name}` | {_params(row.params)} |")
+    for opt in cat.OPTIMIZERS_LIST:
+        lines.append(f"| `{opt.name}` | {_params(opt.params)} |")
     lines += ["", "### LR schedulers", "", "| scheduler | arguments | steps |", "|---|---|---|"]
-    for row in cat.SCHEDULERS_LIST:
-        lines.append(f"| `{row.name}` | {_params(row.params)} | every {row.interval if row.interval != 'plateau' else 'epoch, on val_loss'} |")
+    for sched in cat.SCHEDULERS_LIST:
+        steps = sched.interval if sched.interval != 'plateau' else 'epoch, on val_loss'
+        lines.append(f"| `{sched.name}` | {_params(sched.params)} | every {steps} |")
     lines += ["", "### Initialisers", "", "| initialiser | arguments | notes |", "|---|---|---|"]
-    for row in cat.INITIALISERS_LIST:
-        note = row.doc + (" Weights with >= 2 dims only." if row.matrix_only else "")
-        lines.append(f"| `{row.name}` | {_params(row.params) or '-'} | {note} |")
+    for init in cat.INITIALISERS_LIST:
+        note = init.doc + (" Weights with >= 2 dims only." if init.matrix_only else "")
+        lines.append(f"| `{init.name}` | {_params(init.params) or '-'} | {note} |")
     lines += ["", "### Metrics", "", "| metric | arguments | for |", "|---|---|---|"]
-    for row in cat.METRICS_LIST:
-        lines.append(f"| `{row.name}` | {_params(row.params) or '-'} | {row.task}: {row.doc} |")
+    for metric in cat.METRICS_LIST:
+        lines.append(f"| `{metric.name}` | {_params(metric.params) or '-'} | {metric.task}: {metric.doc} |")
     lines += ["", "### Data sources", "", "| source | arguments | |", "|---|---|---|"]
-    for row in cat.SOURCES_LIST:
-        lines.append(f"| `{row.name}` | {_params(row.params)} | {row.doc} |")
+    for src in cat.SOURCES_LIST:
+        lines.append(f"| `{src.name}` | {_params(src.params)} | {src.doc} |")
     for section, table in cat.SECTIONS.items():
         lines += ["", f"### `{section}` keys", "", "| key | default | meaning |", "|---|---|---|"]
         for s in table:

@@ -50,7 +50,7 @@ def _arith(op: str, a: Any, b: Any, span) -> Any:
     raise NetspecError.at(span, f"unknown operator {op}")
 
 
-def evaluate(e: ir.Expr, env: Mapping[str, object], *, symbols: bool = False) -> object:
+def evaluate(e: ir.Expr, env: Mapping[str, Any], *, symbols: bool = False) -> Any:
     """Evaluate a constant expression. Bare unknown names become ``Symbol`` when
     ``symbols`` is true (`batch_size: full`); otherwise they are errors."""
     if isinstance(e, ir.Num):
@@ -259,7 +259,7 @@ def evaluate_table(e: ir.Expr, env: Mapping[str, Any], rng: Any) -> Any:
                     return np.minimum(*args) if len(args) == 2 else np.min(args[0])
                 if f == "max":
                     return np.maximum(*args) if len(args) == 2 else np.max(args[0])
-                simple = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "exp": np.exp, "log": np.log,
+                simple: dict[str, Any] = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "exp": np.exp, "log": np.log,
                           "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh, "round": np.round,
                           "floor": np.floor, "sum": np.sum, "mean": np.mean, "cumsum": np.cumsum, "flip": np.flip}
                 if f in simple:

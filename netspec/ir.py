@@ -11,7 +11,7 @@ IR. ``dump`` gives a stable text form (``netspec ir FILE``) for golden tests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Union
+from typing import Any, Union
 
 from .errors import NO_SPAN, Span
 
@@ -195,7 +195,7 @@ class Spec:
 # ---------------------------------------------------------------- checked IR
 
 Shape = tuple[Union[int, None], ...]  # per-sample shape; None is a dynamic `_` dimension
-Value = object  # int | float | str | bool | None | tuple | CallValue | Symbol
+Value = Any  # int | float | str | bool | None | tuple | CallValue | Symbol (checked at run time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,10 +267,10 @@ class Source:
     """A data source: `mnist(...)`, `idx(...)`, `csv(...)`, `table(...)`; table args stay Expr."""
 
     kind: str
-    kwargs: tuple[tuple[str, object], ...]
+    kwargs: tuple[tuple[str, Any], ...]
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
-    def get(self, key: str, default: object = None) -> object:
+    def get(self, key: str, default: Any = None) -> Any:
         return dict(self.kwargs).get(key, default)
 
 

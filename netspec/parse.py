@@ -124,6 +124,15 @@ def _unescape(s: str) -> str:
     return "".join(out)
 
 
+def _binary(op: str):
+    """A transformer method building a BinOp for operator `op`."""
+
+    def method(self, meta, c):
+        return ir.BinOp(op, c[0], c[1], self.s(meta))
+
+    return method
+
+
 @v_args(meta=True)
 class _ToIR(Transformer):
     """Lark tree -> IR. Raises nothing: odd but parseable input is left for the checker."""
@@ -180,14 +189,8 @@ class _ToIR(Transformer):
     def tuple(self, meta, c):
         return ir.TupleLit(tuple(x for x in c if x is not None), self.s(meta))
 
-    def _bin(op):  # noqa: N805 - helper building methods
-        def method(self, meta, c):
-            return ir.BinOp(op, c[0], c[1], self.s(meta))
-
-        return method
-
     add, sub, mul, div, floordiv, mod, pow = (
-        _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("//"), _bin("%"), _bin("**")
+        _binary("+"), _binary("-"), _binary("*"), _binary("/"), _binary("//"), _binary("%"), _binary("**")
     )
 
     def neg(self, meta, c):
@@ -326,7 +329,8 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> NetspecError:
     line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
     help_ = None
     if isinstance(e, UnexpectedCharacters):
-        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
+        pos = e.pos_in_stream if e.pos_in_stream is not None else -1
+        ch = text[pos] if 0 <= pos < len(text) else "?"
         msg = f"unexpected character `{ch}`"
         if ch == "'":
             help_ = 'strings use double quotes: "like this"'

@@ -11,6 +11,7 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,10 +87,10 @@ def read_image(path: Path, source_shape: tuple) -> np.ndarray:
         raise _bad(path, f"the model's input {list(source_shape)} is not an image shape [1 or 3, H, W]")
     c, h, w = source_shape
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if c == 1 else "RGB")
+        with Image.open(path) as opened:
+            img = opened.convert("L" if c == 1 else "RGB")
             if img.size != (w, h):
-                img = img.resize((w, h), Image.BILINEAR)
+                img = img.resize((w, h), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError) as e:
         raise _bad(path, f"cannot read image ({e})") from None
@@ -133,7 +134,7 @@ def interpret(outputs: np.ndarray, meta: dict, top_k: int) -> list[dict]:
     task = meta.get("task", "value")
     loss = meta.get("loss", "")
     labels = meta.get("labels")
-    results = []
+    results: list[dict[str, Any]] = []
     for row in outputs.reshape(len(outputs), -1):
         if task == "class" and row.size > 1:
             if loss == "NLLLoss":

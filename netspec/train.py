@@ -207,6 +207,7 @@ class Trainer:
         bs = self.checked.data.batch_size if self.checked.data else None
         self.batch_size = len(self.x) if bs is None else min(bs, len(self.x))
         self.steps_per_epoch = math.ceil(len(self.x) / self.batch_size)
+        self.shuffle = self.checked.data.shuffle if self.checked.data else True
         self.scheduler = build_scheduler(self.cfg.scheduler, self.optimizer, self.cfg.epochs, self.steps_per_epoch)
         self.interval = cat.SCHEDULERS[self.cfg.scheduler.name].interval if self.cfg.scheduler else None
         self.val = tuple(torch.from_numpy(a).to(self.device) for a in self.data.val) if self.data.val else None
@@ -241,7 +242,7 @@ class Trainer:
                 loss.backward()
                 return loss
 
-            return self.optimizer.step(closure).detach()
+            return self.optimizer.step(closure).detach()  # type: ignore[arg-type, union-attr, attr-defined]
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss_of(xb, yb)
         loss.backward()
@@ -253,14 +254,14 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: Progress) -> float:
         self.model.train()
         n = len(self.x)
-        order = epoch_order(n, self.cfg.seed, epoch, self.checked.data.shuffle if self.checked.data else True)
+        order = epoch_order(n, self.cfg.seed, epoch, self.shuffle)
         order = order.to(self.device)
         total = 0.0
         start = time.perf_counter()
         full = self.batch_size >= n
         for step, i in enumerate(range(0, n, self.batch_size), start=1):
             if full:
-                xb, yb = (self.x, self.y) if not self.checked.data.shuffle else (self.x[order], self.y[order])
+                xb, yb = (self.x[order], self.y[order]) if self.shuffle else (self.x, self.y)
             else:
                 idx = order[i : i + self.batch_size]
                 xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
@@ -412,7 +413,8 @@ class Trainer:
             seconds = time.perf_counter() - start
             row: dict = {"epoch": epoch, "loss": train_loss}
             if self.val is not None:
-                res = evaluate_split(self.model, self.loss_fn, *self.val, self.cfg.metrics, self.data.task,
+                vx, vy = self.val
+                res = evaluate_split(self.model, self.loss_fn, vx, vy, self.cfg.metrics, self.data.task,
                                      self.cfg.loss.name)
                 row.update({f"val_{k}": v for k, v in res.items()})
             elif self.cfg.metrics:
