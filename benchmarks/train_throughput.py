@@ -1,6 +1,6 @@
 """Training throughput on MNIST at batch 64: netspec's loop vs a hand-written loop over
 preloaded tensors vs the tutorial style (Dataset + DataLoader, one sample at a time),
-same model, same data, same batch size, interleaved in one process (best of 3 rounds).
+same model, same data, same batch size, interleaved in one process (best of 5 rounds).
 Peak memory (max RSS) of each variant is measured in a process of its own.
 
     .venv/bin/python benchmarks/train_throughput.py [--samples 12800]
@@ -71,7 +71,7 @@ def tutorial_epoch(model, opt, loss_fn, loader):
         opt.step()
 
 
-def measure(which: str, samples: int, rounds: int = 3) -> dict:
+def measure(which: str, samples: int, rounds: int = 5) -> dict:
     import tempfile
 
     tmp = Path(tempfile.mkdtemp())
@@ -122,7 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=12800)
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 64, best of 3 epochs\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 64, best of 5 epochs\n")
     print("| model | netspec (samples/s) | hand-written preloaded | tutorial DataLoader | netspec / hand | "
           "netspec / tutorial | peak RSS netspec / hand / tutorial (MiB) |")
     print("|---|---|---|---|---|---|---|")

@@ -851,6 +851,7 @@ class OptimizerSpec:
     params: tuple[P, ...]
     closure: bool = False  # step() needs a closure (LBFGS)
     doc: str = ""
+    fused: bool = False  # has fused CPU/CUDA kernels: netspec uses them unless fused/foreach is given
 
     @property
     def factory(self) -> str:
@@ -861,16 +862,21 @@ LR = P("lr", "float", 1e-3)
 WD = P("weight_decay", "float", 0.0)
 MAX = P("maximize", "bool", False)
 BETAS = P("betas", "floats", (0.9, 0.999))
+FOREACH = P("foreach", "bool?", None)
+FUSED = P("fused", "bool?", None)
 
 OPTIMIZERS_LIST = [
     OptimizerSpec("SGD", (LR, P("momentum", "float", 0.0), P("dampening", "float", 0.0), WD,
-                          P("nesterov", "bool", False), MAX), doc="stochastic gradient descent."),
-    OptimizerSpec("Adam", (LR, BETAS, P("eps", "float", 1e-8), WD, P("amsgrad", "bool", False), MAX), doc="Adam."),
+                          P("nesterov", "bool", False), MAX, FOREACH, FUSED), doc="stochastic gradient descent.", fused=True),
+    OptimizerSpec("Adam", (LR, BETAS, P("eps", "float", 1e-8), WD, P("amsgrad", "bool", False), MAX, FOREACH, FUSED),
+                  doc="Adam.", fused=True),
     OptimizerSpec("AdamW", (LR, BETAS, P("eps", "float", 1e-8), P("weight_decay", "float", 1e-2),
-                            P("amsgrad", "bool", False), MAX), doc="Adam with decoupled weight decay."),
+                            P("amsgrad", "bool", False), MAX, FOREACH, FUSED), doc="Adam with decoupled weight decay.",
+                  fused=True),
     OptimizerSpec("Adadelta", (P("lr", "float", 1.0), P("rho", "float", 0.9), P("eps", "float", 1e-6), WD, MAX), doc="Adadelta."),
     OptimizerSpec("Adagrad", (P("lr", "float", 1e-2), P("lr_decay", "float", 0.0), WD,
-                              P("initial_accumulator_value", "float", 0.0), P("eps", "float", 1e-10), MAX), doc="Adagrad."),
+                              P("initial_accumulator_value", "float", 0.0), P("eps", "float", 1e-10), MAX, FOREACH, FUSED),
+                  doc="Adagrad.", fused=True),
     OptimizerSpec("Adamax", (P("lr", "float", 2e-3), BETAS, P("eps", "float", 1e-8), WD, MAX), doc="Adamax."),
     OptimizerSpec("NAdam", (P("lr", "float", 2e-3), BETAS, P("eps", "float", 1e-8), WD,
                             P("momentum_decay", "float", 4e-3), P("decoupled_weight_decay", "bool", False), MAX), doc="Nesterov Adam."),
