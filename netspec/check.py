@@ -803,6 +803,18 @@ class Checker:
         if loss == "BCEWithLogitsLoss" and last_type == "Sigmoid":
             self.warn(last.span if last else loss_span, "BCEWithLogitsLoss after Sigmoid applies the sigmoid twice",
                       "remove the Sigmoid layer")
+        spec_loss = cat.LOSSES.get(loss)
+        one_hot = data is not None and data.one_hot
+        value_targets = data is not None and data.target_type == "value"
+        for m in train.metrics:
+            metric = cat.METRICS[m.name]
+            if metric.task == "value" and spec_loss is not None and spec_loss.target == "class" \
+                    and not (one_hot or value_targets):
+                self.err(m.span, f"`{m.name}` compares values, but {loss} trains on class indices",
+                         "use accuracy or top_k(k) for classifiers")
+            if m.name == "top_k" and out and out[-1] is not None and int(m.get("k", 5)) > out[-1]:
+                self.err(m.span, f"top_k({m.get('k')}) needs at least {m.get('k')} classes; the model outputs "
+                         f"{fmt_shape(out)}")
         if data is None or data.train is None:
             return
         kind = data.train.kind
@@ -819,7 +831,8 @@ class Checker:
                 where = last.span if last else model.span
                 self.err(where, f"the model outputs {fmt_shape(out)} but {kind} has {classes} classes",
                          f"make the last layer produce {classes} values, e.g. Linear({classes})")
-        if classes and loss in ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss") and not data.one_hot:
+        if (classes or kind == "idx") and loss in ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss") \
+                and not data.one_hot and data.target_type != "value":
             self.warn(loss_span, f"{loss} with class-index targets from {kind}",
                       "set `one_hot: true` in the data section, or use CrossEntropyLoss")
 
