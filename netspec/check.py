@@ -804,6 +804,10 @@ class Checker:
             self.warn(last.span if last else loss_span, "BCEWithLogitsLoss after Sigmoid applies the sigmoid twice",
                       "remove the Sigmoid layer")
         spec_loss = cat.LOSSES.get(loss)
+        if spec_loss is not None and spec_loss.target == "class" and train.span and len(out) != 1:
+            where = last.span if last else model.span
+            self.err(where, f"{loss} needs the model to output [classes], but it outputs {fmt_shape(out)}",
+                     "add Last after a recurrent layer, or Flatten, so each sample gives one row of class scores")
         one_hot = data is not None and data.one_hot
         value_targets = data is not None and data.target_type == "value"
         for m in train.metrics:

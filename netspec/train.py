@@ -265,7 +265,13 @@ class Trainer:
             else:
                 idx = order[i : i + self.batch_size]
                 xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
-            loss = float(self.step(xb, yb))
+            try:
+                loss = float(self.step(xb, yb))
+            except RuntimeError as e:  # torch's shape/dtype complaints, made readable
+                raise TrainingError(Diagnostic(
+                    f"training step failed at epoch {epoch}, step {step}: {str(e).splitlines()[0]}",
+                    help=f"inputs {list(xb.shape)} {xb.dtype}, targets {list(yb.shape)} {yb.dtype}, "
+                         f"loss {self.cfg.loss.name}")) from None
             if not math.isfinite(loss):
                 raise TrainingError(Diagnostic(
                     f"loss became {loss} at epoch {epoch}, step {step} of {self.steps_per_epoch}; training stopped",

@@ -208,3 +208,16 @@ def test_cli_train_json_and_overrides(tmp_path, spec_file):
     r = subprocess.run([sys.executable, "-m", "netspec", "train", path, "--set", "train.device=cuda:7"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_torch_errors_in_a_step_are_reported(tmp_path, spec_file):
+    path = spec_file("""
+model m {
+    input: [2]
+    Linear(3)
+}
+data { train: table(x=[[0, 1], [1, 0], [1, 1], [0, 0]], y=[0, 1, 2, 1]) }
+train { loss: CrossEntropyLoss(weight=[1, 2]) }
+""")
+    with pytest.raises(NetspecError, match=r"training step failed at epoch 1, step 1: .*weight"):
+        train_file(path, (), out_dir=str(tmp_path / "w"), quiet=True)
