@@ -20,6 +20,7 @@ from typing import Any
 from . import catalogue as cat
 from . import ir
 from .catalogue import P, ShapeError, describe_type, fmt_shape, type_ok
+from .datasets import DATASETS
 from .errors import NO_SPAN, Diagnostic, NetspecError, Span, did_you_mean
 from .expr import evaluate, show, source, validate_table
 from .parse import parse_file, parse_value
@@ -36,10 +37,6 @@ RESERVED_NAMES = frozenset(
     "set_extra_state set_submodule share_memory state_dict to to_empty train training type xpu zero_grad".split()
 )
 MAX_LAYERS = 100_000
-CLASS_COUNTS = {"mnist": 10, "fashion_mnist": 10}
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28)}
-FASHION_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                  "Ankle boot")
 
 
 class _Abort(Exception):
@@ -355,7 +352,7 @@ class Checker:
         if isinstance(e, ir.Repeat):  # named repeat: a nested Sequential
             n = self.repeat_count(e, env)
             body = tuple(x for _ in range(n) for x in e.body)
-            return self.sequence(tuple(_as_auto(x) for x in body), shape, env, name, "sequential", e.span, trail)
+            return self.sequence(body, shape, env, name, "sequential", e.span, trail)
         if isinstance(e, ir.Residual):
             seq, out = self.sequence(e.body, shape, env, name, "residual", e.span, trail)
             if shape is not None and out is not None and tuple(out) != tuple(shape):
@@ -588,7 +585,7 @@ class Checker:
         out: dict[str, ir.Setting] = {}
         for e in section.entries:
             if not isinstance(e, ir.Setting):
-                self.err(_entry_span(e), f"the {section.kind} section holds `key: value` entries",
+                self.err(e.span, f"the {section.kind} section holds `key: value` entries",
                          "keys: " + ", ".join(known))
                 continue
             if e.key not in known:
@@ -822,13 +819,13 @@ class Checker:
         if data is None or data.train is None:
             return
         kind = data.train.kind
-        if kind in IMAGE_SHAPES and model.input_shape and None not in model.input_shape:
-            want = IMAGE_SHAPES[kind]
+        if kind in DATASETS and model.input_shape and None not in model.input_shape:
+            want = DATASETS[kind].sample_shape
             if _elements(model.input_shape) != _elements(want):
                 self.err(model.span if not model.span else _head(model.span, 5),
                          f"{kind} samples are {fmt_shape(want)} ({math.prod(want)} values) but the model input is "
                          f"{fmt_shape(model.input_shape)}", f"set `input: {fmt_shape(want)}` or `input: [{math.prod(want)}]`")
-        classes = CLASS_COUNTS.get(kind)
+        classes = len(DATASETS[kind].labels) if kind in DATASETS else None
         spec = cat.LOSSES.get(loss)
         if classes and spec is not None and spec.target == "class" and out and out[-1] is not None:
             if out != (classes,):
@@ -849,10 +846,6 @@ def _elements(shape: ir.Shape) -> int:
     return math.prod(int(d or 0) for d in shape)
 
 
-def _as_auto(e: ir.Entry) -> ir.Entry:
-    return e
-
-
 def _norm(v: object) -> Any:
     return tuple(v) if isinstance(v, (list, tuple)) else (v,) if isinstance(v, int) else v
 
@@ -862,10 +855,6 @@ def _head(span: Span, width: int) -> Span:
     if not span:
         return span
     return Span(span.file, span.line, span.column, span.line, span.column + max(width, 1))
-
-
-def _entry_span(e: ir.Entry) -> Span:
-    return e.span
 
 
 def _flat(seq: ir.SeqNode) -> Iterable[ir.LayerNode]:

@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ class Dataset:
     raw_md5: dict[str, str]  # file name -> md5 of the decompressed IDX file
     mirrors: tuple[str, ...]
     labels: tuple[str, ...]
+    sample_shape: tuple[int, ...] = (1, 28, 28)
 
 
 FILES = {
@@ -136,6 +136,8 @@ def download(name: str, target: Path | None = None, roles: tuple[str, ...] = tup
             url = mirror + base + ".gz"
             part = target / (base + ".gz.part")
             try:
+                import urllib.request  # only when downloading: keeps `netspec check` fast
+
                 with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as out:
                     shutil.copyfileobj(resp, out)
             except OSError as e:

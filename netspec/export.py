@@ -109,7 +109,7 @@ def verify(net: torch.nn.Module, onnx_path: str, model: ir.CheckedModel, toleran
     return report
 
 
-def _preprocessing_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndarray | None, dict]:
+def _preprocessing_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndarray | None]:
     """Preprocessing stats (from the run's checkpoint, else from the data), a few real samples, labels."""
     meta: dict = {"preprocessing": {"normalize": "none"}}
     real = None
@@ -137,7 +137,7 @@ def _preprocessing_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np
     meta["loss"] = checked.train.loss.name
     if checked.data is not None and checked.data.labels:
         meta["labels"] = list(checked.data.labels)
-    return meta, real, {}
+    return meta, real
 
 
 def export_file(path: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
@@ -156,7 +156,7 @@ def export_file(path: str, output: str | None = None, weights: str | None = None
     except RuntimeError as e:
         raise error(f"{weights_path}: weights do not fit model `{model.name}`: {str(e).splitlines()[0]}") from None
     out = Path(output or checked.export.onnx or f"{model.name}.onnx")
-    meta, real, _ = _preprocessing_for(checked, weights_path)
+    meta, real = _preprocessing_for(checked, weights_path)
     meta.setdefault("spec_hash", "")
     meta["input_dtype"] = "int64" if example_input(model).dtype == torch.long else "float32"
     report = export_model(checked, net, out, opset=opset or checked.export.opset,

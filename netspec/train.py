@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -32,7 +31,7 @@ from .build import build_loss, build_model, build_optimizer, build_scheduler
 from .data import Prepared, prepare
 from .errors import Diagnostic, NetspecError, error
 from .format import unparse
-from .metrics import compute, lower_is_better, metric_key
+from .metrics import compute, lower_is_better
 from .util import atomic_write, atomic_write_text, sha256_text
 
 RESUMABLE_CHANGES = ("train.epochs", "train.optimizer.lr", "train.scheduler", "train.checkpoint_every",
@@ -563,5 +562,3 @@ def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, .
     prefix = "test_" if data.test is not None else "val_"
     return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(x)}
 
-
-__all__ = ["train_file", "evaluate_file", "Trainer", "metric_key", "np"]
