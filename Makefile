@@ -25,8 +25,8 @@ demo: venv data
 	$(BIN)/netspec check examples/mnist.net
 	$(BIN)/netspec summary examples/mnist.net
 	$(BIN)/netspec train examples/mnist.net
-	$(BIN)/netspec export examples/mnist.net -o runs/mnist/mnist.onnx
-	$(BIN)/netspec predict runs/mnist/mnist.onnx examples/digits/*.png
+	$(BIN)/netspec export examples/mnist.net -o runs/mnist_cnn/mnist.onnx
+	$(BIN)/netspec predict runs/mnist_cnn/mnist.onnx examples/digits/*.png
 
 lint: venv
 	$(BIN)/ruff check netspec tests benchmarks scripts
