@@ -138,7 +138,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, spec_file):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ckpt = torch.load(killed / "checkpoint.pt", weights_only=True)
-    assert ckpt["epoch"] in (2, 3)
+    assert 2 <= ckpt["epoch"] < 5  # killed before the end (normally inside epoch 3)
     r = subprocess.run([sys.executable, "-m", "netspec", "train", path, "--out", str(killed), "--resume", "--quiet"],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
