@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .catalogue import fmt_shape
 from .data import apply_preprocessing, read_idx
 from .errors import DataError, Diagnostic, error
 
@@ -49,8 +50,11 @@ def _bad(path: Path, message: str, help: str | None = None) -> DataError:
 def read_inputs(path: Path, meta: dict) -> np.ndarray:
     """One input file -> samples in the source layout ([N, *source_shape]), unnormalized."""
     pre = meta.get("preprocessing") or {}
-    source_shape = tuple(pre.get("source_shape") or meta["input_shape"])
-    n_values = math.prod(d for d in source_shape if d is not None) if None not in source_shape else None
+    input_shape = tuple(meta["input_shape"])
+    # a model with `_` dims takes inputs of any length there: match against its input shape
+    dynamic = None in input_shape
+    source_shape = input_shape if dynamic else tuple(pre.get("source_shape") or input_shape)
+    n_values = None if dynamic else math.prod(source_shape)
     suffix = path.suffix.lower()
     if not path.exists():
         raise _bad(path, "no such file")
@@ -67,8 +71,12 @@ def read_inputs(path: Path, meta: dict) -> np.ndarray:
         if n_values is not None and arr.ndim >= 1 and arr.size % n_values == 0 and arr[0].size == n_values:
             return arr.reshape(len(arr), *source_shape)
         if n_values is None:
-            return arr if arr.ndim == len(source_shape) + 1 else arr[None]
-        raise _bad(path, f"array of shape {list(arr.shape)} does not hold samples of shape {list(source_shape)}")
+            batch = arr if arr.ndim == len(source_shape) + 1 else arr[None]
+            fixed_ok = batch.ndim == len(source_shape) + 1 and all(
+                d is None or d == n for d, n in zip(source_shape, batch.shape[1:]))
+            if fixed_ok:
+                return batch
+        raise _bad(path, f"array of shape {list(arr.shape)} does not hold samples of shape {fmt_shape(source_shape)}")
     if suffix == ".csv":
         return read_csv_rows(path, source_shape, n_values)
     if suffix in (".idx", ".gz") or "ubyte" in path.name:

@@ -164,3 +164,23 @@ def test_predict_does_not_import_torch(trained_mlp):
             "assert 'torch' not in sys.modules\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_predict_sequences_of_any_length(tmp_path):
+    from netspec.predict import predict_files
+
+    checked = netspec.load(str(EXAMPLES / "sequence_sum.net"))
+    net = build_model(checked.model, 0).eval()
+    path = tmp_path / "seq.onnx"
+    export_model(checked, net, path, metadata={"preprocessing": json.dumps({"normalize": "none"}), "task": "value"})
+    for shape in ((20, 1), (3, 7, 1)):
+        x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        res = predict_files(str(path), (str(tmp_path / "x.npy"),))
+        batch = x if x.ndim == 3 else x[None]
+        with torch.no_grad():
+            want = net(torch.from_numpy(batch)).numpy()[:, 0]
+        assert np.allclose([r["values"][0] for r in res], want, atol=1e-5)
+    np.save(tmp_path / "bad.npy", np.zeros((5, 3), np.float32))
+    with pytest.raises(NetspecError, match=r"does not hold samples of shape \[_, 1\]"):
+        predict_files(str(path), (str(tmp_path / "bad.npy"),))
