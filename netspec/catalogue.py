@@ -1053,7 +1053,7 @@ TRAIN_SETTINGS = [
 EXPORT_SETTINGS = [
     SettingSpec("onnx", "str?", None, "output path of the ONNX file"),
     SettingSpec("opset", "int", 18, "ONNX opset version"),
-    SettingSpec("tolerance", "float", 1e-4, "max abs difference allowed between torch and onnxruntime"),
+    SettingSpec("tolerance", "float", 1e-4, "max torch vs onnxruntime difference (relative where |output| > 1)"),
 ]
 SECTIONS = {"data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS}
 
