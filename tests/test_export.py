@@ -184,3 +184,28 @@ def test_predict_sequences_of_any_length(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((5, 3), np.float32))
     with pytest.raises(NetspecError, match=r"does not hold samples of shape \[_, 1\]"):
         predict_files(str(path), (str(tmp_path / "bad.npy"),))
+
+
+def test_export_defaults_and_eval_usage(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from netspec.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    spec = tmp_path / "specs" / "reg.net"
+    spec.write_text("model reg {\n    input: [1]\n    Linear(1)\n}\n"
+                    "data { train: table(x=linspace(0, 1, 50), y=3 * x + 1)\n validation: 0.2 }\n"
+                    "train { epochs: 2 }\nexport { onnx: \"out/reg.onnx\" }\n")
+    runner = CliRunner()
+    r = runner.invoke(main, ["export", str(spec)])
+    assert r.exit_code == 1 and "runs/reg/model.pt: no such file" in r.output and "netspec train" in r.output
+    assert runner.invoke(main, ["train", str(spec), "--quiet"]).exit_code == 0
+    assert (tmp_path / "runs" / "reg" / "model.pt").exists()
+    r = runner.invoke(main, ["export", str(spec)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "specs" / "out" / "reg.onnx").exists()  # relative to the spec's folder
+    r = runner.invoke(main, ["eval", str(tmp_path / "specs" / "out" / "reg.onnx")])
+    assert r.exit_code == 2 and "--spec" in r.output
+    r = runner.invoke(main, ["eval", str(spec)])
+    assert r.exit_code == 0 and "val_loss" in r.output
