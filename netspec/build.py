@@ -29,10 +29,6 @@ def _factory(dotted: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _torch_value(v: object) -> object:
-    return list(v) if isinstance(v, tuple) else v
-
-
 def build_layer(node: ir.LayerNode) -> nn.Module:
     spec = cat.LAYERS[node.type]
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in node.kwargs}
