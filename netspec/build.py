@@ -31,8 +31,7 @@ def _factory(dotted: str) -> Any:
 
 def build_layer(node: ir.LayerNode) -> nn.Module:
     spec = cat.LAYERS[node.type]
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in node.kwargs}
-    return _factory(spec.factory)(**kwargs)
+    return _factory(spec.factory)(**dict(node.kwargs))
 
 
 def build_node(node: ir.LayerNode | ir.SeqNode) -> nn.Module:
@@ -106,7 +105,7 @@ def build_optimizer(cfg: ir.CallValue, params) -> torch.optim.Optimizer:
     path against the reference implementation."""
     spec = cat.OPTIMIZERS[cfg.name]
     params = list(params)
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.kwargs}
+    kwargs = dict(cfg.kwargs)
     devices = {p.device.type for p in params}
     if spec.fused and "fused" not in kwargs and "foreach" not in kwargs and devices <= {"cpu", "cuda"} \
             and all(p.is_floating_point() for p in params):

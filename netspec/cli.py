@@ -110,6 +110,7 @@ def summary(file: str, overrides: tuple[str, ...]) -> None:
 @handle_errors
 def fmt(files: tuple[str, ...], check_only: bool) -> None:
     """Rewrite specs in canonical layout (comments kept)."""
+    from .errors import error
     from .format import format_text
     from .util import atomic_write_text
 
@@ -118,7 +119,7 @@ def fmt(files: tuple[str, ...], check_only: bool) -> None:
         try:
             text = open(f, encoding="utf-8").read()
         except OSError as e:
-            raise NetspecError.at(None or _nospan(), f"{f}: cannot read ({e.strerror})") from None
+            raise error(f"{f}: cannot read ({e.strerror})") from None
         out = format_text(text, f)
         if out != text:
             unformatted.append(f)
@@ -129,12 +130,6 @@ def fmt(files: tuple[str, ...], check_only: bool) -> None:
         for f in unformatted:
             click.echo(f"would reformat {f}", err=True)
         sys.exit(1)
-
-
-def _nospan():
-    from .errors import NO_SPAN
-
-    return NO_SPAN
 
 
 @main.command("ir")

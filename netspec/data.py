@@ -228,7 +228,7 @@ def loss_target(checked: ir.CheckedSpec) -> str:
     return spec.target
 
 
-def prepare(checked: ir.CheckedSpec, *, need_train: bool = True, allow_download: bool = True,
+def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True,
             stats: dict | None = None) -> Prepared:
     """Load, split and shape the data. `stats`: preprocessing saved with trained weights
     (evaluation must normalise exactly as training did)."""
@@ -284,6 +284,16 @@ def prepare(checked: ir.CheckedSpec, *, need_train: bool = True, allow_download:
         preprocessing=pre,
     )
     return prepared
+
+
+def evaluation_split(data: Prepared, file: str) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
+    """The split `eval` reports on, with its metric prefix: test, else validation."""
+    if data.test is not None:
+        return "test_", data.test
+    if data.val is not None:
+        return "val_", data.val
+    raise data_error(f"{file}: no test or validation data to evaluate on",
+                     "add `test:`, `validation:` or `split:` to the data section")
 
 
 def preprocessing(x: np.ndarray, mode: str, image: bool) -> dict:

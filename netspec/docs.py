@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import catalogue as cat
@@ -16,7 +17,7 @@ END = "<!-- END GENERATED -->"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
 
 
-def _params(params, inferred_mark: bool = True) -> str:
+def _params(params) -> str:
     out = []
     for p in params:
         if p.inferred:
@@ -31,38 +32,40 @@ def _show(v: object) -> str:
     return show(v)
 
 
+def _table(title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], intro: str = "") -> list[str]:
+    lines = ["", f"### {title}", ""] + ([intro, ""] if intro else [])
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
 def generate() -> str:
-    lines = [BEGIN, "", "### Layers", "",
-             "Arguments are torch's, in torch's order, minus the inferred ones (last column).", "",
-             "| layer | arguments | input | inferred | ONNX |", "|---|---|---|---|---|"]
-    for row in cat.LAYERS_LIST:
-        inferred = ", ".join(p.name for p in row.params if p.inferred) or "-"
-        onnx = "yes" if row.onnx else f"no ({row.onnx_note})"
-        lines.append(f"| `{row.name}` | {_params(row.params) or '-'} | {row.expects} | {inferred} | {onnx} |")
-    lines += ["", "### Losses", "", "| loss | arguments | targets | notes |", "|---|---|---|---|"]
-    for loss in cat.LOSSES_LIST:
-        lines.append(f"| `{loss.name}` | {_params(loss.params)} | {loss.target} | {loss.doc} |")
-    lines += ["", "### Optimizers", "", "| optimizer | arguments |", "|---|---|"]
-    for opt in cat.OPTIMIZERS_LIST:
-        lines.append(f"| `{opt.name}` | {_params(opt.params)} |")
-    lines += ["", "### LR schedulers", "", "| scheduler | arguments | steps |", "|---|---|---|"]
-    for sched in cat.SCHEDULERS_LIST:
-        steps = sched.interval if sched.interval != 'plateau' else 'epoch, on val_loss'
-        lines.append(f"| `{sched.name}` | {_params(sched.params)} | every {steps} |")
-    lines += ["", "### Initialisers", "", "| initialiser | arguments | notes |", "|---|---|---|"]
-    for init in cat.INITIALISERS_LIST:
-        note = init.doc + (" Weights with >= 2 dims only." if init.matrix_only else "")
-        lines.append(f"| `{init.name}` | {_params(init.params) or '-'} | {note} |")
-    lines += ["", "### Metrics", "", "| metric | arguments | for |", "|---|---|---|"]
-    for metric in cat.METRICS_LIST:
-        lines.append(f"| `{metric.name}` | {_params(metric.params) or '-'} | {metric.task}: {metric.doc} |")
-    lines += ["", "### Data sources", "", "| source | arguments | |", "|---|---|---|"]
-    for src in cat.SOURCES_LIST:
-        lines.append(f"| `{src.name}` | {_params(src.params)} | {src.doc} |")
+    layers = [(f"`{r.name}`", _params(r.params) or "-", r.expects,
+               ", ".join(p.name for p in r.params if p.inferred) or "-",
+               "yes" if r.onnx else f"no ({r.onnx_note})") for r in cat.LAYERS_LIST]
+    steps = {"epoch": "every epoch", "batch": "every batch", "plateau": "every epoch, on val_loss"}
+    lines = [BEGIN]
+    lines += _table("Layers", ("layer", "arguments", "input", "inferred", "ONNX"), layers,
+                    "Arguments are torch's, in torch's order, minus the inferred ones (fourth column).")
+    lines += _table("Losses", ("loss", "arguments", "targets", "notes"),
+                    [(f"`{r.name}`", _params(r.params), r.target, r.doc) for r in cat.LOSSES_LIST])
+    lines += _table("Optimizers", ("optimizer", "arguments"),
+                    [(f"`{r.name}`", _params(r.params)) for r in cat.OPTIMIZERS_LIST])
+    lines += _table("LR schedulers", ("scheduler", "arguments", "steps"),
+                    [(f"`{r.name}`", _params(r.params), steps[r.interval]) for r in cat.SCHEDULERS_LIST])
+    lines += _table("Initialisers", ("initialiser", "arguments", "notes"),
+                    [(f"`{r.name}`", _params(r.params) or "-",
+                      r.doc + (" Weights with >= 2 dims only." if r.matrix_only else ""))
+                     for r in cat.INITIALISERS_LIST])
+    lines += _table("Metrics", ("metric", "arguments", "for"),
+                    [(f"`{r.name}`", _params(r.params) or "-", f"{r.task}: {r.doc}") for r in cat.METRICS_LIST])
+    lines += _table("Data sources", ("source", "arguments", ""),
+                    [(f"`{r.name}`", _params(r.params), r.doc) for r in cat.SOURCES_LIST])
     for section, table in cat.SECTIONS.items():
-        lines += ["", f"### `{section}` keys", "", "| key | default | meaning |", "|---|---|---|"]
-        for s in table:
-            lines.append(f"| `{s.key}` | {_show(s.default) if not isinstance(s.default, str) else s.default} | {s.doc} |")
+        lines += _table(f"`{section}` keys", ("key", "default", "meaning"),
+                        [(f"`{s.key}`", s.default if isinstance(s.default, str) else _show(s.default), s.doc)
+                         for s in table])
     lines += ["", END]
     return "\n".join(lines)
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from . import __version__, ir, load
-from .build import build_model, example_input
-from .errors import Diagnostic, ExportError, NetspecError, error
+from .build import example_input
+from .errors import Diagnostic, ExportError, NetspecError
 from .util import atomic_write
 
 INPUT, OUTPUT = "input", "output"
@@ -112,55 +112,39 @@ def verify(net: torch.nn.Module, onnx_path: str, model: ir.CheckedModel, toleran
     return report
 
 
-def _preprocessing_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndarray | None]:
-    """Preprocessing stats (from the run's checkpoint, else from the data), a few real samples, labels."""
-    meta: dict = {"preprocessing": {"normalize": "none"}}
-    real = None
-    ckpt = weights.parent / "checkpoint.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and state.get("preprocessing"):
-            meta["preprocessing"] = json.loads(state["preprocessing"])
-            meta["spec_hash"] = state.get("spec_hash", "")
-    if checked.data is not None and checked.data.train is not None:
-        from .data import loss_target, prepare
+def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndarray | None]:
+    """ONNX metadata (the run's preprocessing, spec hash, labels, task) and a few real inputs,
+    normalised exactly as in training, for the parity check."""
+    from .data import loss_target, prepare
+    from .train import run_checkpoint
 
+    stats, spec_hash = run_checkpoint(weights)
+    meta: dict = {"preprocessing": stats or {"normalize": "none"}, "spec_hash": spec_hash,
+                  "loss": checked.train.loss.name}
+    real = None
+    if checked.data is not None and checked.data.train is not None:
+        meta["task"] = loss_target(checked)
         try:
-            data = prepare(checked, allow_download=False)
+            data = prepare(checked, allow_download=False, stats=stats)
         except NetspecError:
-            data = None
+            data = None  # no data at hand: random inputs only
         if data is not None:
-            if "mean" not in meta["preprocessing"] and "min" not in meta["preprocessing"]:
-                meta["preprocessing"] = data.preprocessing
-            split = data.test or data.val or data.train
-            real = split[0][:64]
+            meta["preprocessing"] = data.preprocessing
+            real = (data.test or data.val or data.train)[0][:64]
             if data.labels:
                 meta["labels"] = list(data.labels)
-        meta["task"] = loss_target(checked)
-    meta["loss"] = checked.train.loss.name
-    if checked.data is not None and checked.data.labels:
-        meta["labels"] = list(checked.data.labels)
     return meta, real
 
 
 def export_file(path: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
                 tolerance: float | None = None, overrides: tuple[str, ...] = ()) -> dict:
+    from .train import trained_model
+
     checked = load(path, overrides, target="onnx")
     model = checked.model
-    weights_path = Path(weights) if weights else Path("runs") / model.name / "model.pt"
-    if not weights_path.exists():
-        raise error(f"{weights_path}: no such file",
-                    f"train first (netspec train {path}) or pass --weights PATH")
-    net = build_model(model, checked.train.seed)
-    from .train import load_torch
-
-    try:
-        net.load_state_dict(load_torch(weights_path))
-    except RuntimeError as e:
-        raise error(f"{weights_path}: weights do not fit model `{model.name}`: {str(e).splitlines()[0]}") from None
+    net, weights_path = trained_model(checked, weights, path)
     out = Path(output or checked.export.onnx or f"{model.name}.onnx")
-    meta, real = _preprocessing_for(checked, weights_path)
-    meta.setdefault("spec_hash", "")
+    meta, real = _metadata_for(checked, weights_path)
     meta["input_dtype"] = "int64" if example_input(model).dtype == torch.long else "float32"
     report = export_model(checked, net, out, opset=opset or checked.export.opset,
                           tolerance=tolerance if tolerance is not None else checked.export.tolerance,
@@ -174,19 +158,15 @@ def export_file(path: str, output: str | None = None, weights: str | None = None
 def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = ()) -> dict:
     """Test-split metrics computed with onnxruntime on the spec's (preprocessed) data."""
 
-    from .data import prepare
+    from .data import evaluation_split, prepare
     from .metrics import compute
     from .predict import load_session
 
     checked = load(spec_file, overrides)
     session, meta = load_session(onnx_path)
-    pre = meta.get("preprocessing") if isinstance(meta.get("preprocessing"), dict) else None
-    data = prepare(checked, stats=pre if pre and pre.get("normalize", "none") != "none" else None)
-    split = data.test or data.val
-    if split is None:
-        raise error(f"{spec_file}: no test or validation data to evaluate on")
-    x, y = split
+    pre = meta.get("preprocessing")
+    data = prepare(checked, stats=pre if isinstance(pre, dict) else None)
+    prefix, (x, y) = evaluation_split(data, spec_file)
     outs = [session.run(None, {session.get_inputs()[0].name: x[i : i + 1024]})[0] for i in range(0, len(x), 1024)]
     res = compute(np.concatenate(outs), y, checked.train.metrics, data.task, checked.train.loss.name)
-    prefix = "test_" if data.test is not None else "val_"
     return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(x)}

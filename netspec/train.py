@@ -12,6 +12,7 @@ index slices of a seeded per-epoch permutation, so a resumed run sees the same o
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -28,7 +29,7 @@ from torch import nn
 from . import __version__, ir, load
 from . import catalogue as cat
 from .build import build_loss, build_model, build_optimizer, build_scheduler
-from .data import Prepared, prepare
+from .data import Prepared, evaluation_split, prepare
 from .errors import Diagnostic, NetspecError, error
 from .format import unparse
 from .metrics import compute, lower_is_better
@@ -458,16 +459,15 @@ class Trainer:
 
     def finish(self, stopped_early: bool) -> dict:
         result: dict = {"epochs": self.state.epoch, "stopped_early": stopped_early,
-                        "best_epoch": self.state.best_epoch, self.monitor if self.monitor else "best": self.state.best_value}
+                        "best_epoch": self.state.best_epoch, self.monitor: self.state.best_value}
         if self.data.test is not None:
+            # test the weights model.pt holds: the best epoch's (kept in memory) or the last
             model = self.model
-            if self.cfg.save == "best" and (self.out / "model.pt").exists():
-                model = build_model(self.checked.model, self.cfg.seed).to(self.device)
-                model.load_state_dict(load_torch(self.out / "model.pt"))
+            if self.cfg.save == "best" and self.best_weights is not None:
+                model = copy.deepcopy(self.model)
+                model.load_state_dict(self.best_weights)
             tx, ty = (torch.from_numpy(a).to(self.device) for a in self.data.test)
-            rng = torch.get_rng_state()
             res = evaluate_split(model, self.loss_fn, tx, ty, self.cfg.metrics, self.data.task, self.cfg.loss.name)
-            torch.set_rng_state(rng)
             result.update({f"test_{k}": v for k, v in res.items()})
         self.write_curves()
         self.write_summary(result)
@@ -533,32 +533,39 @@ def train_file(path: str, overrides: tuple[str, ...] = (), out_dir: str | None =
     return trainer.fit()
 
 
-def run_preprocessing(weights: Path) -> dict | None:
-    """The normalisation statistics saved in the checkpoint beside `weights`, if any."""
-    ckpt = weights.parent / "checkpoint.pt"
-    if not ckpt.exists():
-        return None
-    state = load_torch(ckpt)
-    return json.loads(state["preprocessing"]) if isinstance(state, dict) and state.get("preprocessing") else None
-
-
-def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, ...] = ()) -> dict:
-    checked = load(path, overrides)
+def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) -> tuple[nn.Module, Path]:
+    """The checked model with trained weights (default: runs/<model>/model.pt)."""
     weights_path = Path(weights) if weights else default_run_dir(checked) / "model.pt"
-    data = prepare(checked, stats=run_preprocessing(weights_path) if weights_path.exists() else None)
-    split = data.test or data.val
-    if split is None:
-        raise error(f"{path}: no test or validation data to evaluate on", "add `test:` or `split:` to the data section")
     if not weights_path.exists():
-        raise error(f"{weights_path}: no such file", f"train first (netspec train {path}) or pass --weights")
+        raise error(f"{weights_path}: no such file", f"train first (netspec train {spec_path}) or pass --weights PATH")
     model = build_model(checked.model, checked.train.seed)
     try:
         model.load_state_dict(load_torch(weights_path))
     except RuntimeError as e:
-        raise error(f"{weights_path}: weights do not fit model `{checked.model.name}`: {str(e).splitlines()[0]}") from None
+        raise error(f"{weights_path}: weights do not fit model `{checked.model.name}`: "
+                    f"{str(e).splitlines()[0]}") from None
+    return model, weights_path
+
+
+def run_checkpoint(weights: Path) -> tuple[dict | None, str]:
+    """(normalisation statistics, spec hash) saved in the checkpoint beside `weights`, if any."""
+    ckpt = weights.parent / "checkpoint.pt"
+    if not ckpt.exists():
+        return None, ""
+    state = load_torch(ckpt)
+    if not isinstance(state, dict):
+        return None, ""
+    stats = json.loads(state["preprocessing"]) if state.get("preprocessing") else None
+    return stats, str(state.get("spec_hash", ""))
+
+
+def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, ...] = ()) -> dict:
+    checked = load(path, overrides)
+    model, weights_path = trained_model(checked, weights, path)
+    data = prepare(checked, stats=run_checkpoint(weights_path)[0])
+    prefix, split = evaluation_split(data, path)
     x, y = (torch.from_numpy(a) for a in split)
     res = evaluate_split(model, build_loss(checked.train.loss), x, y, checked.train.metrics, data.task,
                          checked.train.loss.name)
-    prefix = "test_" if data.test is not None else "val_"
     return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(x)}
 
