@@ -38,12 +38,15 @@ class ShapeError(Exception):
 
 @dataclass(frozen=True)
 class P:
-    """One constructor parameter. `type` is a small type language, see `type_ok`."""
+    """One constructor parameter. `type` is a small type language, see `type_ok`;
+    `domain` an interval every number in the value must lie in, see `in_domain`
+    (`"[0,inf)"`, `"(0,1]"`): torch raises at construction time, netspec at check time."""
 
     name: str
     type: str
     default: object = REQUIRED
     inferred: bool = False  # supplied by shape inference; user may give it by keyword only
+    domain: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,12 @@ def type_ok(value: object, t: str) -> bool:
         return isinstance(value, str)
     if t == "ints":
         return isinstance(value, tuple) and all(type_ok(v, "int") for v in value)
-    if t == "ints?":
+    if t == "optints":
         return isinstance(value, tuple) and all(v is None or type_ok(v, "int") for v in value)
     if t == "floats":
         return isinstance(value, tuple) and all(type_ok(v, "float") for v in value)
+    if t == "strs":
+        return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
     raise ValueError(f"unknown type {t}")
 
 
@@ -106,7 +111,9 @@ def describe_type(t: str) -> str:
         "bool": "true or false",
         "str": "a string",
         "ints": "a list of integers",
+        "optints": "a list of integers (or none)",
         "floats": "a list of numbers",
+        "strs": "a list of strings",
         "any": "a value",
     }
     if t.endswith("?"):
@@ -116,6 +123,36 @@ def describe_type(t: str) -> str:
     if "|" in t:
         return " or ".join(describe_type(p) for p in t.split("|"))
     return words.get(t, t)
+
+
+def _interval(domain: str) -> tuple[float, float, bool, bool]:
+    lo, hi = domain[1:-1].split(",")
+    return float(lo), float(hi), domain[0] == "[", domain[-1] == "]"
+
+
+def in_domain(value: object, domain: str) -> bool:
+    """Every number in `value` (a number or a list) lies in the interval `domain`."""
+    if not domain:
+        return True
+    lo, hi, lo_in, hi_in = _interval(domain)
+    items = value if isinstance(value, tuple) else (value,)
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if v != v or (v < lo or (v == lo and not lo_in)) or (v > hi or (v == hi and not hi_in)):
+            return False
+    return True
+
+
+def describe_domain(domain: str) -> str:
+    lo, hi, lo_in, hi_in = _interval(domain)
+
+    def num(x: float) -> str:
+        return str(int(x)) if x.is_integer() else repr(x)
+
+    if math.isinf(hi):
+        return f"{'at least' if lo_in else 'greater than'} {num(lo)}"
+    return f"in {'[' if lo_in else '('}{num(lo)}, {num(hi)}{']' if hi_in else ')'}"
 
 
 # ------------------------------------------------------------------ shape helpers
@@ -503,7 +540,7 @@ def _pool_rows() -> list[LayerSpec]:
         for kind in ("Avg", "Max"):
             rows.append(LayerSpec(
                 f"Adaptive{kind}Pool{nd}d", f"torch.nn.Adaptive{kind}Pool{nd}d",
-                (P("output_size", "int|ints?"),),
+                (P("output_size", "int|optints"),),
                 adaptive(nd), SPATIAL[nd], (nd + 1,), category="pooling",
                 examples=((f"[2, {size}]", f"Adaptive{kind}Pool{nd}d(1)"), (f"[2, {size.replace('9', '8')}]", f"Adaptive{kind}Pool{nd}d(4)")),
                 onnx_note="exports when each input size is a multiple of the output size",
@@ -765,6 +802,123 @@ for _kind in ("RNN", "LSTM", "GRU"):
 
 LAYERS_LIST += _conv_rows() + _pool_rows() + _pad_rows() + _norm_rows() + ACTIVATIONS
 
+# ------------------------------------------------------------------ attention and sequence layers
+
+
+def attention_infer(s: Shape, a: dict) -> dict:
+    e = s[-1]
+    if e is None:
+        raise ShapeError("the feature size (last dimension) must be fixed, not `_`")
+    heads = a.get("num_heads") or a.get("nhead")
+    if heads and e % heads:
+        raise ShapeError(f"the feature size {e} is not divisible by the number of heads {heads}",
+                         f"use a head count that divides {e}, or project to a multiple of {heads} with Linear first")
+    return {"embed_dim" if "num_heads" in a else "d_model": e}
+
+
+def positional_rule(s: Shape, a: dict) -> Shape:
+    if s[0] is not None and s[0] > a["max_len"]:
+        raise ShapeError(f"the sequence has {s[0]} steps but max_len is {a['max_len']}",
+                         f"raise max_len to at least {s[0]}")
+    return s
+
+
+def reduce_rule(s: Shape, a: dict) -> Shape:
+    i = _norm_dim(a["dim"], len(s))
+    if a.get("keepdim"):
+        return tuple(1 if j == i else n for j, n in enumerate(s))
+    if len(s) == 1:
+        raise ShapeError("reducing the only sample dimension would leave a scalar per sample",
+                         "use keepdim=true to keep it as [1]")
+    return tuple(n for j, n in enumerate(s) if j != i)
+
+
+def _w_attention(a):
+    e = a["embed_dim"]
+    out = [("in_proj_weight", (3 * e, e))] + ([("in_proj_bias", (3 * e,))] if a["bias"] else [])
+    if a["add_bias_kv"]:
+        out += [("bias_k", (1, 1, e)), ("bias_v", (1, 1, e))]
+    return out + [("out_proj.weight", (e, e))] + ([("out_proj.bias", (e,))] if a["bias"] else [])
+
+
+def _w_encoder(a):
+    d, f, b = a["d_model"], a["dim_feedforward"], a["bias"]
+    attn = [(f"self_attn.{n}", sh) for n, sh in _w_attention({"embed_dim": d, "bias": b, "add_bias_kv": False})]
+    lin = [("linear1.weight", (f, d))] + ([("linear1.bias", (f,))] if b else []) + \
+        [("linear2.weight", (d, f))] + ([("linear2.bias", (d,))] if b else [])
+    norms = [x for i in (1, 2) for x in [(f"norm{i}.weight", (d,))] + ([(f"norm{i}.bias", (d,))] if b else [])]
+    return attn + lin + norms
+
+
+LAYERS_LIST += [
+    LayerSpec(
+        "MultiheadAttention", "netspec.layers.MultiheadAttention",
+        (P("embed_dim", "int", inferred=True), P("num_heads", "int"), P("dropout", "float", 0.0),
+         P("bias", "bool", True), P("add_bias_kv", "bool", False), P("add_zero_attn", "bool", False)),
+        same, "[steps, features]", (2,), attention_infer, category="attention", fixed=(("batch_first", True),),
+        examples=(("[7, 8]", "MultiheadAttention(2)"), ("[5, 12]", "MultiheadAttention(3, bias=false)"),
+                  ("[4, 8]", "MultiheadAttention(4, add_bias_kv=true)")),
+        doc="self-attention (query = key = value = the input), batch-first; returns the attended "
+            "sequence only. embed_dim is inferred.",
+    ),
+    LayerSpec(
+        "TransformerEncoderLayer", "netspec.layers.TransformerEncoderLayer",
+        (P("d_model", "int", inferred=True), P("nhead", "int"), P("dim_feedforward", "int", 2048),
+         P("dropout", "float", 0.1), P("activation", "choice(relu,gelu)", "relu"), P("layer_norm_eps", "float", 1e-5),
+         P("norm_first", "bool", False), P("bias", "bool", True)),
+        same, "[steps, features]", (2,), attention_infer, category="attention", fixed=(("batch_first", True),),
+        examples=(("[6, 8]", "TransformerEncoderLayer(2, dim_feedforward=16)"),
+                  ("[5, 12]", 'TransformerEncoderLayer(3, dim_feedforward=24, activation="gelu", norm_first=true)')),
+        doc="torch's encoder layer (self-attention + feed-forward), batch-first; d_model is inferred.",
+    ),
+    LayerSpec(
+        "PositionalEmbedding", "netspec.layers.PositionalEmbedding",
+        (P("max_len", "int"), P("features", "int", inferred=True)),
+        positional_rule, "[steps, features]", (2,), _infer_last("features"), category="attention",
+        examples=(("[7, 8]", "PositionalEmbedding(16)"), ("[_, 4]", "PositionalEmbedding(10)")),
+        doc="adds a learned [max_len, features] table to [steps, features] (steps <= max_len); "
+            "initialised N(0, 0.02) as GPT-2's position embedding.",
+    ),
+    LayerSpec(
+        "Mean", "netspec.layers.Mean", (P("dim", "int"), P("keepdim", "bool", False)), reduce_rule,
+        "any shape", None, category="reshape",
+        examples=(("[7, 8]", "Mean(1)"), ("[3, 4, 5]", "Mean(-1, keepdim=true)")),
+        doc="mean over `dim` (torch dims: 0 is the batch axis), e.g. Mean(1) averages the steps of [steps, features].",
+    ),
+    LayerSpec(
+        "Max", "netspec.layers.Max", (P("dim", "int"), P("keepdim", "bool", False)), reduce_rule,
+        "any shape", None, category="reshape",
+        examples=(("[7, 8]", "Max(1)"), ("[3, 4, 5]", "Max(2, keepdim=true)")),
+        doc="maximum over `dim` (torch dims).",
+    ),
+]
+
+# Domains by convention: a parameter with one of these names takes values in this interval
+# unless its row says otherwise (torch would raise at construction; netspec says it at check).
+NAME_DOMAINS = {
+    "out_features": "[1,inf)", "out_channels": "[1,inf)", "kernel_size": "[1,inf)", "stride": "[1,inf)",
+    "dilation": "[1,inf)", "padding": "[0,inf)", "output_padding": "[0,inf)", "groups": "[1,inf)",
+    "hidden_size": "[1,inf)", "num_layers": "[1,inf)", "proj_size": "[0,inf)", "p": "[0,1]", "dropout": "[0,1]",
+    "eps": "[0,inf)", "momentum": "[0,1]", "num_embeddings": "[1,inf)", "embedding_dim": "[1,inf)",
+    "upscale_factor": "[1,inf)", "downscale_factor": "[1,inf)", "degree": "[1,inf)", "num_groups": "[1,inf)",
+    "num_parameters": "[1,inf)", "size": "[1,inf)", "scale_factor": "(0,inf)", "output_size": "[1,inf)",
+    "num_heads": "[1,inf)", "nhead": "[1,inf)", "dim_feedforward": "[1,inf)", "max_len": "[1,inf)",
+    "norm_type": "(0,inf)", "max_norm": "(0,inf)", "layer_norm_eps": "[0,inf)", "beta": "(0,inf)",
+    "lower": "[0,1]", "upper": "[0,1]", "alpha": "[0,inf)", "threshold": "(-inf,inf)",
+}
+
+
+def _with_domains(row: LayerSpec) -> LayerSpec:
+    from dataclasses import replace
+
+    params = tuple(
+        p if p.domain or p.name not in NAME_DOMAINS or (row.category == "padding" and p.name == "padding")
+        else replace(p, domain=NAME_DOMAINS[p.name]) for p in row.params)
+    return replace(row, params=params)
+
+
+LAYERS_LIST[:] = [_with_domains(row) for row in LAYERS_LIST]
+
 LAYERS: dict[str, LayerSpec] = {row.name: row for row in LAYERS_LIST}
 
 # torch.onnx cannot export these (found by tests/test_export.py)
@@ -808,7 +962,7 @@ class LossSpec:
 
 
 RED = P("reduction", "choice(mean,sum,none)", "mean")
-WEIGHT = P("weight", "floats?", None)
+WEIGHT = P("weight", "floats?", None, domain="[0,inf)")
 
 LOSSES_LIST = [
     LossSpec("L1Loss", (RED,), "value", "mean absolute error."),
@@ -858,10 +1012,12 @@ class OptimizerSpec:
         return f"torch.optim.{self.name}"
 
 
-LR = P("lr", "float", 1e-3)
-WD = P("weight_decay", "float", 0.0)
+NONNEG = "[0,inf)"
+POS = "(0,inf)"
+LR = P("lr", "float", 1e-3, domain=NONNEG)
+WD = P("weight_decay", "float", 0.0, domain=NONNEG)
 MAX = P("maximize", "bool", False)
-BETAS = P("betas", "floats", (0.9, 0.999))
+BETAS = P("betas", "floats", (0.9, 0.999), domain="[0,1)")
 FOREACH = P("foreach", "bool?", None)
 FUSED = P("fused", "bool?", None)
 
@@ -913,7 +1069,7 @@ class SchedulerSpec:
 SCHEDULERS_LIST = [
     SchedulerSpec("StepLR", (P("step_size", "int"), P("gamma", "float", 0.1)), doc="decay by gamma every step_size epochs."),
     SchedulerSpec("MultiStepLR", (P("milestones", "ints"), P("gamma", "float", 0.1)), doc="decay at milestone epochs."),
-    SchedulerSpec("ConstantLR", (P("factor", "float", 1 / 3), P("total_iters", "int", 5)), doc="constant factor for a while."),
+    SchedulerSpec("ConstantLR", (P("factor", "float", 1 / 3, domain="(0,1]"), P("total_iters", "int", 5)), doc="constant factor for a while."),
     SchedulerSpec("LinearLR", (P("start_factor", "float", 1 / 3), P("end_factor", "float", 1.0), P("total_iters", "int", 5)),
                   doc="linear warm-up/decay."),
     SchedulerSpec("ExponentialLR", (P("gamma", "float"),), doc="decay by gamma every epoch."),
@@ -929,7 +1085,7 @@ SCHEDULERS_LIST = [
                                  P("anneal_strategy", "choice(cos,linear)", "cos"), P("div_factor", "float", 25.0),
                                  P("final_div_factor", "float", 1e4), P("three_phase", "bool", False)),
                   "batch", doc="one-cycle policy (steps every batch; epochs and steps filled in)."),
-    SchedulerSpec("ReduceLROnPlateau", (P("mode", "choice(min,max)", "min"), P("factor", "float", 0.1),
+    SchedulerSpec("ReduceLROnPlateau", (P("mode", "choice(min,max)", "min"), P("factor", "float", 0.1, domain="[0,1)"),
                                         P("patience", "int", 10), P("threshold", "float", 1e-4),
                                         P("threshold_mode", "choice(rel,abs)", "rel"), P("cooldown", "int", 0),
                                         P("min_lr", "float", 0.0), P("eps", "float", 1e-8)),
@@ -984,12 +1140,118 @@ class MetricSpec:
 METRICS_LIST = [
     MetricSpec("accuracy", (), "class", True, "fraction of correct top-1 predictions."),
     MetricSpec("top_k", (P("k", "int", 5),), "class", True, "fraction with the target in the top k."),
+    MetricSpec("precision", (), "class", True, "precision, macro-averaged over classes (binary: of class 1)."),
+    MetricSpec("recall", (), "class", True, "recall, macro-averaged over classes (binary: of class 1)."),
+    MetricSpec("f1", (), "class", True, "F1 score, macro-averaged over classes (binary: of class 1)."),
+    MetricSpec("auc", (), "binary", True, "area under the ROC curve (two classes)."),
     MetricSpec("mae", (), "value", False, "mean absolute error."),
     MetricSpec("mse", (), "value", False, "mean squared error."),
     MetricSpec("rmse", (), "value", False, "root mean squared error."),
     MetricSpec("r2", (), "value", True, "coefficient of determination."),
 ]
 METRICS = {row.name: row for row in METRICS_LIST}
+
+# ------------------------------------------------------------------ branch constructs
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    """`add { ... }`, `concat(dim=N) { ... }`, `multiply { ... }`: every branch gets the same
+    input; `combine` gives the output shape from the branches' shapes (raising ShapeError)."""
+
+    name: str
+    factory: str
+    params: tuple[P, ...]
+    combine: Callable[[list, dict], Shape]
+    doc: str = ""
+
+
+def broadcast_rule(shapes: list, a: dict) -> Shape:
+    """torch broadcasting of per-sample shapes of equal rank (a rank difference would
+    broadcast across the batch axis, which is never meant)."""
+    ranks = {len(s) for s in shapes}
+    if len(ranks) > 1:
+        raise ShapeError("the branches' outputs have different numbers of dimensions",
+                         "make every branch produce the same rank; size-1 dims broadcast")
+    out = []
+    for dims in zip(*shapes):
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            raise ShapeError("the branches' outputs do not broadcast",
+                             "each dimension must be equal across branches, or 1")
+        out.append(known.pop() if known else None if None in dims else 1)
+    return tuple(out)
+
+
+def concat_rule(shapes: list, a: dict) -> Shape:
+    ranks = {len(s) for s in shapes}
+    if len(ranks) > 1:
+        raise ShapeError("the branches' outputs have different numbers of dimensions")
+    rank = ranks.pop()
+    i = _norm_dim(a.get("dim", 1), rank)
+    out = []
+    for j, dims in enumerate(zip(*shapes)):
+        if j == i:
+            out.append(None if None in dims else sum(dims))
+            continue
+        known = {d for d in dims if d is not None}
+        if len(known) > 1:
+            raise ShapeError(f"concat(dim={a.get('dim', 1)}) needs the other dimensions equal",
+                             "sizes may differ only along the concatenated dim")
+        out.append(known.pop() if known else None)
+    return tuple(out)
+
+
+BRANCHES_LIST = [
+    BranchSpec("add", "netspec.layers.Add", (), broadcast_rule,
+               "sum of the branches' outputs (broadcast as torch does): residuals, projection shortcuts."),
+    BranchSpec("concat", "netspec.layers.Concat", (P("dim", "int", 1),), concat_rule,
+               "the branches' outputs joined along `dim` (torch dims; default 1, the channels)."),
+    BranchSpec("multiply", "netspec.layers.Multiply", (), broadcast_rule,
+               "product of the branches' outputs (broadcast): gates such as squeeze-and-excitation."),
+]
+BRANCHES = {row.name: row for row in BRANCHES_LIST}
+
+# ------------------------------------------------------------------ augmentation
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """One `augment: [...]` entry: torchvision's name and meaning, run by netspec/augment.py
+    as batched tensor operations on training batches of images in [0, 1]."""
+
+    name: str
+    params: tuple[P, ...]
+    doc: str = ""
+
+
+_PAIR = "float|floats"
+_FILL = P("fill", "float", 0.0, domain="[0,1]")
+_INTERP = "choice(nearest,bilinear)"
+AUGMENTS_LIST = [
+    AugmentSpec("RandomCrop", (P("size", IT, domain="[1,inf)"), P("padding", IT, 0, domain="[0,inf)"), _FILL,
+                               P("padding_mode", "choice(constant,edge,reflect)", "constant")),
+                "pad (optional), then crop `size` at a random position."),
+    AugmentSpec("RandomHorizontalFlip", (P("p", "float", 0.5, domain="[0,1]"),), "mirror left-right with probability p."),
+    AugmentSpec("RandomVerticalFlip", (P("p", "float", 0.5, domain="[0,1]"),), "mirror top-bottom with probability p."),
+    AugmentSpec("RandomRotation", (P("degrees", _PAIR, domain="(-inf,inf)"), P("interpolation", _INTERP, "nearest"), _FILL),
+                "rotate by an angle drawn from [-degrees, degrees] (or [a, b]) about the centre."),
+    AugmentSpec("RandomAffine", (P("degrees", _PAIR, domain="(-inf,inf)"), P("translate", "floats?", None, domain="[0,1]"),
+                                 P("scale", "floats?", None, domain="(0,inf)"), P("shear", "float|floats?", None),
+                                 P("interpolation", _INTERP, "nearest"), _FILL),
+                "random rotation, translation (fractions of width, height), scale and shear."),
+    AugmentSpec("RandomResizedCrop", (P("size", IT, domain="[1,inf)"), P("scale", "floats", (0.08, 1.0), domain="(0,1]"),
+                                      P("ratio", "floats", (0.75, 1.3333), domain="(0,inf)"),
+                                      P("interpolation", _INTERP, "bilinear")),
+                "crop a random area (fraction `scale`, aspect `ratio`) and resize it to `size`."),
+    AugmentSpec("ColorJitter", (P("brightness", _PAIR, 0.0, domain="[0,inf)"), P("contrast", _PAIR, 0.0, domain="[0,inf)"),
+                                P("saturation", _PAIR, 0.0, domain="[0,inf)"), P("hue", _PAIR, 0.0, domain="[-0.5,0.5]")),
+                "random brightness, contrast, saturation and hue factors."),
+    AugmentSpec("RandomErasing", (P("p", "float", 0.5, domain="[0,1]"), P("scale", "floats", (0.02, 0.33), domain="(0,1]"),
+                                  P("ratio", "floats", (0.3, 3.3), domain="(0,inf)"), P("value", "float", 0.0)),
+                "erase a random rectangle (area fraction `scale`, aspect `ratio`) with `value`."),
+]
+AUGMENTS = {row.name: row for row in AUGMENTS_LIST}
 
 # ------------------------------------------------------------------ data sources and sections
 
@@ -1000,15 +1262,25 @@ class SourceSpec:
     params: tuple[P, ...]
     doc: str = ""
     raw: tuple[str, ...] = ()  # params kept as expressions (evaluated by data.py)
+    paths: tuple[str, ...] = ()  # params naming files or folders, relative to the spec's folder
 
 
 SOURCES_LIST = [
-    SourceSpec("mnist", (P("split", "choice(train,test)", "train"), P("root", "str?", None)), "MNIST digits (IDX files)."),
+    SourceSpec("mnist", (P("split", "choice(train,test)", "train"), P("root", "str?", None)), "MNIST digits (IDX files).",
+               paths=("root",)),
     SourceSpec("fashion_mnist", (P("split", "choice(train,test)", "train"), P("root", "str?", None)),
-               "Fashion-MNIST (IDX files)."),
-    SourceSpec("idx", (P("images", "str"), P("labels", "str")), "any IDX image/label pair (raw or .gz)."),
-    SourceSpec("csv", (P("path", "str"), P("target", "str"), P("features", "any", None), P("categorical", "any", ()),
-                       P("delimiter", "str", ",")), "numeric CSV columns; categorical ones one-hot encoded."),
+               "Fashion-MNIST (IDX files).", paths=("root",)),
+    SourceSpec("idx", (P("images", "str"), P("labels", "str")), "any IDX image/label pair (raw or .gz).",
+               paths=("images", "labels")),
+    SourceSpec("csv", (P("path", "str"), P("target", "str|strs"), P("features", "strs?", None),
+                       P("categorical", "strs", ()), P("delimiter", "str", ",")),
+               "CSV with a header row: numeric columns, `categorical` ones one-hot encoded.", paths=("path",)),
+    SourceSpec("image_folder", (P("path", "str"),),
+               "one subfolder per class of PNG/JPEG/BMP/WebP images (class = folder name, sorted).", paths=("path",)),
+    SourceSpec("npy", (P("x", "str"), P("y", "str?", None)), "NumPy .npy arrays (memory-mapped).", paths=("x", "y")),
+    SourceSpec("npz", (P("path", "str"), P("x", "str", "x"), P("y", "str?", "y")),
+               "a NumPy .npz archive: arrays named `x` and `y` (memory-mapped when stored uncompressed).",
+               paths=("path",)),
     SourceSpec("table", (P("x", "any"), P("y", "any")), "data written in the spec, with netspec expressions.",
                raw=("x", "y")),
 ]
@@ -1021,41 +1293,56 @@ class SettingSpec:
     type: str
     default: object
     doc: str
+    domain: str = ""
 
 
 DATA_SETTINGS = [
     SettingSpec("train", "source", None, "training data source"),
     SettingSpec("test", "source", None, "test data source"),
-    SettingSpec("validation", "float", 0.0, "fraction of train held out for validation (seeded)"),
+    SettingSpec("validation", "float", 0.0, "fraction of train held out for validation (seeded)", "[0,1)"),
     SettingSpec("split", "floats?", None, "[train, validation, test] fractions of one source"),
+    SettingSpec("stratify", "bool", False, "validation/split keep each class's share of the samples"),
     SettingSpec("normalize", "choice(standard,minmax,none)", "none", "input scaling; statistics from train only"),
-    SettingSpec("batch_size", "int|choice(full)", 32, "samples per step, or `full`"),
+    SettingSpec("batch_size", "int|choice(full)", 32, "samples per step (global under DDP), or `full`", "[1,inf)"),
     SettingSpec("shuffle", "bool", True, "reshuffle training data every epoch"),
-    SettingSpec("one_hot", "bool", False, "turn class labels into one-hot rows"),
-    SettingSpec("target_type", "choice(auto,class,value)", "auto", "class indices or regression values"),
+    SettingSpec("one_hot", "bool", False, "turn class labels into one-hot rows (width: the class count)"),
+    SettingSpec("target_type", "choice(auto,class,value)", "auto", "class labels or regression values"),
+    SettingSpec("target", "choice(input)?", None, "`input`: the targets are the preprocessed inputs (autoencoders)"),
     SettingSpec("labels", "any", None, "class names, for predictions"),
-    SettingSpec("subset", "int?", None, "use only the first N training samples (quick runs)"),
+    SettingSpec("subset", "int?", None, "use only the first N training samples (quick runs)", "[1,inf)"),
+    SettingSpec("image_size", "int|ints?", None, "decode images to [height, width] (default: the model input's)",
+                "[1,inf)"),
+    SettingSpec("augment", "augments", (), "training-batch augmentation, torchvision's names"),
+    SettingSpec("skip_bad", "bool", False, "skip unreadable images with a warning instead of stopping"),
 ]
 TRAIN_SETTINGS = [
     SettingSpec("loss", "loss", "MSELoss", "torch.nn loss class"),
     SettingSpec("optimizer", "optimizer", "SGD(lr=0.01)", "torch.optim class"),
     SettingSpec("scheduler", "scheduler?", None, "torch.optim.lr_scheduler class"),
-    SettingSpec("epochs", "int", 1, "passes over the training data"),
+    SettingSpec("epochs", "int", 1, "passes over the training data", "[1,inf)"),
     SettingSpec("metrics", "metrics", (), "metrics reported every epoch"),
     SettingSpec("early_stopping", "early_stopping?", None, "EarlyStopping(monitor, patience, min_delta, mode)"),
-    SettingSpec("l1", "float", 0.0, "extra L1 penalty on weights"),
-    SettingSpec("clip_grad_norm", "float?", None, "clip the gradient norm"),
-    SettingSpec("seed", "int", 0, "seed for initialisation, splits, shuffling, dropout"),
+    SettingSpec("l1", "float", 0.0, "extra L1 penalty on weights", "[0,inf)"),
+    SettingSpec("clip_grad_norm", "float?", None, "clip the gradient norm", "(0,inf)"),
+    SettingSpec("seed", "int", 0, "seed for initialisation, splits, shuffling, dropout, augmentation",
+                "[0,9223372036854775807]"),
     SettingSpec("device", "str", "auto", "auto | cpu | cuda | cuda:N | mps"),
-    SettingSpec("checkpoint_every", "int", 1, "epochs between checkpoints"),
+    SettingSpec("precision", "choice(fp32,bf16,fp16)", "fp32", "autocast precision (fp16 with loss scaling)"),
+    SettingSpec("compile", "bool", False, "torch.compile, after checking its gradients against eager"),
+    SettingSpec("sync_batchnorm", "bool", True, "under DDP: BatchNorm statistics across processes"),
+    SettingSpec("checkpoint_every", "int", 1, "epochs between checkpoints", "[1,inf)"),
     SettingSpec("save", "choice(best,last)", "best", "which epoch's weights model.pt holds"),
+    SettingSpec("log", "logs", ("csv",), "where metrics go: csv (metrics.csv), tensorboard"),
+    SettingSpec("log_every", "int", 50, "steps between step-level log entries (tensorboard)", "[1,inf)"),
 ]
 EXPORT_SETTINGS = [
     SettingSpec("onnx", "str?", None, "output path of the ONNX file"),
-    SettingSpec("opset", "int", 18, "ONNX opset version"),
-    SettingSpec("tolerance", "float", 1e-4, "max torch vs onnxruntime difference (relative where |output| > 1)"),
+    SettingSpec("opset", "int", 18, "ONNX opset version", "[9,23]"),
+    SettingSpec("tolerance", "float", 1e-4, "max torch vs onnxruntime difference (relative where |output| > 1)",
+                "(0,inf)"),
 ]
 SECTIONS = {"data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS}
+LOGS = ("csv", "tensorboard")
 
 EARLY_STOPPING = (P("monitor", "str", "val_loss"), P("patience", "int", 3), P("min_delta", "float", 0.0),
                   P("mode", "choice(auto,min,max)", "auto"))
@@ -1130,6 +1417,9 @@ def _w_rnn(gates):
 
 
 _WEIGHTS: dict[str, Callable[[dict], list]] = {
+    "MultiheadAttention": _w_attention,
+    "TransformerEncoderLayer": _w_encoder,
+    "PositionalEmbedding": lambda a: [("weight", (a["max_len"], a["features"]))],
     "Linear": _w_linear,
     "Bilinear": _w_bilinear,
     "Embedding": lambda a: [("weight", (a["num_embeddings"], a["embedding_dim"]))],
@@ -1155,6 +1445,44 @@ def parameter_shapes(layer: str, kwargs: dict) -> list:
     return fn(kwargs) if fn else []
 
 
+# Domains by convention for the training objects (as NAME_DOMAINS for layers).
+ARG_DOMAINS = {
+    "lr": NONNEG, "momentum": NONNEG, "weight_decay": NONNEG, "eps": NONNEG, "lr_decay": NONNEG,
+    "initial_accumulator_value": NONNEG, "rho": "[0,1]", "step_sizes": NONNEG, "lambd": NONNEG, "t0": NONNEG,
+    "max_iter": "[1,inf)", "max_eval": "[1,inf)", "tolerance_grad": NONNEG, "tolerance_change": NONNEG,
+    "history_size": "[1,inf)", "momentum_decay": NONNEG,
+    "step_size": "[1,inf)", "gamma": POS, "milestones": NONNEG, "total_iters": "[1,inf)",
+    "start_factor": "(0,1]", "end_factor": "[0,1]", "T_max": "[1,inf)", "T_0": "[1,inf)", "T_mult": "[1,inf)",
+    "eta_min": NONNEG, "base_lr": NONNEG, "max_lr": NONNEG, "step_size_up": "[1,inf)", "step_size_down": "[1,inf)",
+    "pct_start": "[0,1]", "div_factor": POS, "final_div_factor": POS, "patience": NONNEG, "threshold": NONNEG,
+    "cooldown": NONNEG, "min_lr": NONNEG, "total_steps": "[1,inf)",
+    "label_smoothing": "[0,1]", "beta": NONNEG, "delta": POS, "pos_weight": NONNEG,
+    "std": NONNEG, "min_delta": NONNEG, "k": "[1,inf)",
+}
+
+
+def _arg_domains(params: tuple[P, ...]) -> tuple[P, ...]:
+    from dataclasses import replace
+
+    return tuple(p if p.domain or p.name not in ARG_DOMAINS else replace(p, domain=ARG_DOMAINS[p.name])
+                 for p in params)
+
+
+def _rows_with_domains(rows: list) -> None:
+    from dataclasses import replace
+
+    rows[:] = [replace(r, params=_arg_domains(r.params)) for r in rows]
+
+
+for _rows in (OPTIMIZERS_LIST, SCHEDULERS_LIST, LOSSES_LIST, INITIALISERS_LIST, METRICS_LIST):
+    _rows_with_domains(_rows)
+OPTIMIZERS.update((r.name, r) for r in OPTIMIZERS_LIST)
+SCHEDULERS.update((r.name, r) for r in SCHEDULERS_LIST)
+LOSSES.update((r.name, r) for r in LOSSES_LIST)
+INITIALISERS.update((r.name, r) for r in INITIALISERS_LIST)
+METRICS.update((r.name, r) for r in METRICS_LIST)
+EARLY_STOPPING = _arg_domains(EARLY_STOPPING)
+
 ALL_KINDS: dict[str, dict[str, Any]] = {
     "layer": LAYERS,
     "loss": LOSSES,
@@ -1163,4 +1491,6 @@ ALL_KINDS: dict[str, dict[str, Any]] = {
     "initialiser": INITIALISERS,
     "metric": METRICS,
     "source": SOURCES,
+    "branch construct": BRANCHES,
+    "augmentation": AUGMENTS,
 }

@@ -53,6 +53,9 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     report: dict = {}
 
     def write(tmp: str) -> None:
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        # attention layers' inference fast path is a fused op torch.onnx cannot export
+        torch.backends.mha.set_fastpath_enabled(False)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             try:
@@ -61,6 +64,8 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
                 raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
                                              model.span)) from None
+            finally:
+                torch.backends.mha.set_fastpath_enabled(fastpath)
         proto = onnx.load(tmp)
         props = {"netspec_version": __version__, "model_name": model.name,
                  "input_shape": json.dumps(list(model.input_shape)),

@@ -92,7 +92,16 @@ class UnaryOp:
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
-Expr = Union[Num, Str, Bool, NoneLit, Ref, Call, ListLit, TupleLit, BinOp, UnaryOp]
+@dataclass(frozen=True, slots=True)
+class Index:
+    """`value[index]`: an element of a list or shape (`in_shape[0]`, `sizes[-1]`)."""
+
+    value: Expr
+    index: Expr
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+Expr = Union[Num, Str, Bool, NoneLit, Ref, Call, ListLit, TupleLit, BinOp, UnaryOp, Index]
 
 # ---------------------------------------------------------------- spec structure
 
@@ -123,6 +132,27 @@ class Residual:
 
 
 @dataclass(frozen=True, slots=True)
+class Seq:
+    """`{ ... }`: an inline sequence (a nested Sequential), alone or as a branch."""
+
+    name: str | None
+    body: tuple[Entry, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Branches:
+    """`add { ... }`, `concat(dim=2) { ... }`, `multiply { ... }`: each body entry is a branch
+    fed the same input. `head` is the construct as written (a Ref or a Call), resolved
+    against the catalogue's BRANCHES by the checker."""
+
+    name: str | None
+    head: Expr
+    body: tuple[Entry, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Setting:
     """`key: value` in a section, and `input:` / `init:` in a model."""
 
@@ -132,7 +162,7 @@ class Setting:
     key_span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
-Entry = Union[Layer, Repeat, Residual, Setting]
+Entry = Union[Layer, Repeat, Residual, Seq, Branches, Setting]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,14 +269,31 @@ class LayerNode:
 
 @dataclass(frozen=True, slots=True)
 class SeqNode:
-    """A nested Sequential (block use, named repeat) or a residual `x + f(x)`."""
+    """A nested Sequential (block use, named repeat, `{ ... }`) or a residual `x + f(x)`."""
 
     name: str
     kind: str  # sequential | residual
-    children: tuple[LayerNode | SeqNode, ...]
+    children: tuple[Node, ...]
     in_shape: Shape
     out_shape: Shape
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BranchNode:
+    """`add`/`concat`/`multiply`: every branch gets the input; outputs are combined.
+    Each branch is a node named by the spec (or `branch1`, `branch2`, ...)."""
+
+    name: str
+    op: str  # a key of catalogue.BRANCHES
+    kwargs: tuple[tuple[str, Value], ...]
+    branches: tuple[Node, ...]
+    in_shape: Shape
+    out_shape: Shape
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+Node = Union[LayerNode, SeqNode, BranchNode]
 
 
 @dataclass(frozen=True, slots=True)

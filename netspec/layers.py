@@ -1,4 +1,4 @@
-"""netspec's own torch modules (imported by build.py only).
+"""netspec's own torch modules (imported by build.py and export.py).
 
 Reshape, Last, Polynomial, Scale, Residual (x + f(x)), Bilinear on one input, and
 batch-first RNN/LSTM/GRU that return the output sequence only, so they fit a
@@ -7,6 +7,8 @@ same initialisation for a given seed.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -86,3 +88,170 @@ class LSTM(nn.LSTM):
 class GRU(nn.GRU):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().forward(x)[0]
+
+
+class MultiheadAttention(nn.MultiheadAttention):
+    """Self-attention on [N, T, E] (batch-first): query = key = value = x; returns the
+    attended sequence only, so it fits a Sequential."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x, x, x, need_weights=False)[0]
+
+
+class TransformerEncoderLayer(nn.TransformerEncoderLayer):
+    """torch's encoder layer, batch-first, one input (no masks)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x)
+
+
+class PositionalEmbedding(nn.Module):
+    """x + a learned [max_len, features] table (its first T rows for T steps), initialised
+    N(0, 0.02) as GPT-2's position embedding."""
+
+    def __init__(self, max_len: int, features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_len, features))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight[: x.shape[1]]
+
+    def extra_repr(self) -> str:
+        return f"max_len={self.weight.shape[0]}, features={self.weight.shape[1]}"
+
+
+class Mean(nn.Module):
+    def __init__(self, dim: int, keepdim: bool = False):
+        super().__init__()
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=self.dim, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+
+class Max(Mean):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.amax(x, dim=self.dim, keepdim=self.keepdim)
+
+
+# ---------------------------------------------------------------- branch constructs
+
+
+class Branches(nn.Module):
+    """Every child (a branch, keyed by its name) gets the same input."""
+
+    def __init__(self, branches: OrderedDict[str, nn.Module]):
+        super().__init__()
+        for name, module in branches.items():
+            self.add_module(name, module)
+
+    def outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [branch(x) for branch in self.children()]
+
+
+class Add(Branches):
+    """The sum of the branches' outputs (torch broadcasting)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = self.outputs(x)
+        y = outs[0]
+        for o in outs[1:]:
+            y = y + o  # never in place: a branch may return x itself
+        return y
+
+
+class Multiply(Branches):
+    """The product of the branches' outputs (torch broadcasting)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = self.outputs(x)
+        y = outs[0]
+        for o in outs[1:]:
+            y = y * o
+        return y
+
+
+class Concat(Branches):
+    """The branches' outputs joined along `dim` (torch numbering: 0 is the batch axis)."""
+
+    def __init__(self, branches: OrderedDict[str, nn.Module], dim: int = 1):
+        super().__init__(branches)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.outputs(x), dim=self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+# ---------------------------------------------------------------- ONNX lowerings
+# Exact, exportable equivalents of layers torch.onnx cannot export as they are; export.py
+# swaps them in (named by the catalogue's `onnx_lowering`) and verifies the result.
+
+
+def _adaptive_windows(n: int, o: int) -> list[tuple[int, int]]:
+    """torch's adaptive pooling windows: [floor(i*n/o), ceil((i+1)*n/o))."""
+    return [((i * n) // o, -((-(i + 1) * n) // o)) for i in range(o)]
+
+
+class AdaptivePoolLowered(nn.Module):
+    """Adaptive average/max pooling over fixed input sizes, one axis at a time (both are
+    separable over rectangular windows): averages as a pooling matrix, maxima as a gather
+    of each window (short windows repeat their last index; max is unchanged by that)."""
+
+    def __init__(self, kind: str, in_sizes: tuple[int, ...], out_sizes: tuple[int | None, ...]):
+        super().__init__()
+        self.kind = kind
+        self.axes: list[int] = []
+        for i, (n, o) in enumerate(zip(in_sizes, out_sizes)):
+            if o is None or o == n:
+                continue
+            axis = i - len(in_sizes)  # counted from the end: works for any batch layout
+            windows = _adaptive_windows(n, o)
+            if kind == "avg":
+                m = torch.zeros(o, n)
+                for j, (s, e) in enumerate(windows):
+                    m[j, s:e] = 1.0 / (e - s)
+                self.register_buffer(f"pool{len(self.axes)}", m)
+            else:
+                width = max(e - s for s, e in windows)
+                idx = torch.tensor([[min(s + k, e - 1) for k in range(width)] for s, e in windows])
+                self.register_buffer(f"pool{len(self.axes)}", idx)
+            self.axes.append(axis)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for k, axis in enumerate(self.axes):
+            table = getattr(self, f"pool{k}")
+            x = x.movedim(axis, -1)
+            if self.kind == "avg":
+                x = torch.matmul(x, table.t())
+            else:
+                o, width = table.shape
+                x = x[..., table.reshape(-1)].reshape(*x.shape[:-1], o, width).amax(dim=-1)
+            x = x.movedim(-1, axis)
+        return x
+
+
+class ChannelShuffleLowered(nn.Module):
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        rest = x.shape[2:]
+        return x.reshape(-1, self.groups, c // self.groups, *rest).transpose(1, 2).reshape(-1, c, *rest)
+
+
+class ThresholdLowered(nn.Module):
+    def __init__(self, threshold: float, value: float):
+        super().__init__()
+        self.threshold, self.value = threshold, value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x > self.threshold, x, torch.full_like(x, self.value))

@@ -1,37 +1,179 @@
-"""Small shared helpers: atomic writes (temp file + rename), hashing."""
+"""Small shared helpers: atomic writes (temp file + rename, umask honoured, disk-full
+reported), reading only regular files of bounded size, hashing."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+_UMASK: int | None = None
+
+
+def umask() -> int:
+    """The process umask (read once; os.umask can only be read by setting it)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+def write_error(path: str | os.PathLike, e: OSError):
+    """An OSError while writing `path`, as the user-facing error (disk full included)."""
+    from .errors import Diagnostic, NetspecError
+
+    reason = e.strerror or str(e)
+    hint = None
+    if e.errno == errno.ENOSPC:
+        reason = "no space left on device"
+        hint = "free some space; nothing already written was replaced"
+    elif e.errno == errno.EACCES:
+        hint = "check the folder's permissions, or choose another output path"
+    return NetspecError(Diagnostic(f"{os.fspath(path)}: cannot write: {reason}", help=hint))
+
+
+def ensure_folder(folder: str | os.PathLike) -> None:
+    """mkdir -p with user-facing errors (a path component that is a file, no permission)."""
+    from .errors import Diagnostic, NetspecError
+
+    folder = Path(folder)
+    check_path(folder)
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise NetspecError(Diagnostic(f"{folder}: cannot create this folder: {parent} is a file"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(folder, e) from None
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], mode: int | None = None) -> None:
     """Call write(tmp_path), then rename over `path`; on failure the temp file goes away
-    and whatever was at `path` is untouched."""
+    and whatever was at `path` is untouched. The new file gets `mode`, else the mode of the
+    file it replaces, else what the umask allows (0644 under the usual 022). A symbolic link
+    at `path` is followed: its target is replaced, the link stays."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    ensure_folder(path.parent)
+    if path.is_dir():
+        from .errors import Diagnostic, NetspecError
+
+        raise NetspecError(Diagnostic(f"{path}: is a folder; give a file name"))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     try:
         write(tmp)
+        if mode is None:
+            try:
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            except OSError:
+                mode = 0o666 & ~umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as e:
+        _discard(tmp)
+        raise write_error(path, e) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def clean_stale_temps(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Remove temp files that `atomic_write` left behind when a process was killed
+    (`.NAME.XXXXXXXX.tmp` for each NAME), so they do not pile up."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    wanted = set(names)
+    for entry in folder.iterdir():
+        n = entry.name
+        if n.startswith(".") and n.endswith(".tmp") and entry.is_file():
+            base = n[1:-4].rsplit(".", 1)[0]
+            if base in wanted:
+                _discard(str(entry))
+                removed.append(entry)
+    return removed
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
-    atomic_write(path, write)
+    atomic_write(path, write, mode)
 
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_path(path: str | os.PathLike, error_cls: type | None = None) -> None:
+    """Paths come from users: a NUL byte would make the OS calls raise ValueError."""
+    if "\0" in os.fspath(path):
+        from .errors import Diagnostic, NetspecError
+
+        cls = error_cls or NetspecError
+        raise cls(Diagnostic(f"{os.fspath(path)!r}: a path cannot contain a NUL byte"))
+
+
+def open_regular(path: str | os.PathLike, max_bytes: int | None = None, what: str = "file",
+                 error_cls: type | None = None):
+    """Open a regular file for reading (binary). Devices, FIFOs, sockets and folders are
+    refused before anything is read (O_NONBLOCK: opening a FIFO does not wait for a writer),
+    and so is a file larger than `max_bytes`."""
+    from .errors import Diagnostic, NetspecError
+
+    cls = error_cls or NetspecError
+    check_path(path, cls)
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise cls(Diagnostic(f"{name}: no such file")) from None
+    except IsADirectoryError:
+        raise cls(Diagnostic(f"{name}: is a folder, not a {what} file")) from None
+    except OSError as e:
+        raise cls(Diagnostic(f"{name}: cannot read ({e.strerror})")) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise cls(Diagnostic(f"{name}: is a folder, not a {what} file"))
+        if not stat.S_ISREG(st.st_mode):
+            raise cls(Diagnostic(f"{name}: not a regular file (a device, FIFO or socket); netspec reads only files"))
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise cls(Diagnostic(f"{name}: too large for a {what} file ({st.st_size / 2**20:,.1f} MiB; "
+                                 f"the limit is {max_bytes / 2**20:,.0f} MiB)"))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int | None = None, what: str = "file",
+                 error_cls: type | None = None) -> bytes:
+    from .errors import Diagnostic, NetspecError
+
+    with open_regular(path, max_bytes, what, error_cls) as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise (error_cls or NetspecError)(Diagnostic(f"{os.fspath(path)}: cannot read ({e.strerror})")) from None
