@@ -1,8 +1,9 @@
 """Checked IR -> torch objects: the model, loss, optimizer, scheduler.
 
 In: ``ir.CheckedModel`` / ``ir.TrainConfig``. Out: ``nn.Sequential(OrderedDict)`` keyed by
-the spec's layer names (blocks and named repeats nested Sequentials, residuals
-``layers.Residual``), and the training objects.
+the spec's layer names (blocks, named repeats and `{ ... }` nested Sequentials, residuals
+``layers.Residual``, branch constructs ``layers.Add`` / ``Concat`` / ``Multiply`` whose
+children are the branches by name), and the training objects.
 
 Initialisation order (documented in docs/language.md): under ``torch.manual_seed(seed)``
 every module is constructed in source order (exactly as a hand-written Sequential would
@@ -22,6 +23,8 @@ from torch import nn
 from . import catalogue as cat
 from . import ir
 from .build_info import first_layer
+from .check_model import children
+from .errors import NetspecError
 
 
 def _factory(dotted: str) -> Any:
@@ -31,12 +34,18 @@ def _factory(dotted: str) -> Any:
 
 def build_layer(node: ir.LayerNode) -> nn.Module:
     spec = cat.LAYERS[node.type]
-    return _factory(spec.factory)(**dict(node.kwargs))
+    try:
+        return _factory(spec.factory)(**dict(node.kwargs))
+    except (ValueError, TypeError, RuntimeError) as e:  # the checker's domains should make this unreachable
+        raise NetspecError.at(node.span, f"torch refused {node.type}: {str(e).splitlines()[0]}") from None
 
 
-def build_node(node: ir.LayerNode | ir.SeqNode) -> nn.Module:
+def build_node(node: ir.Node) -> nn.Module:
     if isinstance(node, ir.LayerNode):
         return build_layer(node)
+    if isinstance(node, ir.BranchNode):
+        branches = OrderedDict((c.name, build_node(c)) for c in node.branches)
+        return _factory(cat.BRANCHES[node.op].factory)(branches, **dict(node.kwargs))
     children = OrderedDict((c.name, build_node(c)) for c in node.children)
     if node.kind == "residual":
         from .layers import Residual
@@ -52,12 +61,11 @@ def _apply_init(tensor: torch.Tensor, init: ir.InitSpec) -> None:
         fn(tensor, **dict(init.kwargs))
 
 
-def _layer_modules(model: nn.Module, node: ir.LayerNode | ir.SeqNode, prefix: str = ""):
-    for c in node.children if isinstance(node, ir.SeqNode) else ():
+def _layer_modules(model: nn.Module, node: ir.Node, prefix: str = ""):
+    for c in children(node):
         path = f"{prefix}{c.name}"
-        sub = model.get_submodule(path)
         if isinstance(c, ir.LayerNode):
-            yield c, sub
+            yield c, model.get_submodule(path)
         else:
             yield from _layer_modules(model, c, path + ".")
 

@@ -7,12 +7,13 @@ from . import ir
 
 
 def first_layer(model: ir.CheckedModel) -> ir.LayerNode | None:
-    node: ir.LayerNode | ir.SeqNode = model.root
+    """The layer that receives the model's input (none when a branch construct does)."""
+    node: ir.Node = model.root
     while isinstance(node, ir.SeqNode):
         if not node.children:
             return None
         node = node.children[0]
-    return node
+    return node if isinstance(node, ir.LayerNode) else None
 
 
 def first_layer_takes_indices(model: ir.CheckedModel) -> bool:

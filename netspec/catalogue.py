@@ -66,6 +66,8 @@ class LayerSpec:
     weights: Callable[[dict], list] | None = None  # [(parameter name, shape)] in torch's order
     examples: tuple[tuple[str, str], ...] = ()  # (input shape, layer text) for tests/docs
     doc: str = ""
+    aliases: bool = False  # may return its input (or a view of it): a later in-place layer would change it
+    onnx_lowering: str = ""  # netspec.layers factory of an exact exportable equivalent, swapped in at export
 
     @property
     def user_params(self) -> tuple[P, ...]:
@@ -921,25 +923,48 @@ LAYERS_LIST[:] = [_with_domains(row) for row in LAYERS_LIST]
 
 LAYERS: dict[str, LayerSpec] = {row.name: row for row in LAYERS_LIST}
 
-# torch.onnx cannot export these (found by tests/test_export.py)
-NOT_EXPORTABLE = {
-    "ChannelShuffle": "torch.onnx has no export for aten::channel_shuffle",
-    "Threshold": "torch.onnx cannot export Threshold with a non-zero threshold",
-}
-for _name, _why in NOT_EXPORTABLE.items():
-    object.__setattr__(LAYERS[_name], "onnx", False)
-    object.__setattr__(LAYERS[_name], "onnx_note", _why)
+# layers that may hand back their input tensor itself or a view of it (Dropout does in eval mode)
+for _name in ("Identity", "Flatten", "Unflatten", "Reshape", "Last", "Dropout", "Dropout1d", "Dropout2d",
+              "Dropout3d", "AlphaDropout"):
+    object.__setattr__(LAYERS[_name], "aliases", True)
 
-# layers whose ONNX export needs a condition, checked by `netspec check --target onnx`
+# torch.onnx cannot export these as they are; export.py swaps in the exact equivalent
+# named here (a netspec.layers class with `from_layer(kwargs, in_shape)`) and verifies it.
+ONNX_LOWERINGS = {
+    "ChannelShuffle": "netspec.layers.ChannelShuffleLowered",  # no export for aten::channel_shuffle
+    "Threshold": "netspec.layers.ThresholdLowered",  # exported only for threshold 0
+}
+for _nd in (1, 2, 3):  # non-divisible adaptive pooling has no ONNX export
+    ONNX_LOWERINGS[f"AdaptiveAvgPool{_nd}d"] = "netspec.layers.AdaptivePoolLowered"
+    ONNX_LOWERINGS[f"AdaptiveMaxPool{_nd}d"] = "netspec.layers.AdaptivePoolLowered"
+for _name, _factory in ONNX_LOWERINGS.items():
+    object.__setattr__(LAYERS[_name], "onnx_lowering", _factory)
+
+
+def needs_lowering(layer: str, kwargs: dict, in_shape: Shape) -> bool:
+    """Whether export must swap this layer for its exact exportable equivalent."""
+    if not LAYERS[layer].onnx_lowering:
+        return False
+    if layer.startswith("Adaptive"):
+        out = _tuple(kwargs["output_size"], len(in_shape) - 1)
+        return any(o is not None and (n is None or n % o) for n, o in zip(in_shape[1:], out))
+    if layer == "Threshold":
+        return kwargs["threshold"] != 0
+    return True
+
+
 def onnx_problem(layer: str, kwargs: dict, in_shape: Shape) -> str | None:
+    """What truly cannot be exported (checked by `netspec check --target onnx`); layers with
+    a lowering are exportable."""
     spec = LAYERS[layer]
     if not spec.onnx:
         return spec.onnx_note or f"{layer} has no ONNX export"
     if layer.startswith("Adaptive"):
         out = _tuple(kwargs["output_size"], len(in_shape) - 1)
         for n, o in zip(in_shape[1:], out):
-            if o is not None and (n is None or n % o):
-                return f"{layer} exports to ONNX only when each input size is a multiple of output_size (got {fmt_shape(in_shape)} -> {o})"
+            if o is not None and n is None:
+                return (f"{layer} over a variable-size (`_`) dimension exports only with output_size none "
+                        "there; ONNX needs the pooling windows fixed")
     if layer == "Upsample" and kwargs.get("mode") in ("bicubic",) and kwargs.get("align_corners"):
         return "Upsample(mode=\"bicubic\", align_corners=true) does not match onnxruntime"
     return None
@@ -1325,7 +1350,7 @@ TRAIN_SETTINGS = [
     SettingSpec("l1", "float", 0.0, "extra L1 penalty on weights", "[0,inf)"),
     SettingSpec("clip_grad_norm", "float?", None, "clip the gradient norm", "(0,inf)"),
     SettingSpec("seed", "int", 0, "seed for initialisation, splits, shuffling, dropout, augmentation",
-                "[0,9223372036854775807]"),
+                "[0,inf)"),
     SettingSpec("device", "str", "auto", "auto | cpu | cuda | cuda:N | mps"),
     SettingSpec("precision", "choice(fp32,bf16,fp16)", "fp32", "autocast precision (fp16 with loss scaling)"),
     SettingSpec("compile", "bool", False, "torch.compile, after checking its gradients against eager"),
@@ -1344,7 +1369,7 @@ EXPORT_SETTINGS = [
 SECTIONS = {"data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS}
 LOGS = ("csv", "tensorboard")
 
-EARLY_STOPPING = (P("monitor", "str", "val_loss"), P("patience", "int", 3), P("min_delta", "float", 0.0),
+EARLY_STOPPING: tuple[P, ...] = (P("monitor", "str", "val_loss"), P("patience", "int", 3), P("min_delta", "float", 0.0),
                   P("mode", "choice(auto,min,max)", "auto"))
 
 # names that can be `call`ed in the `table(...)` expression language

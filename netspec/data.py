@@ -154,7 +154,7 @@ def load_csv(args: dict) -> Loaded:
     body = [r for r in rows[1:] if any(c.strip() for c in r)]
     if not body:
         raise data_error(f"{path}: no data rows after the header")
-    target = args["target"]
+    target = args["target"][0] if isinstance(args["target"], tuple) else args["target"]
     categorical = list(args.get("categorical") or ())
     features = list(args["features"]) if args.get("features") else [h for h in header if h != target]
     for col in [target, *features, *categorical]:

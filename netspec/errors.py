@@ -33,6 +33,7 @@ class Span:
 
 
 NO_SPAN = Span()
+MAX_SHOWN = 120  # source characters shown of a longer line
 
 # Source text of every file seen, so a diagnostic can show its line without re-reading.
 SOURCES: dict[str, str] = {}
@@ -115,12 +116,20 @@ def render(d: Diagnostic) -> str:
     if src is not None:
         gutter = str(s.line)
         pad = " " * len(gutter)
-        out.append(f" {gutter} | {src.rstrip()}")
+        src = src.rstrip()
         start = max(s.column - 1, 0)
         if s.end_line == s.line and s.end_column > s.column:
             width = s.end_column - s.column
         else:
-            width = max(len(src.rstrip()) - start, 1)
+            width = max(len(src) - start, 1)
+        if len(src) > MAX_SHOWN:  # a long line: a window around the caret
+            lo = max(start - 40, 0)
+            hi = min(lo + MAX_SHOWN, len(src))
+            shown = ("..." if lo else "") + src[lo:hi] + ("..." if hi < len(src) else "")
+            start = start - lo + (3 if lo else 0)
+            width = max(min(width, hi - (s.column - 1)), 1)
+            src = shown
+        out.append(f" {gutter} | {src}")
         prefix = "".join(c if c == "\t" else " " for c in src[:start])
         out.append(f" {pad} | {prefix}{'^' * width}")
     if d.help:

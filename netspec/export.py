@@ -49,6 +49,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
         raise ExportError(problems)
     net = net.eval().cpu()
     model = checked.model
+    exported = lower_for_onnx(net, model)
     sample = example_input(model, batch=2, dynamic=5)
     report: dict = {}
 
@@ -59,7 +60,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             try:
-                torch.onnx.export(net, (sample,), tmp, input_names=[INPUT], output_names=[OUTPUT],
+                torch.onnx.export(exported, (sample,), tmp, input_names=[INPUT], output_names=[OUTPUT],
                                   dynamic_axes=dynamic_axes(model), opset_version=opset, dynamo=False)
             except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
                 raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
@@ -84,6 +85,38 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
 
     atomic_write(path, write)
     return report
+
+
+def lower_for_onnx(net: torch.nn.Module, model: ir.CheckedModel) -> torch.nn.Module:
+    """`net` with every layer torch.onnx cannot export swapped for the exact equivalent the
+    catalogue names (a copy; `net` itself is untouched). The parity check compares the
+    exported graph with the original `net`, so a lowering that were not exact would fail."""
+    import copy
+
+    from .build import _factory
+    from .catalogue import LAYERS, needs_lowering
+    from .check_model import children
+
+    swaps = []
+
+    def walk(node: ir.Node, prefix: str) -> None:
+        for c in children(node):
+            path = f"{prefix}{c.name}"
+            if isinstance(c, ir.LayerNode):
+                kwargs = dict(c.kwargs)
+                if needs_lowering(c.type, kwargs, c.in_shape):
+                    factory = _factory(LAYERS[c.type].onnx_lowering)
+                    swaps.append((path, factory.from_layer(c.type, kwargs, c.in_shape)))
+            else:
+                walk(c, path + ".")
+
+    walk(model.root, "")
+    if not swaps:
+        return net
+    lowered = copy.deepcopy(net)
+    for path, module in swaps:
+        lowered.set_submodule(path, module)
+    return lowered.eval()
 
 
 def verify(net: torch.nn.Module, onnx_path: str, model: ir.CheckedModel, tolerance: float,

@@ -17,15 +17,45 @@ from . import ir
 from .catalogue import CONSTANTS, TABLE_FUNCTIONS
 from .errors import NetspecError, did_you_mean
 
-MAX_POWER = 1 << 64
-MAX_ELEMENTS = 50_000_000
+MAX_INT = (1 << 63) - 1  # torch's int64: larger integers are refused, not carried as bignums
+MAX_STRING = 65_536  # characters in a string value
+MAX_ELEMENTS = 20_000_000  # values in one table array (160 MB as float64)
 
 
 def _num(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+class Failed:
+    """The value of a `let` whose expression was an error (already reported): using it
+    raises an error with no diagnostics, so one mistake is reported once, not at every use."""
+
+    def __repr__(self) -> str:
+        return "<failed>"
+
+
+FAILED = Failed()
+
+
+def bounded(v: Any, span) -> Any:
+    """Every value the evaluator builds stays small: finite floats, int64 integers, strings
+    of at most MAX_STRING characters (so `let` chains cannot exhaust memory)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and abs(v) > MAX_INT:
+        raise NetspecError.at(span, "integer too large (beyond 64 bits)")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise NetspecError.at(span, "number too large" if not math.isnan(v) else "not a number (NaN)")
+    if isinstance(v, str) and len(v) > MAX_STRING:
+        raise NetspecError.at(span, f"string too long ({len(v):,} characters; at most {MAX_STRING:,})")
+    return v
+
+
 def _arith(op: str, a: Any, b: Any, span) -> Any:
+    return bounded(_raw_arith(op, a, b, span), span)
+
+
+def _raw_arith(op: str, a: Any, b: Any, span) -> Any:
     try:
         if op == "+":
             return a + b
@@ -42,6 +72,8 @@ def _arith(op: str, a: Any, b: Any, span) -> Any:
         if op == "**":
             if _num(a) and _num(b) and abs(b) > 1 and abs(a) > 1 and abs(b) * math.log2(abs(a)) > 64:
                 raise NetspecError.at(span, "number too large")
+            if _num(a) and _num(b) and a < 0 and not float(b).is_integer():
+                raise NetspecError.at(span, "a negative number to a fractional power is not a real number")
             return a**b
     except ZeroDivisionError:
         raise NetspecError.at(span, "division by zero") from None
@@ -54,16 +86,21 @@ def evaluate(e: ir.Expr, env: Mapping[str, Any], *, symbols: bool = False) -> An
     """Evaluate a constant expression. Bare unknown names become ``Symbol`` when
     ``symbols`` is true (`batch_size: full`); otherwise they are errors."""
     if isinstance(e, ir.Num):
-        return e.value
+        return bounded(e.value, e.span)
     if isinstance(e, ir.Str):
-        return e.value
+        return bounded(e.value, e.span)
     if isinstance(e, ir.Bool):
         return e.value
     if isinstance(e, ir.NoneLit):
         return None
+    if isinstance(e, ir.Index):
+        return _index(evaluate(e.value, env), evaluate(e.index, env), e)
     if isinstance(e, ir.Ref):
         if e.name in env:
-            return env[e.name]
+            v = env[e.name]
+            if v is FAILED:
+                raise NetspecError([])
+            return v
         if e.name in CONSTANTS:
             return CONSTANTS[e.name]
         if symbols:
@@ -80,7 +117,7 @@ def evaluate(e: ir.Expr, env: Mapping[str, Any], *, symbols: bool = False) -> An
     if isinstance(e, ir.BinOp):
         a, b = evaluate(e.left, env), evaluate(e.right, env)
         if e.op == "+" and isinstance(a, str) and isinstance(b, str):
-            return a + b
+            return bounded(a + b, e.span)
         if not (_num(a) and _num(b)):
             bad = a if not _num(a) else b
             raise NetspecError.at(e.span, f"`{e.op}` needs numbers, got {show(bad)}")
@@ -88,6 +125,21 @@ def evaluate(e: ir.Expr, env: Mapping[str, Any], *, symbols: bool = False) -> An
     if isinstance(e, ir.Call):
         raise NetspecError.at(e.span, f"`{e.func}(...)` is not a value here")
     raise NetspecError.at(getattr(e, "span", None) or ir.NO_SPAN, "unsupported expression")
+
+
+def _index(v: Any, i: Any, e: ir.Index) -> Any:
+    if not isinstance(v, tuple):
+        raise NetspecError.at(e.value.span, f"only lists and shapes can be indexed, got {show(v)}")
+    if not (isinstance(i, int) and not isinstance(i, bool)):
+        raise NetspecError.at(e.index.span, f"an index must be an integer, got {show(i)}")
+    if not -len(v) <= i < len(v):
+        what = "in_shape" if isinstance(e.value, ir.Ref) and e.value.name == "in_shape" else "the list"
+        raise NetspecError.at(e.span, f"index {i} is out of range: {what} is {show(v)} ({len(v)} items)",
+                              f"indices run from 0 to {len(v) - 1} (or -1 for the last)" if v else None)
+    item = v[i]
+    if item is None and isinstance(e.value, ir.Ref) and e.value.name == "in_shape":
+        raise NetspecError.at(e.span, f"in_shape[{i}] is a variable dimension `_`; it has no fixed size here")
+    return item
 
 
 def show(v: object) -> str:
@@ -109,8 +161,27 @@ def show(v: object) -> str:
     return str(v)
 
 
-def source(e: ir.Expr) -> str:
-    """An expression back as canonical source text."""
+# binding strength as the grammar defines it: sum < product < unary < power < postfix/atom
+_SUM, _PRODUCT, _UNARY, _POWER, _POSTFIX = 1, 2, 3, 4, 5
+_OP_LEVEL = {"+": _SUM, "-": _SUM, "*": _PRODUCT, "/": _PRODUCT, "//": _PRODUCT, "%": _PRODUCT, "**": _POWER}
+
+
+def _level(e: ir.Expr) -> int:
+    if isinstance(e, ir.BinOp):
+        return _OP_LEVEL[e.op]
+    if isinstance(e, ir.UnaryOp) or (isinstance(e, ir.Num) and e.value < 0):
+        return _UNARY
+    return _POSTFIX
+
+
+def source(e: ir.Expr, need: int = 0) -> str:
+    """An expression back as canonical source text that parses to the same tree: only the
+    parentheses the grammar needs (`(2 + 2) * 4` stays so; `2 + (2 * 4)` becomes `2 + 2 * 4`)."""
+    text = _source(e)
+    return f"({text})" if _level(e) < need else text
+
+
+def _source(e: ir.Expr) -> str:
     if isinstance(e, ir.Num):
         return repr(e.value)
     if isinstance(e, (ir.Str, ir.Bool)):
@@ -125,9 +196,14 @@ def source(e: ir.Expr) -> str:
         inner = ", ".join(source(i) for i in e.items)
         return f"({inner},)" if len(e.items) == 1 else f"({inner})"
     if isinstance(e, ir.UnaryOp):
-        return e.op + source(e.operand)
+        return e.op + source(e.operand, _UNARY)
+    if isinstance(e, ir.Index):
+        return f"{source(e.value, _POSTFIX)}[{source(e.index)}]"
     if isinstance(e, ir.BinOp):
-        return f"{source(e.left)} {e.op} {source(e.right)}"
+        level = _OP_LEVEL[e.op]
+        if e.op == "**":  # right-associative: the left side must be a postfix expression
+            return f"{source(e.left, _POSTFIX)} ** {source(e.right, _UNARY)}"
+        return f"{source(e.left, level)} {e.op} {source(e.right, level + 1)}"
     if isinstance(e, ir.Call):
         parts = [source(a) for a in e.args] + [f"{k.name}={source(k.value)}" for k in e.kwargs]
         return f"{e.func}(" + ", ".join(parts) + ")"

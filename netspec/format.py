@@ -134,8 +134,15 @@ def unparse(spec) -> str:
             inits = (" with " + ", ".join(f"{k.name}={source(k.value)}" for k in e.inits)) if e.inits else ""
             return [f"{pad}{head}{source(e.expr)}{inits}"]
         head = f"{e.name}: " if e.name else ""
-        kw = f"repeat {source(e.count)}" if isinstance(e, ir.Repeat) else "residual"
-        return [f"{pad}{head}{kw} {{", *(x for b in e.body for x in entry(b, depth + 1)), f"{pad}}}"]
+        if isinstance(e, ir.Repeat):
+            kw = f"repeat {source(e.count)} "
+        elif isinstance(e, ir.Residual):
+            kw = "residual "
+        elif isinstance(e, ir.Branches):
+            kw = source(e.head) + " "
+        else:  # ir.Seq
+            kw = ""
+        return [f"{pad}{head}{kw}{{", *(x for b in e.body for x in entry(b, depth + 1)), f"{pad}}}"]
 
     out: list[str] = []
     for item in spec.items:

@@ -316,9 +316,14 @@ class Source:
     kind: str
     kwargs: tuple[tuple[str, Any], ...]
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    arg_spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False, repr=False)
 
     def get(self, key: str, default: Any = None) -> Any:
         return dict(self.kwargs).get(key, default)
+
+    def span_of(self, key: str) -> Span:
+        """Where argument `key` was written (the whole source if it was not)."""
+        return dict(self.arg_spans).get(key, self.span)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,8 +337,13 @@ class DataConfig:
     shuffle: bool = True
     one_hot: bool = False
     target_type: str = "auto"  # auto | class | value
+    target: str | None = None  # "input": the targets are the preprocessed inputs (autoencoders)
     labels: tuple[str, ...] | None = None
     subset: int | None = None  # use only the first N training samples (quick runs)
+    stratify: bool = False  # validation / split keep each class's share
+    image_size: tuple[int, int] | None = None  # decode images to [height, width]
+    augment: tuple[CallValue, ...] = ()  # training-batch augmentation (catalogue AUGMENTS), full kwargs
+    skip_bad: bool = False  # skip unreadable images with a warning
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
@@ -349,8 +359,13 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    compile: bool = False
+    sync_batchnorm: bool = True
     checkpoint_every: int = 1
     save: str = "best"  # best | last
+    log: tuple[str, ...] = ("csv",)
+    log_every: int = 50
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 

@@ -191,7 +191,8 @@ class Concat(Branches):
 
 # ---------------------------------------------------------------- ONNX lowerings
 # Exact, exportable equivalents of layers torch.onnx cannot export as they are; export.py
-# swaps them in (named by the catalogue's `onnx_lowering`) and verifies the result.
+# swaps them in (named by the catalogue's `onnx_lowering`, built by `from_layer(layer type,
+# constructor kwargs, per-sample input shape)`) and verifies the result against torch.
 
 
 def _adaptive_windows(n: int, o: int) -> list[tuple[int, int]]:
@@ -204,6 +205,13 @@ class AdaptivePoolLowered(nn.Module):
     separable over rectangular windows): averages as a pooling matrix, maxima as a gather
     of each window (short windows repeat their last index; max is unchanged by that)."""
 
+    @classmethod
+    def from_layer(cls, layer: str, kwargs: dict, in_shape: tuple) -> AdaptivePoolLowered:
+        spatial = tuple(in_shape[1:])
+        out = kwargs["output_size"]
+        out = tuple(out) if isinstance(out, (tuple, list)) else (out,) * len(spatial)
+        return cls("max" if layer.startswith("AdaptiveMax") else "avg", spatial, out)
+
     def __init__(self, kind: str, in_sizes: tuple[int, ...], out_sizes: tuple[int | None, ...]):
         super().__init__()
         self.kind = kind
@@ -211,7 +219,7 @@ class AdaptivePoolLowered(nn.Module):
         for i, (n, o) in enumerate(zip(in_sizes, out_sizes)):
             if o is None or o == n:
                 continue
-            axis = i - len(in_sizes)  # counted from the end: works for any batch layout
+            axis = i + 2  # [N, C, *spatial]
             windows = _adaptive_windows(n, o)
             if kind == "avg":
                 m = torch.zeros(o, n)
@@ -225,19 +233,24 @@ class AdaptivePoolLowered(nn.Module):
             self.axes.append(axis)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = x.dim() - 1
         for k, axis in enumerate(self.axes):
             table = getattr(self, f"pool{k}")
-            x = x.movedim(axis, -1)
+            x = x.movedim(axis, last)
             if self.kind == "avg":
                 x = torch.matmul(x, table.t())
             else:
                 o, width = table.shape
                 x = x[..., table.reshape(-1)].reshape(*x.shape[:-1], o, width).amax(dim=-1)
-            x = x.movedim(-1, axis)
+            x = x.movedim(last, axis)
         return x
 
 
 class ChannelShuffleLowered(nn.Module):
+    @classmethod
+    def from_layer(cls, layer: str, kwargs: dict, in_shape: tuple) -> ChannelShuffleLowered:
+        return cls(kwargs["groups"])
+
     def __init__(self, groups: int):
         super().__init__()
         self.groups = groups
@@ -249,6 +262,10 @@ class ChannelShuffleLowered(nn.Module):
 
 
 class ThresholdLowered(nn.Module):
+    @classmethod
+    def from_layer(cls, layer: str, kwargs: dict, in_shape: tuple) -> ThresholdLowered:
+        return cls(kwargs["threshold"], kwargs["value"])
+
     def __init__(self, threshold: float, value: float):
         super().__init__()
         self.threshold, self.value = threshold, value

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ir
@@ -175,8 +173,9 @@ def _binary(op: str):
 
 
 @v_args(meta=True)
-class _ToIR(Transformer):
-    """Lark tree -> IR. Raises nothing: odd but parseable input is left for the checker."""
+class _ToIR(Transformer_NonRecursive):
+    """Lark tree -> IR. Raises nothing: odd but parseable input is left for the checker.
+    Non-recursive, so no nesting depth can exhaust the stack (validate() bounds it)."""
 
     def __init__(self, file: str):
         super().__init__()
@@ -301,7 +300,7 @@ class _ToIR(Transformer):
         return ir.Model(str(c[0]), settings, layers, self.s(meta))
 
     def section(self, meta, c):
-        entries = []
+        entries: list[ir.Entry] = []
         for e in c[1]:
             if isinstance(e, _Keyed):
                 if isinstance(e.item, ir.Layer) and not e.item.inits:
@@ -335,7 +334,7 @@ def _layer_entries(raw: tuple) -> tuple:
     """Entries of a layer body (model, block, repeat, residual, `{ }`, branches):
     `input:`/`init:` are settings (the checker says where they belong), other keys name
     the layer or construct they precede."""
-    out = []
+    out: list[ir.Entry] = []
     for e in raw:
         if isinstance(e, _Keyed):
             if e.key in MODEL_SETTINGS and isinstance(e.item, ir.Layer) and not e.item.inits:

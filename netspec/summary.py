@@ -7,19 +7,26 @@ from __future__ import annotations
 
 from . import ir
 from .catalogue import fmt_shape
-from .check import parameter_count
+from .check_model import children, parameter_count
 
 
-def rows(node: ir.SeqNode, depth: int = 0) -> list[tuple[str, str, str, int]]:
+def node_type(node: ir.Node) -> str:
+    """What a node is, as the summary and diagram name it."""
+    if isinstance(node, ir.LayerNode):
+        return node.type
+    if isinstance(node, ir.BranchNode):
+        dim = dict(node.kwargs).get("dim")
+        return node.op.capitalize() + (f"(dim={dim})" if node.op == "concat" and dim != 1 else "")
+    return "Residual" if node.kind == "residual" else "Sequential"
+
+
+def rows(node: ir.Node, depth: int = 0) -> list[tuple[str, str, str, int]]:
     out = []
-    for c in node.children:
+    for c in children(node):
         label = "  " * depth + c.name
-        if isinstance(c, ir.SeqNode):
-            kind = "Residual" if c.kind == "residual" else "Sequential"
-            out.append((label, kind, fmt_shape(c.out_shape), parameter_count(c)))
+        out.append((label, node_type(c), fmt_shape(c.out_shape), parameter_count(c)))
+        if not isinstance(c, ir.LayerNode):
             out.extend(rows(c, depth + 1))
-        else:
-            out.append((label, c.type, fmt_shape(c.out_shape), parameter_count(c)))
     return out
 
 

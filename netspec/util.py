@@ -11,7 +11,6 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-
 _UMASK: int | None = None
 
 
@@ -99,7 +98,7 @@ def _discard(tmp: str) -> None:
 def clean_stale_temps(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
     """Remove temp files that `atomic_write` left behind when a process was killed
     (`.NAME.XXXXXXXX.tmp` for each NAME), so they do not pile up."""
-    removed = []
+    removed: list[Path] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
