@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +34,9 @@ from .data import Prepared, evaluation_split, prepare
 from .errors import Diagnostic, NetspecError, error
 from .format import unparse
 from .metrics import compute, lower_is_better
-from .util import atomic_write, atomic_write_text, sha256_text
+from .resources import ensure_fits
+from .runs import RunDir, read_run_json, resolved_spec_text
+from .util import atomic_write, atomic_write_many, atomic_write_text, sha256_text
 
 RESUMABLE_CHANGES = ("train.epochs", "train.optimizer.lr", "train.scheduler", "train.checkpoint_every",
                      "train.device", "train.early_stopping")
@@ -96,6 +99,25 @@ def spec_view(spec: ir.Spec) -> dict[str, str]:
     return view
 
 
+def metrics_csv(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def text_writer(text: str):
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return write
+
+
 def diff_views(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
     keys = sorted(set(old) | set(new))
     return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
@@ -154,7 +176,7 @@ def evaluate_split(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: tor
 
 
 @dataclass
-class RunState:
+class RunState:  # noqa: D101 - fields say it
     epoch: int = 0  # epochs completed
     history: list[dict] = field(default_factory=list)
     best_value: float | None = None
@@ -166,39 +188,84 @@ def default_run_dir(checked: ir.CheckedSpec) -> Path:
     return Path("runs") / checked.model.name
 
 
-def rotate_previous_run(out: Path) -> Path | None:
-    """A new run never overwrites an old one: the old folder becomes <name>.1, .2, ..."""
-    if not out.exists() or not any(out.iterdir()):
-        return None
-    n = 1
-    while out.with_name(f"{out.name}.{n}").exists():
-        n += 1
-    target = out.with_name(f"{out.name}.{n}")
-    os.replace(out, target)
-    return target
+def torch_writer(obj: object):
+    """A writer for util.atomic_write(_many): torch.save to the temp path. torch reports a
+    failed write (a full disk) as RuntimeError; it becomes the OSError it is."""
+
+    def write(tmp: str) -> None:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:
+            import errno
+            import shutil
+
+            free = shutil.disk_usage(os.path.dirname(tmp) or ".").free
+            if "write" in str(e).lower() and free < 64 << 20:
+                raise OSError(errno.ENOSPC, "No space left on device", tmp) from None
+            raise OSError(errno.EIO, f"torch.save failed: {str(e).splitlines()[0]}", tmp) from None
+
+    return write
 
 
 def save_torch(obj: object, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, torch_writer(obj))
 
 
-def load_torch(path: Path) -> dict:
+def load_torch(path: Path, what: str = "weights/checkpoint") -> Any:
+    """torch.load with weights_only=True (never unpickles code), errors as user errors."""
+    from .util import open_regular
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
+        with open_regular(path, what=what) as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except NetspecError:
+        raise
     except Exception as e:  # noqa: BLE001 - any unreadable/foreign file is a user error
-        raise error(f"{path}: not a readable netspec weights/checkpoint file ({type(e).__name__}: {e})") from None
+        raise error(f"{path}: not a readable netspec {what} file ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+CHECKPOINT_KEYS = ("format", "model", "optimizer", "epoch", "rng", "history", "best_value", "best_epoch",
+                   "bad_epochs", "spec_view")
+
+
+def load_checkpoint(path: Path) -> dict:
+    ckpt = load_torch(path, "checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "netspec-checkpoint-1":
+        raise error(f"{path}: not a netspec checkpoint", "it must be the checkpoint.pt that netspec train wrote")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise error(f"{path}: damaged netspec checkpoint (missing {', '.join(missing)})",
+                    "train again without --resume")
+    if not isinstance(ckpt["history"], list) or not isinstance(ckpt["epoch"], int) or \
+            not isinstance(ckpt["model"], dict) or not isinstance(ckpt["spec_view"], dict):
+        raise error(f"{path}: damaged netspec checkpoint (fields of the wrong type)", "train again without --resume")
+    return ckpt
+
+
+def load_state_dict_file(path: Path) -> dict:
+    """model.pt: a state_dict (names -> tensors)."""
+    state = load_torch(path, "weights")
+    if isinstance(state, dict) and state.get("format") == "netspec-checkpoint-1" and isinstance(state.get("model"), dict):
+        state = state["model"]  # a checkpoint given as weights: use its model
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in state.items()):
+        kind = type(state).__name__
+        raise error(f"{path}: not a weights file (a state_dict mapping names to tensors); it holds a {kind}",
+                    "use the model.pt that netspec train wrote")
+    return state
 
 
 class Trainer:
-    def __init__(self, checked: ir.CheckedSpec, out: Path, quiet: bool = False, as_json: bool = False):
+    def __init__(self, checked: ir.CheckedSpec, run: RunDir, quiet: bool = False, as_json: bool = False):
         self.checked = checked
         self.cfg = checked.train
-        self.out = out
+        self.run = run
+        self.out = run.path
         self.quiet = quiet
         self.as_json = as_json
         self.device = select_device(self.cfg.device)
+        ensure_fits(checked, str(self.device))
         self.data: Prepared = prepare(checked)
         self.model = build_model(checked.model, self.cfg.seed).to(self.device)
         self.loss_fn = build_loss(self.cfg.loss).to(self.device)
@@ -295,12 +362,16 @@ class Trainer:
             return math.isfinite(value)
         return value < best - delta if self.minimize else value > best + delta
 
-    def save_weights(self) -> None:
-        """model.pt: the best epoch's weights (save: best) or the latest (save: last)."""
-        best = self.best_weights if self.cfg.save == "best" and self.best_weights is not None else None
-        save_torch(best if best is not None else self.model.state_dict(), self.out / "model.pt")
-
     def checkpoint(self) -> None:
+        """model.pt (the best epoch's weights, or the latest), checkpoint.pt and metrics.csv,
+        written together: all three describe the same epoch whatever happens while writing."""
+        if not self.run.claimed:
+            self.run.claim(resolved_spec_text(self.checked.spec), {
+                "netspec_version": __version__, "model": self.checked.model.name, "spec_hash": self.spec_hash,
+                "spec": os.path.abspath(self.checked.spec.file)})
+        if not self.run.enabled:
+            return
+        best = self.best_weights if self.cfg.save == "best" and self.best_weights is not None else None
         state = {
             "format": "netspec-checkpoint-1",
             "netspec_version": __version__,
@@ -320,8 +391,12 @@ class Trainer:
             "data_order": {"seed": self.cfg.seed, "scheme": "randperm(seed*1000003+epoch)"},
             "preprocessing": json.dumps(self.data.preprocessing),
         }
-        save_torch(state, self.out / "checkpoint.pt")
-        self.write_metrics()
+        atomic_write_many([
+            (self.out / "model.pt", torch_writer(best if best is not None else self.model.state_dict())),
+            (self.out / "checkpoint.pt", torch_writer(state)),
+            (self.out / "metrics.csv", text_writer(metrics_csv(self.state.history))),
+        ])
+        self.run.write_meta(epochs_done=self.state.epoch)
 
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -342,17 +417,6 @@ class Trainer:
         self.state = RunState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_value"], ckpt["best_epoch"],
                               ckpt["bad_epochs"])
         self.best_weights = ckpt.get("best_weights")
-
-    def write_metrics(self) -> None:
-        rows = self.state.history
-        if not rows:
-            return
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(self.out / "metrics.csv", buf.getvalue())
 
     def write_curves(self) -> None:
         rows = self.state.history
@@ -446,7 +510,6 @@ class Trainer:
             es = self.cfg.early_stopping
             stop = es is not None and self.state.bad_epochs >= int(es.get("patience", 3))
             if epoch % self.cfg.checkpoint_every == 0 or epoch == self.cfg.epochs or stop:
-                self.save_weights()
                 self.checkpoint()
             self.emit(row)
             if stop:
@@ -471,6 +534,7 @@ class Trainer:
             result.update({f"test_{k}": v for k, v in res.items()})
         self.write_curves()
         self.write_summary(result)
+        self.run.finish(result)
         if self.as_json:
             print(json.dumps({"final": result}), flush=True)
         else:
@@ -500,9 +564,7 @@ def train_file(path: str, overrides: tuple[str, ...] = (), out_dir: str | None =
         ckpt_path = out / "checkpoint.pt"
         if not ckpt_path.exists():
             raise error(f"--resume: {ckpt_path} does not exist", "train without --resume to start a run")
-        ckpt = load_torch(ckpt_path)
-        if ckpt.get("format") != "netspec-checkpoint-1":
-            raise error(f"{ckpt_path}: not a netspec checkpoint")
+        ckpt = load_checkpoint(ckpt_path)
         changes = diff_views(ckpt["spec_view"], spec_view(checked.spec))
         blocked = [c for c in changes if not c[0].startswith(RESUMABLE_CHANGES)]
         if changes:
@@ -513,24 +575,32 @@ def train_file(path: str, overrides: tuple[str, ...] = (), out_dir: str | None =
                             "only epochs, the learning rate, the scheduler, early_stopping, device and "
                             "checkpoint_every may change on resume; start a new run instead")
             print(f"resuming with changed settings:\n{text}", file=sys.stderr)
-        if ckpt["epoch"] >= checked.train.epochs:
+        done = ckpt["epoch"] >= checked.train.epochs or _stopped_early(ckpt, checked)
+        if done and read_run_json(out).get("finished"):
             raise error(f"--resume: the run already finished {ckpt['epoch']} of {checked.train.epochs} epochs",
                         f"raise the epoch count, e.g. --set train.epochs={ckpt['epoch'] + 5}")
-    else:
-        moved = rotate_previous_run(out)
-        if moved is not None:
-            print(f"previous run kept in {moved}/", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(checked, out, quiet=quiet, as_json=as_json)
+    run = RunDir(out, resume=resume)
+    trainer = Trainer(checked, run, quiet=quiet, as_json=as_json)
     if ckpt is not None:
         trainer.restore(ckpt)
+        run.claimed = True
+        run.claim_resumed(resolved_spec_text(checked.spec))
         if not as_json:
             print(f"resumed from {out / 'checkpoint.pt'} at epoch {trainer.state.epoch}", file=sys.stderr)
-    atomic_write_text(out / "spec.net", unparse(checked.spec))
+        if trainer.state.epoch >= checked.train.epochs or _stopped_early(ckpt, checked):
+            # killed after its last checkpoint, before its outputs: finish them
+            if not as_json:
+                print("the run had finished training; writing its final outputs", file=sys.stderr)
+            return trainer.finish(stopped_early=trainer.state.epoch < checked.train.epochs)
     if not as_json and not quiet:
         print(f"training {checked.model.name} on {trainer.device}: {len(trainer.x):,} samples, "
               f"batch {trainer.batch_size}, {checked.train.epochs} epochs", flush=True)
     return trainer.fit()
+
+
+def _stopped_early(ckpt: dict, checked: ir.CheckedSpec) -> bool:
+    es = checked.train.early_stopping
+    return es is not None and int(ckpt.get("bad_epochs", 0)) >= int(es.get("patience", 3))
 
 
 def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) -> tuple[nn.Module, Path]:
@@ -538,9 +608,10 @@ def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) 
     weights_path = Path(weights) if weights else default_run_dir(checked) / "model.pt"
     if not weights_path.exists():
         raise error(f"{weights_path}: no such file", f"train first (netspec train {spec_path}) or pass --weights PATH")
+    ensure_fits(checked, "cpu", training=False)
     model = build_model(checked.model, checked.train.seed)
     try:
-        model.load_state_dict(load_torch(weights_path))
+        model.load_state_dict(load_state_dict_file(weights_path))
     except RuntimeError as e:
         raise error(f"{weights_path}: weights do not fit model `{checked.model.name}`: "
                     f"{str(e).splitlines()[0]}") from None
@@ -552,7 +623,7 @@ def run_checkpoint(weights: Path) -> tuple[dict | None, str]:
     ckpt = weights.parent / "checkpoint.pt"
     if not ckpt.exists():
         return None, ""
-    state = load_torch(ckpt)
+    state = load_torch(ckpt, "checkpoint")
     if not isinstance(state, dict):
         return None, ""
     stats = json.loads(state["preprocessing"]) if state.get("preprocessing") else None

@@ -57,34 +57,52 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], mode: in
     and whatever was at `path` is untouched. The new file gets `mode`, else the mode of the
     file it replaces, else what the umask allows (0644 under the usual 022). A symbolic link
     at `path` is followed: its target is replaced, the link stays."""
-    path = Path(path)
-    check_path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
-    ensure_folder(path.parent)
-    if path.is_dir():
-        from .errors import Diagnostic, NetspecError
+    atomic_write_many([(path, write)], mode)
 
-        raise NetspecError(Diagnostic(f"{path}: is a folder; give a file name"))
+
+def atomic_write_many(items: list[tuple[str | os.PathLike, Callable[[str], None]]], mode: int | None = None) -> None:
+    """Several files that must change together (a run's weights, checkpoint and metrics):
+    every temp file is written first, and only when all succeeded are they renamed into
+    place, so a full disk or a kill while writing leaves the old set intact."""
+    from .errors import Diagnostic, NetspecError
+
+    staged: list[tuple[str, Path]] = []
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise write_error(path, e) from None
-    os.close(fd)
-    try:
-        write(tmp)
-        if mode is None:
+        for raw, write in items:
+            path = Path(raw)
+            check_path(path)
+            if path.is_symlink():
+                path = Path(os.path.realpath(path))
+            ensure_folder(path.parent)
+            if path.is_dir():
+                raise NetspecError(Diagnostic(f"{path}: is a folder; give a file name"))
             try:
-                mode = stat.S_IMODE(os.stat(path).st_mode)
-            except OSError:
-                mode = 0o666 & ~umask()
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as e:
-        _discard(tmp)
-        raise write_error(path, e) from None
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            except OSError as e:
+                raise write_error(path, e) from None
+            os.close(fd)
+            staged.append((tmp, path))
+            try:
+                write(tmp)
+                final = mode
+                if final is None:
+                    try:
+                        final = stat.S_IMODE(os.stat(path).st_mode)
+                    except OSError:
+                        final = 0o666 & ~umask()
+                os.chmod(tmp, final)
+            except OSError as e:
+                raise write_error(path, e) from None
+        for i, (tmp, path) in enumerate(staged):
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                for t, _ in staged[i:]:
+                    _discard(t)
+                raise write_error(path, e) from None
     except BaseException:
-        _discard(tmp)
+        for tmp, _ in staged:
+            _discard(tmp)
         raise
 
 
