@@ -30,12 +30,14 @@ def check(spec: ir.Spec, *, target: str | None = None) -> ir.CheckedSpec:
     return _check(spec, target=target)
 
 
-def load(path: str, overrides: tuple[str, ...] = (), target: str | None = None) -> ir.CheckedSpec:
-    """Parse and check a file, applying `--set`-style overrides."""
+def load(path: str, overrides: tuple[str, ...] = (), target: str | None = None,
+         read_data: bool = False) -> ir.CheckedSpec:
+    """Parse and check a file, applying `--set`-style overrides; `read_data` also checks
+    the data files against the model and loss (what `netspec check` does)."""
     spec = parse_file(path)
     if overrides:
         spec = apply_overrides(spec, overrides)
-    return _check(spec, target=target)
+    return _check(spec, target=target, read_data=read_data)
 
 
 def build(checked: ir.CheckedSpec, seed: int | None = None) -> torch.nn.Sequential:

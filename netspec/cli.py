@@ -10,6 +10,7 @@ exit 2; never a traceback (set NETSPEC_DEBUG=1 to see one for an internal error)
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -27,17 +28,66 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+class _PipeSafe:
+    """stdout that survives its reader going away (`netspec layers | head -1`, a training
+    run piped into `head`): after a BrokenPipeError the rest of the output is discarded and
+    the command carries on (a training run finishes its epochs and writes its files)."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self._broken = False
+
+    def write(self, text: str) -> int:
+        if not self._broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._divert()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._divert()
+
+    def _divert(self) -> None:
+        self._broken = True
+        try:  # point the descriptor at /dev/null so the interpreter's own final flush is quiet
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except NetspecError as e:
-            _fail(e.render(), 1)
+            if e.diagnostics:
+                _fail(e.render(), 1)
+            sys.exit(1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
+        except MemoryError:
+            _fail("netspec: out of memory", 1)
+        except OSError as e:  # the environment, not netspec: a full disk, permissions, a vanished file
+            if os.environ.get("NETSPEC_DEBUG"):
+                raise
+            from .util import write_error
+
+            what = e.filename or ""
+            if e.errno == errno.ENOSPC:
+                _fail(write_error(what or "?", e).render(), 1)
+            _fail(f"error: {what + ': ' if what else ''}{e.strerror or e}", 1)
         except Exception as e:  # noqa: BLE001 - last line of defence: no tracebacks for users
             if os.environ.get("NETSPEC_DEBUG"):
                 raise
@@ -47,31 +97,63 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _no_nul(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Paths with a NUL byte are usage errors (the OS cannot even be asked about them)."""
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if isinstance(v, str) and "\0" in v:
+            raise click.BadParameter("a path cannot contain a NUL byte")
+    return value
+
+
+def _spec(path: str) -> str:
+    """A spec argument: the file, else the packaged example of that name."""
+    from .packaged import resolve_spec
+
+    return resolve_spec(path)
+
+
 SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="override a setting, e.g. --set train.epochs=1 or --set hidden=256")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="netspec")
 def main() -> None:
-    """netspec: declarative model specs for PyTorch."""
+    """netspec: declarative model specs for PyTorch.
+
+    \b
+      netspec check mnist.net          # errors at file:line:col with a fix
+      netspec summary mnist.net        # layers, output shapes, parameters
+      netspec train mnist.net          # a spec here, else the packaged example
+      netspec export model.onnx        # the latest finished run, verified
+      netspec predict model.onnx digit.png
+    """
+    if not isinstance(sys.stdout, _PipeSafe):
+        sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, callback=_no_nul)
 @click.option("--json", "as_json", is_flag=True, help="diagnostics as JSON lines (for editors)")
 @click.option("--target", type=click.Choice(["onnx"]), help="also check that every layer can be exported")
+@click.option("--no-data", is_flag=True, help="do not open the data files (by default their headers are read)")
 @SET_OPTION
 @handle_errors
-def check(files: tuple[str, ...], as_json: bool, target: str | None, overrides: tuple[str, ...]) -> None:
-    """Check specs: syntax, names, arguments, shapes, lints."""
+def check(files: tuple[str, ...], as_json: bool, target: str | None, no_data: bool, overrides: tuple[str, ...]) -> None:
+    """Check specs: syntax, names, arguments, shapes, lints, and the data against the model.
+
+    \b
+      netspec check mnist.net
+      netspec check --json --target onnx model.net
+    """
     from . import load
     from .check import parameter_count
 
     failed = False
     for f in files:
         try:
-            checked = load(f, overrides, target)
+            checked = load(_spec(f), overrides, target, read_data=not no_data)
         except NetspecError as e:
             failed = True
             if as_json:
@@ -92,34 +174,50 @@ def check(files: tuple[str, ...], as_json: bool, target: str | None, overrides: 
         sys.exit(1)
 
 
+def _spec_or_run(path: str) -> str:
+    """A spec file, a packaged example's name, or a run folder (its spec.net)."""
+    from pathlib import Path
+
+    from .runs import run_spec
+
+    return str(run_spec(Path(path))) if os.path.isdir(path) else _spec(path)
+
+
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", callback=_no_nul)
 @SET_OPTION
 @handle_errors
 def summary(file: str, overrides: tuple[str, ...]) -> None:
-    """Layer table: name, type, output shape, parameters (no torch needed)."""
+    """Layer table: name, type, output shape, parameters (no torch needed).
+
+    \b
+      netspec summary mnist.net
+      netspec summary runs/mnist_cnn       # the spec a run was trained with
+    """
     from . import load
     from .summary import summary_text
 
-    click.echo(summary_text(load(file, overrides)))
+    click.echo(summary_text(load(_spec_or_run(file), overrides)))
 
 
 @main.command("fmt")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, callback=_no_nul)
 @click.option("--check", "check_only", is_flag=True, help="exit 1 if a file is not formatted; change nothing")
 @handle_errors
 def fmt(files: tuple[str, ...], check_only: bool) -> None:
-    """Rewrite specs in canonical layout (comments kept)."""
-    from .errors import error
+    """Rewrite specs in canonical layout (comments kept; the file's mode and links kept).
+
+    \b
+      netspec fmt model.net
+      netspec fmt --check examples/*.net
+    """
     from .format import format_text
+    from .parse import read_spec_text
     from .util import atomic_write_text
 
     unformatted = []
     for f in files:
-        try:
-            text = open(f, encoding="utf-8").read()
-        except OSError as e:
-            raise error(f"{f}: cannot read ({e.strerror})") from None
+        text = read_spec_text(f)
         out = format_text(text, f)
         if out != text:
             unformatted.append(f)
@@ -133,7 +231,7 @@ def fmt(files: tuple[str, ...], check_only: bool) -> None:
 
 
 @main.command("ir")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", callback=_no_nul)
 @click.option("--checked", is_flag=True, help="dump the checked IR (resolved layers and shapes)")
 @handle_errors
 def ir_cmd(file: str, checked: bool) -> None:
@@ -141,10 +239,10 @@ def ir_cmd(file: str, checked: bool) -> None:
     from . import ir, load, parse_file
 
     if checked:
-        c = load(file)
+        c = load(_spec(file))
         click.echo(ir.dump(c.model))
     else:
-        click.echo(ir.dump(parse_file(file)))
+        click.echo(ir.dump(parse_file(_spec(file))))
 
 
 @main.command()
@@ -152,7 +250,13 @@ def ir_cmd(file: str, checked: bool) -> None:
 @click.option("--category", help="only layers of this category")
 @handle_errors
 def layers(name: str | None, category: str | None) -> None:
-    """List the catalogue's layers, or show one layer's arguments."""
+    """List the catalogue's layers, or show one entry's arguments.
+
+    \b
+      netspec layers
+      netspec layers Conv2d
+      netspec layers --category attention
+    """
     from . import catalogue as cat
     from .errors import did_you_mean, error
 
@@ -166,13 +270,17 @@ def layers(name: str | None, category: str | None) -> None:
                 for p in row.params:
                     default = "" if p.default is cat.REQUIRED else f" = {p.default!r}"
                     tag = "  (inferred from the input shape)" if p.inferred else ""
-                    click.echo(f"  {p.name}: {cat.describe_type(p.type)}{default}{tag}")
+                    dom = f", {cat.describe_domain(p.domain)}" if p.domain else ""
+                    click.echo(f"  {p.name}: {cat.describe_type(p.type)}{dom}{default}{tag}")
                 if kind == "layer":
                     click.echo(f"  input: {row.expects}; ONNX: {'yes' if row.onnx else 'no'}"
                                + (f" ({row.onnx_note})" if row.onnx_note else ""))
                 return
         names = [n for t in cat.ALL_KINDS.values() for n in t]
         raise error(f"unknown name `{name}`", did_you_mean(name, names))
+    categories = sorted({row.category for row in cat.LAYERS_LIST})
+    if category and category not in categories:
+        raise error(f"unknown category `{category}`", "categories: " + ", ".join(categories))
     width = max(len(n) for n in cat.LAYERS)
     for row in cat.LAYERS_LIST:
         if category and row.category != category:
@@ -184,18 +292,57 @@ def layers(name: str | None, category: str | None) -> None:
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@handle_errors
+def examples() -> None:
+    """List the packaged examples (usable by name from any folder: `netspec train mnist.net`)."""
+    from .packaged import describe, examples_dir, packaged_examples
+
+    found = packaged_examples()
+    root = examples_dir()
+    width = max((len(n) for n in found), default=0)
+    for name, path in found.items():
+        where = path.relative_to(root) if root else path
+        click.echo(f"{name:<{width}}  {describe(path)}  ({where})")
+    click.echo("\n`netspec new NAME` copies one here; `netspec train NAME.net` uses it directly", err=True)
+
+
+@main.command()
+@click.argument("name")
+@click.option("-o", "--output", callback=_no_nul, help="file to create (default ./NAME.net); never overwritten")
+@handle_errors
+def new(name: str, output: str | None) -> None:
+    """Copy a packaged example here (or start a new spec from a template).
+
+    \b
+      netspec new mnist              # -> ./mnist.net
+      netspec new resnet18 -o r.net
+      netspec new my_model           # a template for a new model
+    """
+    from .packaged import new_spec
+
+    target = new_spec(name, output)
+    click.echo(f"wrote {target}; next: netspec check {target}")
+
+
+@main.command()
+@click.argument("file", callback=_no_nul)
 @SET_OPTION
 @click.option("--epochs", type=click.IntRange(min=1), help="shorthand for --set train.epochs=N")
 @click.option("--device", help="auto | cpu | cuda | cuda:N | mps")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="run directory (default runs/<model>)")
-@click.option("--resume", is_flag=True, help="continue from the run directory's checkpoint.pt")
-@click.option("--quiet", is_flag=True, help="no progress bar, one line per epoch")
+@click.option("--out", "out_dir", callback=_no_nul, help="run folder (default runs/<model>)")
+@click.option("--resume", is_flag=True, help="continue from the run folder's checkpoint.pt")
+@click.option("--quiet", is_flag=True, help="no progress bar; a line every 10% of the epochs and the result")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per epoch on stdout")
 @handle_errors
 def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str | None, out_dir: str | None,
           resume: bool, quiet: bool, as_json: bool) -> None:
-    """Train the model; writes runs/<model>/ (weights, checkpoint, metrics, curves)."""
+    """Train the model; writes runs/<model>/ (weights, checkpoint, metrics, curves).
+
+    \b
+      netspec train mnist.net                      # here, or the packaged example
+      netspec train mnist.net --epochs 1 --set data.subset=6000
+      netspec train mnist.net --resume --set train.epochs=8
+    """
     from .train import train_file
 
     extra = list(overrides)
@@ -203,28 +350,38 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
         extra.append(f"train.epochs={epochs}")
     if device is not None:
         extra.append(f'train.device="{device}"')
-    train_file(file, tuple(extra), out_dir=out_dir, resume=resume, quiet=quiet, as_json=as_json)
+    train_file(_spec(file), tuple(extra), out_dir=out_dir, resume=resume, quiet=quiet, as_json=as_json)
 
 
 @main.command("eval")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--weights", type=click.Path(dir_okay=False), help="state_dict (.pt); default runs/<model>/model.pt")
-@click.option("--spec", "spec_file", type=click.Path(dir_okay=False), help="with an .onnx FILE: the spec for the data")
+@click.argument("file", callback=_no_nul)
+@click.option("--weights", callback=_no_nul, help="state_dict (.pt); default runs/<model>/model.pt")
+@click.option("--spec", "spec_file", callback=_no_nul, help="with an .onnx FILE: the spec for the data")
 @SET_OPTION
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Test-split metrics of trained weights (a spec), or of an ONNX file with --spec."""
-    if file.endswith(".onnx"):
+    """Test-split metrics of trained weights (a spec or a run folder), or of an ONNX file.
+
+    \b
+      netspec eval mnist.net                    # runs/mnist_cnn/model.pt on the test split
+      netspec eval runs/mnist_cnn
+      netspec eval mnist.onnx --spec mnist.net  # the same metrics through onnxruntime
+    """
+    from pathlib import Path
+
+    if file.lower().endswith(".onnx"):
         from .export import evaluate_onnx
 
         if not spec_file:
             raise click.UsageError("evaluating an .onnx file needs --spec FILE for its data and metrics")
-        results = evaluate_onnx(file, spec_file, overrides)
+        results = evaluate_onnx(file, _spec_or_run(spec_file), overrides)
     else:
         from .train import evaluate_file
 
-        results = evaluate_file(file, weights, overrides)
+        if os.path.isdir(file) and weights is None:
+            weights = str(Path(file) / "model.pt")
+        results = evaluate_file(_spec_or_run(file), weights, overrides)
     if as_json:
         click.echo(json.dumps(results))
     else:
@@ -233,32 +390,51 @@ def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: t
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="default: the export section, then <model>.onnx")
-@click.option("--weights", type=click.Path(dir_okay=False), help="default: runs/<model>/model.pt")
+@click.argument("source", callback=_no_nul)
+@click.option("-o", "--output", callback=_no_nul, help="the .onnx file (default: the export section, else <model>.onnx)")
+@click.option("--weights", callback=_no_nul, help="default: runs/<model>/model.pt (a run folder: its model.pt)")
 @click.option("--opset", type=click.IntRange(9, 23))
-@click.option("--tolerance", type=float, help="max abs difference torch vs onnxruntime (default 1e-4)")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
+              help="max torch vs onnxruntime difference (default 1e-4)")
 @SET_OPTION
 @handle_errors
-def export(file: str, output: str | None, weights: str | None, opset: int | None, tolerance: float | None,
+def export(source: str, output: str | None, weights: str | None, opset: int | None, tolerance: float | None,
            overrides: tuple[str, ...]) -> None:
-    """Export to ONNX and verify against onnxruntime."""
+    """Export to ONNX and verify against onnxruntime.
+
+    SOURCE is a spec, a run folder, or just the output file: then the most recently
+    finished run under ./runs/ is exported.
+
+    \b
+      netspec export model.onnx                      # the latest finished run
+      netspec export runs/mnist_cnn -o m.onnx        # a run folder: its spec.net and model.pt
+      netspec export mnist.net -o m.onnx             # a spec: runs/<model>/model.pt, or --weights
+    """
     from .export import export_file
 
-    export_file(file, output, weights, opset, tolerance, overrides)
+    export_file(source, output, weights, opset, tolerance, overrides)
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("model", callback=_no_nul)
+@click.argument("inputs", nargs=-1, required=True, callback=_no_nul)
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as_json: bool) -> None:
-    """Run an exported .onnx model on images, .npy, .csv or IDX files (onnxruntime only)."""
-    from .predict import predict_files
+    """Run an exported model on images, .npy, .csv or IDX files (onnxruntime only).
 
+    MODEL is an .onnx file, or a run folder (its exported .onnx; exported first if missing).
+
+    \b
+      netspec predict model.onnx digit.png more/*.png
+      netspec predict runs/iris flowers.csv --json
+    """
+    from .predict import predict_files, run_model
+
+    if os.path.isdir(model):
+        model = run_model(model)
     predict_files(model, inputs, top_k=top_k, batch_size=batch_size, as_json=as_json)
 
 

@@ -11,6 +11,8 @@ verification leaves nothing behind.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import torch
 
 from . import __version__, ir, load
 from .build import example_input
-from .errors import Diagnostic, ExportError, NetspecError
+from .errors import Diagnostic, ExportError, NetspecError, error
 from .util import atomic_write
 
 INPUT, OUTPUT = "input", "output"
@@ -174,14 +176,78 @@ def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndar
     return meta, real
 
 
-def export_file(path: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
+def export_source(source: str, output: str | None, weights: str | None) -> tuple[str, str | None, Path | None]:
+    """(spec path, weights path, default output) for what the user named: a spec, a run
+    folder, or (with no -o) an output path ending in .onnx: the latest finished run."""
+    from .packaged import resolve_spec
+    from .runs import latest_finished_run, run_spec
+
+    src = Path(source)
+    if src.is_dir():
+        spec = run_spec(src)
+        return str(spec), weights or str(src / "model.pt"), None
+    if source.lower().endswith(".onnx") and output is not None:
+        raise error(f"{source}: an .onnx file is what export writes, not what it reads",
+                    f"export a spec or a run folder (`netspec export runs/NAME -o {output}`), or write "
+                    f"`netspec export {output}` for the latest finished run")
+    if source.lower().endswith(".onnx"):
+        run, others = latest_finished_run()
+        print(f"exporting the most recently finished run, {run}/" +
+              (f" ({len(others)} other finished run{'s' if len(others) > 1 else ''} under runs/: pick one with "
+               f"`netspec export {others[0]} -o {source}`)" if others else ""), file=sys.stderr)
+        return str(run_spec(run)), weights or str(run / "model.pt"), Path(source)
+    return resolve_spec(source), weights, None
+
+
+def check_output(out: Path, inputs: list[Path]) -> None:
+    """Export writes .onnx files only, never over one of its inputs, and never over an
+    existing file that is not an ONNX model."""
+    from .util import check_path
+
+    check_path(out)
+    if out.suffix.lower() != ".onnx":
+        raise error(f"-o {out}: export writes .onnx files", f"e.g. -o {out.with_suffix('.onnx').name}")
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir():
+        raise error(f"-o {out}: is a folder", f"give a file name, e.g. -o {out / 'model.onnx'}")
+    for p in inputs:
+        try:
+            if p.exists() and out.exists() and os.path.samefile(out, p):
+                raise error(f"-o {out}: that is {p}, one of this export's inputs; netspec will not overwrite it")
+        except OSError:
+            continue
+    if not out.is_file():
+        raise error(f"-o {out}: exists and is not a regular file")
+    if not is_onnx_file(out):
+        raise error(f"-o {out}: exists and is not an ONNX model; netspec will not overwrite it",
+                    "choose another output path, or remove the file yourself")
+
+
+def is_onnx_file(path: Path) -> bool:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - anything unparsable is not an ONNX model
+        return False
+    return proto.ir_version > 0 and len(proto.graph.node) > 0 and len(proto.graph.output) > 0
+
+
+def export_file(source: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
                 tolerance: float | None = None, overrides: tuple[str, ...] = ()) -> dict:
     from .train import trained_model
+    from .util import clean_stale_temps
 
+    path, weights, default_out = export_source(source, output, weights)
     checked = load(path, overrides, target="onnx")
     model = checked.model
     net, weights_path = trained_model(checked, weights, path)
-    out = Path(output or checked.export.onnx or f"{model.name}.onnx")
+    out = Path(output or default_out or checked.export.onnx or f"{model.name}.onnx")
+    if Path(source).is_dir() and not output:
+        out = Path(source) / f"{model.name}.onnx"
+    check_output(out, [Path(path), weights_path, weights_path.parent / "checkpoint.pt", *data_files(checked)])
+    clean_stale_temps(out.parent, [out.name])
     meta, real = _metadata_for(checked, weights_path)
     meta["input_dtype"] = "int64" if example_input(model).dtype == torch.long else "float32"
     report = export_model(checked, net, out, opset=opset or checked.export.opset,
@@ -193,6 +259,22 @@ def export_file(path: str, output: str | None = None, weights: str | None = None
     return report
 
 
+def data_files(checked: ir.CheckedSpec) -> list[Path]:
+    """The files the spec's data sources read (inputs an export must never overwrite)."""
+    from . import catalogue as cat
+
+    files: list[Path] = []
+    data = checked.data
+    for src in (data.train, data.test) if data is not None else ():
+        if src is None or src.kind not in cat.SOURCES:
+            continue
+        for key in cat.SOURCES[src.kind].paths:
+            v = src.get(key)
+            if isinstance(v, str):
+                files.append(Path(v))
+    return files
+
+
 def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = ()) -> dict:
     """Test-split metrics computed with onnxruntime on the spec's (preprocessed) data."""
 
@@ -202,6 +284,12 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
 
     checked = load(spec_file, overrides)
     session, meta = load_session(onnx_path)
+    want = [None if d is None else int(d) for d in checked.model.input_shape]
+    have = meta.get("input_shape")
+    if have != want:
+        raise error(f"{onnx_path} takes inputs of shape {have} but {spec_file}'s model `{checked.model.name}` takes "
+                    f"{want}: this ONNX file was not exported from that spec",
+                    f"export the spec first: netspec export {spec_file} -o {onnx_path}")
     pre = meta.get("preprocessing")
     data = prepare(checked, stats=pre if isinstance(pre, dict) else None)
     prefix, (x, y) = evaluation_split(data, spec_file)

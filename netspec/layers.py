@@ -272,3 +272,37 @@ class ThresholdLowered(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(x > self.threshold, x, torch.full_like(x, self.value))
+
+
+# ---------------------------------------------------------------- inputs
+
+
+class InputTransform(nn.Module):
+    """Raw samples in model units (images in [0, 1], numbers as stored) -> the model's
+    input: normalised per channel (images) or per column (tables) with the training
+    statistics, then reshaped to the model's input shape. Used on every training and
+    evaluation batch, and the first node of every exported ONNX graph."""
+
+    def __init__(self, shift: list | None, div: list | None, axis: int, source_shape: list, input_shape: list,
+                 tokens: bool = False):
+        super().__init__()
+        self.tokens = tokens
+        self.source_shape = tuple(source_shape)
+        self.input_shape = tuple(input_shape)
+        self.normalize = shift is not None and not tokens
+        view = [1] * (len(source_shape) + 1)
+        if self.normalize:
+            view[axis + 1 if axis >= 0 else len(view) + axis] = -1
+            self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32).reshape(view))
+            self.register_buffer("div", torch.tensor(div, dtype=torch.float32).reshape(view))
+        self.reshape = None not in self.input_shape and self.input_shape != self.source_shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            x = (x - self.shift) / self.div
+        if self.reshape:
+            x = x.reshape(-1, *self.input_shape)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"source={list(self.source_shape)}, input={list(self.input_shape)}, normalize={self.normalize}"

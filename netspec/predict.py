@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,17 @@ def format_result(r: dict) -> str:
     if "probabilities" in r:
         return f"{r['input']}: " + ", ".join(f"{p:.4f}" for p in r["probabilities"])
     return f"{r['input']}: " + ", ".join(f"{v:.6g}" for v in r["values"])
+
+
+def run_model(run: str) -> str:
+    """The ONNX model of a run folder: its newest exported .onnx, else exported now."""
+    folder = Path(run)
+    found = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if found:
+        return str(found[0])
+    from .export import export_file
+
+    print(f"{folder} has no exported model yet; exporting it first", file=sys.stderr)
+    export_file(str(folder))
+    found = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return str(found[0])
