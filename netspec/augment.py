@@ -22,10 +22,14 @@ Semantics are torchvision's (transforms v1, tensor path), with these differences
 - ColorJitter applies its four adjustments in one random order per batch (torchvision: per call,
   so per image when used in a Dataset); the factors are still drawn per sample.
 - RandomResizedCrop resizes without antialiasing (torchvision >= 0.17 antialiases bilinear
-  downscaling); it otherwise equals crop + `F.interpolate(antialias=False)` exactly, including
-  torchvision's 10 attempts of rejection sampling and its central-crop fallback.
+  downscaling); it otherwise equals crop + `F.interpolate(antialias=False)` (nearest: exactly,
+  one gather; bilinear: to float rounding, two separable gathers), and keeps torchvision's 10
+  attempts of rejection sampling and its central-crop fallback, batched.
+- Bilinear results are clamped to [0, 1], which only removes rounding overshoot.
 - Ops whose settings make them the identity (p=0, degrees=0, zero jitter, ...) are skipped, so
   they return the input bit for bit.
+- The draws have torchvision's distributions but come from other random streams, so a given
+  torch seed does not reproduce torchvision's numbers.
 
 Run the tests with `pytest tests/test_augment.py`, the cost benchmark with
 `python benchmarks/augment_cost.py`.
@@ -558,9 +562,11 @@ class Augmenter:
             raise ValueError(f"Augmenter expects [n, {', '.join(map(str, self.input_shape))}], got {list(x.shape)}")
         if offset < 0 or offset + n > total:
             raise ValueError(f"rows [{offset}, {offset + n}) are not inside a batch of {total}")
+        if n == 0:
+            return x.new_zeros((0, *self._output_shape))
         rows = slice(offset, offset + n)
         for index, op in enumerate(self.ops):
-            if op.identity or n == 0:
+            if op.identity:
                 continue
             gen = torch.Generator().manual_seed(op_seed(seed, epoch, step, index))
             draws = {k: v if k in op.shared else v[rows] for k, v in op.draw(gen, total).items()}

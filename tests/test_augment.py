@@ -35,12 +35,15 @@ BUSY = {
 }
 
 
-def test_every_catalogue_row_has_an_op():
+def test_every_catalogue_row_has_an_op_that_takes_its_defaults():
     assert set(OPS) == set(AUGMENTS) == set(BUSY)
-    for name in AUGMENTS:
-        given = {"size": 4, "degrees": 10}
-        kwargs = fill_defaults(name, {k: v for k, v in given.items() if k in {p.name for p in AUGMENTS[name].params}})
+    required = {"size": 4, "degrees": 10}  # the parameters without a default
+    for name, row in AUGMENTS.items():
+        kwargs = fill_defaults(name, {p.name: required[p.name] for p in row.params if p.name in required})
+        assert augment_problems([(name, kwargs)], (3, 8, 8)) == []
         assert Augmenter([(name, kwargs)], (3, 8, 8))(images(2, (3, 8, 8)), 0, 0, 0).shape[0] == 2
+    with pytest.raises(SettingError, match="needs `size`"):
+        fill_defaults("RandomCrop", {})
 
 
 def test_augment_imports_no_torch():
@@ -261,6 +264,11 @@ def test_erasing_erases_one_box_with_its_area_fraction():
     assert torch.equal(aug("RandomErasing", (1, 32, 32), p=1, value=0.75)(x, 0, 0, 0).unique(), torch.tensor([0.75, 1]))
 
 
+def test_erasing_leaves_the_image_when_no_attempt_fits():
+    x = torch.ones(8, 1, 16, 16)  # a 16x16 box is not strictly smaller than the image: torchvision erases nothing
+    assert torch.equal(aug("RandomErasing", (1, 16, 16), p=1, scale=(1, 1), ratio=(1, 1))(x, 0, 0, 0), x)
+
+
 def test_erasing_chooses_samples_with_probability_p():
     x = torch.ones(400, 1, 16, 16)
     erased = (aug("RandomErasing", (1, 16, 16), p=0.3)(x, 0, 0, 0) == 0).flatten(1).any(1).float().mean()
@@ -289,6 +297,11 @@ def test_problems():
         aug("RandomCrop", size=9)
     with pytest.raises(SettingError):
         Augmenter([("RandomFlip", {})], (1, 8, 8))
+
+
+def test_an_empty_slice():
+    a = aug("RandomCrop", size=5, padding=1)
+    assert a(torch.rand(0, 1, 8, 8), 0, 0, 0, offset=4, total=4).shape == (0, 1, 5, 5)
 
 
 def test_wrong_input_shape():
