@@ -35,7 +35,7 @@ from . import catalogue as cat
 from . import ir
 from .catalogue import fmt_shape
 from .errors import DataError, Diagnostic, NetspecError
-from .sources import CsvTable, RawSet, data_error, load_source
+from .sources import CsvTable, RawSet, data_error, load_source, read_idx  # noqa: F401 - read_idx re-exported
 
 MAX_SHOWN = 5
 CLASS_LOSSES = ("class",)

@@ -20,39 +20,81 @@ import numpy as np
 import torch
 
 from . import __version__, ir, load
-from .build import example_input
+from .data import Preprocessing
 from .errors import Diagnostic, ExportError, NetspecError, error
 from .util import atomic_write
 
 INPUT, OUTPUT = "input", "output"
 
 
-def dynamic_axes(model: ir.CheckedModel) -> dict[str, dict[int, str]]:
-    inp = {0: "batch", **{i + 1: f"dim{i + 1}" for i, d in enumerate(model.input_shape) if d is None}}
-    out = {0: "batch", **{i + 1: f"out_dim{i + 1}" for i, d in enumerate(model.output_shape) if d is None}}
-    return {INPUT: inp, OUTPUT: out}
+class Graph(torch.nn.Module):
+    """What an exported file computes: the input transform (normalisation with the
+    training statistics, reshape) and then the model, so plain onnxruntime takes raw
+    inputs (images scaled to [0, 1], CSV rows as numbers) and answers as `predict` does."""
+
+    def __init__(self, transform: torch.nn.Module, model: torch.nn.Module):
+        super().__init__()
+        self.transform = transform
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.transform(x))
+
+
+def graph_input(checked: ir.CheckedSpec, pre: Preprocessing) -> tuple[tuple, bool]:
+    """(per-sample input shape of the exported graph, `_` dims as None; whether it takes token ids)."""
+    model_in = tuple(checked.model.input_shape)
+    source = tuple(pre.source_shape) or model_in
+    if len(source) == len(model_in):
+        source = tuple(None if m is None else s for s, m in zip(source, model_in))
+    return source, pre.tokens
+
+
+def sample_input(shape: tuple, tokens: int | None, batch: int, dynamic: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    full = (batch, *(dynamic if d is None else d for d in shape))
+    if tokens:
+        return torch.randint(0, tokens, full, generator=g)
+    return torch.rand(full, generator=g)
+
+
+def default_preprocessing(checked: ir.CheckedSpec) -> Preprocessing:
+    """No data at hand: the graph takes model inputs as they are."""
+    from .data import takes_tokens
+
+    shape = [d for d in checked.model.input_shape]
+    return Preprocessing(source_shape=shape, input_shape=shape, tokens=takes_tokens(checked))
 
 
 def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path, *, opset: int = 18,
-                 tolerance: float = 1e-4, metadata: dict | None = None,
-                 real_inputs: np.ndarray | None = None) -> dict:
-    """Export `net`, verify against onnxruntime, write atomically. Returns the parity report."""
+                 tolerance: float = 1e-4, metadata: dict | None = None, real_inputs: np.ndarray | None = None,
+                 pre: Preprocessing | None = None) -> dict:
+    """Export the graph (input transform + `net`), verify it against onnxruntime, write it
+    atomically. Returns the parity report."""
     import onnx
 
-    problems = []
     from .catalogue import onnx_problem
     from .check import flat_layers
+    from .train import build_transform
 
+    problems = []
     for layer in flat_layers(checked.model):
         reason = onnx_problem(layer.type, dict(layer.kwargs), layer.in_shape)
         if reason:
             problems.append(Diagnostic(f"cannot export to ONNX: {reason}", layer.span))
     if problems:
         raise ExportError(problems)
-    net = net.eval().cpu()
+    pre = pre or default_preprocessing(checked)
     model = checked.model
-    exported = lower_for_onnx(net, model)
-    sample = example_input(model, batch=2, dynamic=5)
+    net = net.eval().cpu()
+    transform = build_transform(pre).eval()
+    graph = Graph(transform, net).eval()
+    exported = Graph(transform, lower_for_onnx(net, model)).eval()
+    shape, tokens = graph_input(checked, pre)
+    vocab = _vocabulary(checked) if tokens else None
+    sample = sample_input(shape, vocab, 2, 5, 0)
+    axes = {INPUT: {0: "batch", **{i + 1: f"dim{i + 1}" for i, d in enumerate(shape) if d is None}},
+            OUTPUT: {0: "batch", **{i + 1: f"out_dim{i + 1}" for i, d in enumerate(model.output_shape) if d is None}}}
     report: dict = {}
 
     def write(tmp: str) -> None:
@@ -63,7 +105,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(exported, (sample,), tmp, input_names=[INPUT], output_names=[OUTPUT],
-                                  dynamic_axes=dynamic_axes(model), opset_version=opset, dynamo=False)
+                                  dynamic_axes=axes, opset_version=opset, dynamo=False)
             except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
                 raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
                                              model.span)) from None
@@ -71,8 +113,10 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
                 torch.backends.mha.set_fastpath_enabled(fastpath)
         proto = onnx.load(tmp)
         props = {"netspec_version": __version__, "model_name": model.name,
-                 "input_shape": json.dumps(list(model.input_shape)),
-                 "output_shape": json.dumps(list(model.output_shape)), **(metadata or {})}
+                 "input_shape": json.dumps(list(shape)),
+                 "model_input_shape": json.dumps(list(model.input_shape)),
+                 "output_shape": json.dumps(list(model.output_shape)),
+                 "preprocessing": json.dumps(pre.to_json()), **(metadata or {})}
         for k, v in props.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
@@ -83,10 +127,20 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             onnx.checker.check_model(tmp, full_check=True)
         except Exception as e:  # noqa: BLE001 - onnx checker errors are user-facing export failures
             raise ExportError(Diagnostic(f"onnx.checker rejected the export: {str(e).splitlines()[0]}")) from None
-        report.update(verify(net, tmp, model, tolerance, real_inputs))
+        batches = [sample_input(shape, vocab, 3, 5, 1), sample_input(shape, vocab, 1, 9, 2)]
+        if real_inputs is not None and len(real_inputs):
+            batches.append(torch.from_numpy(np.ascontiguousarray(real_inputs)))
+        report.update(verify(graph, tmp, batches, tolerance))
 
     atomic_write(path, write)
     return report
+
+
+def _vocabulary(checked: ir.CheckedSpec) -> int:
+    from .build_info import first_layer
+
+    first = first_layer(checked.model)
+    return int(dict(first.kwargs)["num_embeddings"]) if first is not None else 2
 
 
 def lower_for_onnx(net: torch.nn.Module, model: ir.CheckedModel) -> torch.nn.Module:
@@ -121,18 +175,16 @@ def lower_for_onnx(net: torch.nn.Module, model: ir.CheckedModel) -> torch.nn.Mod
     return lowered.eval()
 
 
-def verify(net: torch.nn.Module, onnx_path: str, model: ir.CheckedModel, tolerance: float,
-           real_inputs: np.ndarray | None) -> dict:
+def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], tolerance: float) -> dict:
+    """torch's and onnxruntime's outputs on the same inputs, within `tolerance` (absolute,
+    relative for outputs larger than 1)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    batches = [example_input(model, batch=3, dynamic=5, seed=1), example_input(model, batch=1, dynamic=9, seed=2)]
-    if real_inputs is not None and len(real_inputs):
-        batches.append(torch.from_numpy(np.ascontiguousarray(real_inputs)))
     worst_abs = worst_rel = worst_scaled = 0.0
     for x in batches:
         with torch.inference_mode():
-            want = net(x).float().numpy()
+            want = graph(x).float().numpy()
         got = session.run([OUTPUT], {INPUT: x.numpy()})[0]
         if got.shape != want.shape:
             raise ExportError(Diagnostic(f"onnxruntime output shape {list(got.shape)} differs from torch's "
@@ -140,7 +192,6 @@ def verify(net: torch.nn.Module, onnx_path: str, model: ir.CheckedModel, toleran
         diff = np.abs(got.astype(np.float64) - want)
         worst_abs = max(worst_abs, float(diff.max(initial=0.0)))
         worst_rel = max(worst_rel, float((diff / (np.abs(want) + 1e-6)).max(initial=0.0)))
-        # absolute for outputs up to 1 in size, relative beyond (float32 keeps ~7 digits)
         worst_scaled = max(worst_scaled, float((diff / np.maximum(1.0, np.abs(want))).max(initial=0.0)))
     report = {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "inputs_checked": sum(len(b) for b in batches)}
     if not worst_scaled <= tolerance:
@@ -152,28 +203,32 @@ def verify(net: torch.nn.Module, onnx_path: str, model: ir.CheckedModel, toleran
     return report
 
 
-def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndarray | None]:
-    """ONNX metadata (the run's preprocessing, spec hash, labels, task) and a few real inputs,
-    normalised exactly as in training, for the parity check."""
-    from .data import loss_target, prepare
+def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndarray | None, Preprocessing]:
+    """ONNX metadata (labels, task, loss, spec hash), the run's preprocessing (from its
+    checkpoint; recomputed from the data when there is none) and a few real raw inputs for
+    the parity check."""
+    from .data import loss_task, prepare
+    from .loader import Loader, to_units
     from .train import run_checkpoint
 
-    stats, spec_hash = run_checkpoint(weights)
-    meta: dict = {"preprocessing": stats or {"normalize": "none"}, "spec_hash": spec_hash,
-                  "loss": checked.train.loss.name}
+    saved, spec_hash = run_checkpoint(weights)
+    meta: dict = {"spec_hash": spec_hash, "loss": checked.train.loss.name, "task": loss_task(checked)}
+    pre = Preprocessing.from_json(saved) if saved else None
     real = None
     if checked.data is not None and checked.data.train is not None:
-        meta["task"] = loss_target(checked)
         try:
-            data = prepare(checked, allow_download=False, stats=stats)
+            data = prepare(checked, allow_download=False, saved=saved)
         except NetspecError:
             data = None  # no data at hand: random inputs only
         if data is not None:
-            meta["preprocessing"] = data.preprocessing
-            real = (data.test or data.val or data.train)[0][:64]
-            if data.labels:
-                meta["labels"] = list(data.labels)
-    return meta, real
+            pre = data.pre
+            split = data.test or data.val or data.train
+            xb, _ = Loader(split, pre, torch.device("cpu"), resident=False).fetch(np.arange(min(64, len(split))))
+            real = to_units(xb, pre).numpy()
+    pre = pre or default_preprocessing(checked)
+    if pre.classes:
+        meta["labels"] = list(pre.classes)
+    return meta, real, pre
 
 
 def export_source(source: str, output: str | None, weights: str | None) -> tuple[str, str | None, Path | None]:
@@ -248,12 +303,12 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
         out = Path(source) / f"{model.name}.onnx"
     check_output(out, [Path(path), weights_path, weights_path.parent / "checkpoint.pt", *data_files(checked)])
     clean_stale_temps(out.parent, [out.name])
-    meta, real = _metadata_for(checked, weights_path)
-    meta["input_dtype"] = "int64" if example_input(model).dtype == torch.long else "float32"
+    meta, real, pre = _metadata_for(checked, weights_path)
+    meta["input_dtype"] = "int64" if pre.tokens else "float32"
     report = export_model(checked, net, out, opset=opset or checked.export.opset,
                           tolerance=tolerance if tolerance is not None else checked.export.tolerance,
                           metadata={k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()},
-                          real_inputs=real)
+                          real_inputs=real, pre=pre)
     print(f"exported {out} (opset {opset or checked.export.opset}); verified on {report['inputs_checked']} inputs "
           f"against onnxruntime: max abs diff {report['max_abs_diff']:.2e}, max rel diff {report['max_rel_diff']:.2e}")
     return report
@@ -276,23 +331,39 @@ def data_files(checked: ir.CheckedSpec) -> list[Path]:
 
 
 def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = ()) -> dict:
-    """Test-split metrics computed with onnxruntime on the spec's (preprocessed) data."""
-
+    """Test-split metrics and loss computed with onnxruntime on the spec's raw data (the
+    graph normalises as training did)."""
+    from .build import build_loss
     from .data import evaluation_split, prepare
-    from .metrics import compute
+    from .loader import Loader, to_units
+    from .metrics import MetricState
     from .predict import load_session
 
     checked = load(spec_file, overrides)
     session, meta = load_session(onnx_path)
     want = [None if d is None else int(d) for d in checked.model.input_shape]
-    have = meta.get("input_shape")
+    have = meta.get("model_input_shape", meta.get("input_shape"))
     if have != want:
-        raise error(f"{onnx_path} takes inputs of shape {have} but {spec_file}'s model `{checked.model.name}` takes "
-                    f"{want}: this ONNX file was not exported from that spec",
+        raise error(f"{onnx_path} was exported from a model taking {have}, but {spec_file}'s model "
+                    f"`{checked.model.name}` takes {want}: this ONNX file was not exported from that spec",
                     f"export the spec first: netspec export {spec_file} -o {onnx_path}")
     pre = meta.get("preprocessing")
-    data = prepare(checked, stats=pre if isinstance(pre, dict) else None)
-    prefix, (x, y) = evaluation_split(data, spec_file)
-    outs = [session.run(None, {session.get_inputs()[0].name: x[i : i + 1024]})[0] for i in range(0, len(x), 1024)]
-    res = compute(np.concatenate(outs), y, checked.train.metrics, data.task, checked.train.loss.name)
-    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(x)}
+    data = prepare(checked, saved=pre if isinstance(pre, dict) and "source_shape" in pre else None)
+    prefix, split = evaluation_split(data, spec_file)
+    loss_fn = build_loss(checked.train.loss)
+    reduction = str(checked.train.loss.get("reduction", "mean"))
+    state = MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes)
+    name = session.get_inputs()[0].name
+    for xb, yb in Loader(split, data.pre, torch.device("cpu"), resident=False).sequential(1024):
+        x = to_units(xb, data.pre)
+        try:
+            out = torch.from_numpy(session.run(None, {name: x.numpy()})[0]).float()
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
+            raise error(f"{onnx_path}: onnxruntime could not run it on {spec_file}'s data "
+                        f"({str(e).splitlines()[0][:200]})") from None
+        y = x if yb is None else yb
+        with torch.no_grad():
+            loss = loss_fn(out, y)
+        state.update(out, y, loss * len(x) if reduction == "mean" else loss)
+    res = state.result()
+    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}

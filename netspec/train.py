@@ -1,13 +1,23 @@
-"""`netspec train` and `netspec eval`: the training loop and the run directory.
+"""`netspec train` and `netspec eval`: the training loop and its run folder.
 
-In: a spec path (+ `--set` overrides). Out: ``runs/<model>/`` holding spec.net (the
-resolved spec), model.pt (state_dict of the best or last epoch), checkpoint.pt (model,
-optimizer, scheduler, epoch, RNG state, history, spec view), metrics.csv, curves.png and
-summary.txt. Every write is atomic. The whole data set lives in tensors; batches are
-index slices of a seeded per-epoch permutation, so a resumed run sees the same order.
+In: a spec path (+ `--set` overrides). Out: a run folder (``runs/<model>/`` unless --out):
+run.json, spec.net (resolved, self-contained), model.pt (state_dict of the best or last
+epoch), checkpoint.pt (model, optimizer, scheduler, epoch, RNG states, history, spec
+view, preprocessing), metrics.csv, curves.png, summary.txt, and for classifiers
+confusion.csv / confusion.png; tensorboard/ with `log: [tensorboard]`. Every write is
+atomic; model.pt, checkpoint.pt and metrics.csv always describe the same epoch.
+
+One step: raw batch (uint8 images or numbers, on the device) -> model units -> training
+augmentation (seeded by seed, epoch, step) -> InputTransform (normalise, reshape: the
+same module the ONNX graph starts with) -> model -> loss. Nothing reads a value back to
+the host inside an epoch on an accelerator (the loss, metrics and a non-finite check are
+running tensors), except the progress bar's few refreshes a second. The sample order of
+an epoch is a function of (seed, epoch), so `--resume` repeats it; under DDP every
+process walks the same global batches and takes its share (distributed.shard).
 
     netspec train examples/mnist_mlp.net --epochs 1
     netspec train examples/mnist_mlp.net --resume --set train.epochs=3
+    netspec train examples/mnist_mlp.net --nproc 2        # DDP, gloo on CPU
 """
 
 from __future__ import annotations
@@ -19,28 +29,35 @@ import json
 import math
 import os
 import sys
+import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import __version__, ir, load
 from . import catalogue as cat
 from .build import build_loss, build_model, build_optimizer, build_scheduler
-from .data import Prepared, evaluation_split, prepare
+from .data import Prepared, Preprocessing, evaluation_split, prepare
+from .distributed import Dist, contiguous_shard, from_environment, shard, sync_batchnorm
 from .errors import Diagnostic, NetspecError, error
 from .format import unparse
-from .metrics import compute, lower_is_better
+from .layers import InputTransform
+from .loader import Loader, to_units
+from .metrics import MetricState, lower_is_better, metric_key
 from .resources import ensure_fits
 from .runs import RunDir, read_run_json, resolved_spec_text
 from .util import atomic_write, atomic_write_many, atomic_write_text, sha256_text
 
 RESUMABLE_CHANGES = ("train.epochs", "train.optimizer.lr", "train.scheduler", "train.checkpoint_every",
-                     "train.device", "train.early_stopping")
+                     "train.device", "train.early_stopping", "train.log", "train.log_every", "train.precision")
 EVAL_BATCH = 2048
+NONFINITE_CHECK_EVERY = 50  # steps between host reads of the non-finite flag on accelerators
 
 
 class TrainingError(NetspecError):
@@ -50,26 +67,29 @@ class TrainingError(NetspecError):
 # ---------------------------------------------------------------- small helpers
 
 
-def select_device(name: str) -> torch.device:
+def select_device(name: str, dist: Dist | None = None) -> torch.device:
+    local = dist.local_rank if dist is not None and dist.enabled else None
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("cuda", local or 0) if local is not None else torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available() and local is None:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise error(f"device `{name}` requested but CUDA is not available", "use device: auto or cpu")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise error("device `mps` requested but MPS is not available", "use device: auto or cpu")
+    if name == "cuda" and local is not None:
+        return torch.device("cuda", local)
     return torch.device(name)
 
 
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     """The sample order of one epoch: a function of (seed, epoch) only, so resume repeats it."""
     if not shuffle:
-        return torch.arange(n)
+        return np.arange(n)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)
+    return torch.randperm(n, generator=g).numpy()
 
 
 def weight_params(model: nn.Module) -> list[torch.Tensor]:
@@ -99,6 +119,11 @@ def spec_view(spec: ir.Spec) -> dict[str, str]:
     return view
 
 
+def diff_views(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
+    keys = sorted(set(old) | set(new))
+    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
+
+
 def metrics_csv(rows: list[dict]) -> str:
     if not rows:
         return ""
@@ -116,76 +141,6 @@ def text_writer(text: str):
             f.write(text)
 
     return write
-
-
-def diff_views(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
-    keys = sorted(set(old) | set(new))
-    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
-
-
-# ---------------------------------------------------------------- progress
-
-
-class Progress:
-    """A one-line progress bar on stderr when it is a terminal; silent otherwise."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.last = 0.0
-
-    def update(self, epoch: int, epochs: int, done: int, total: int, loss: float, rate: float) -> None:
-        now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.1 and done < total):
-            return
-        self.last = now
-        width = 24
-        fill = int(width * done / max(total, 1))
-        bar = "#" * fill + "." * (width - fill)
-        sys.stderr.write(f"\repoch {epoch}/{epochs} [{bar}] {done}/{total} loss {loss:.4f} {rate:,.0f} samples/s ")
-        sys.stderr.flush()
-
-    def clear(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 100 + "\r")
-            sys.stderr.flush()
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-@torch.inference_mode()
-def predict_batches(model: nn.Module, x: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    outs = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
-    model.train(was_training)
-    return torch.cat(outs) if outs else torch.empty(0)
-
-
-def evaluate_split(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   metrics: tuple[ir.CallValue, ...], task: str, loss_name: str) -> dict[str, float]:
-    out = predict_batches(model, x)
-    with torch.inference_mode():
-        loss = float(loss_fn(out, y))
-    result = {"loss": loss}
-    result.update(compute(out.float().cpu().numpy(), y.cpu().numpy(), metrics, task, loss_name))
-    return result
-
-
-# ---------------------------------------------------------------- the run
-
-
-@dataclass
-class RunState:  # noqa: D101 - fields say it
-    epoch: int = 0  # epochs completed
-    history: list[dict] = field(default_factory=list)
-    best_value: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-
-
-def default_run_dir(checked: ir.CheckedSpec) -> Path:
-    return Path("runs") / checked.model.name
 
 
 def torch_writer(obj: object):
@@ -256,35 +211,120 @@ def load_state_dict_file(path: Path) -> dict:
     return state
 
 
+def default_run_dir(checked: ir.CheckedSpec) -> Path:
+    return Path("runs") / checked.model.name
+
+
+def build_transform(pre: Preprocessing) -> InputTransform:
+    return InputTransform(pre.shift, pre.div, pre.axis, pre.source_shape, pre.input_shape, pre.tokens)
+
+
+# ---------------------------------------------------------------- progress
+
+
+class Progress:
+    """A tqdm bar on stderr when it is a terminal (ETA, rate, current loss); nothing
+    otherwise (the per-epoch lines say enough in logs)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+        self.last = 0.0
+
+    def start(self, epoch: int, epochs: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="sample", unit_scale=True, leave=False,
+                        dynamic_ncols=True, file=sys.stderr)
+        self.last = 0.0
+
+    def update(self, n: int, loss: torch.Tensor | None) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(n)
+        now = time.perf_counter()
+        if loss is not None and now - self.last > 0.5:  # reading the loss is a device sync: a few per second
+            self.last = now
+            self.bar.set_postfix_str(f"loss {float(loss):.4f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class RunState:
+    epoch: int = 0  # epochs completed
+    history: list[dict] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+
 class Trainer:
-    def __init__(self, checked: ir.CheckedSpec, run: RunDir, quiet: bool = False, as_json: bool = False):
+    def __init__(self, checked: ir.CheckedSpec, run: RunDir, quiet: bool = False, as_json: bool = False,
+                 dist: Dist | None = None):
         self.checked = checked
         self.cfg = checked.train
         self.run = run
         self.out = run.path
         self.quiet = quiet
         self.as_json = as_json
-        self.device = select_device(self.cfg.device)
+        self.dist = dist or Dist()
+        self.device = select_device(self.cfg.device, self.dist)
         ensure_fits(checked, str(self.device))
         self.data: Prepared = prepare(checked)
+        if self.dist.main:
+            for w in self.data.warnings:
+                print(w.render(), file=sys.stderr)
+        if self.dist.main and self.wants_curves():
+            _preload_matplotlib()
+        pre = self.data.pre
+        self.train_loader = Loader(self.data.train, pre, self.device)
+        self.val_loader = Loader(self.data.val, pre, self.device) if self.data.val is not None else None
         self.model = build_model(checked.model, self.cfg.seed).to(self.device)
+        if self.dist.enabled:
+            torch.manual_seed(self.cfg.seed * 1000 + self.dist.rank + 1)  # dropout differs per process
+        self.transform = build_transform(pre).to(self.device)
+        self.augment = self.make_augmenter()
         self.loss_fn = build_loss(self.cfg.loss).to(self.device)
+        self.reduction = str(self.cfg.loss.get("reduction", "mean"))
+        self.batch_size = len(self.data.train) if (checked.data and checked.data.batch_size is None) else \
+            min(checked.data.batch_size if checked.data and checked.data.batch_size else 32, len(self.data.train))
+        self.steps_per_epoch = math.ceil(len(self.data.train) / self.batch_size)
+        self.shuffle = checked.data.shuffle if checked.data else True
+        self.autocast_dtype, self.scaler = self.precision()
+        self.channels_last = self.device.type == "cuda" and self.autocast_dtype is not None and \
+            any(layer.type.startswith("Conv") for layer in _layers(checked))
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if self.dist.enabled and checked.train.sync_batchnorm:
+            self.model = sync_batchnorm(self.model, self.device)
         self.optimizer = build_optimizer(self.cfg.optimizer, self.model.parameters())
-        self.x, self.y = (torch.from_numpy(a).to(self.device) for a in self.data.train)
-        bs = self.checked.data.batch_size if self.checked.data else None
-        self.batch_size = len(self.x) if bs is None else min(bs, len(self.x))
-        self.steps_per_epoch = math.ceil(len(self.x) / self.batch_size)
-        self.shuffle = self.checked.data.shuffle if self.checked.data else True
         self.scheduler = build_scheduler(self.cfg.scheduler, self.optimizer, self.cfg.epochs, self.steps_per_epoch)
         self.interval = cat.SCHEDULERS[self.cfg.scheduler.name].interval if self.cfg.scheduler else None
-        self.val = tuple(torch.from_numpy(a).to(self.device) for a in self.data.val) if self.data.val else None
+        self.net: nn.Module = self.model
+        if self.cfg.compile:
+            self.net = self.compiled()
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.net, device_ids=ids)
         self.weights = weight_params(self.model)
         self.closure_opt = cat.OPTIMIZERS[self.cfg.optimizer.name].closure
         self.state = RunState()
         self.best_weights: dict | None = None
         es = self.cfg.early_stopping
-        self.monitor = str(es.get("monitor", "val_loss")) if es else ("val_loss" if self.val else "loss")
-        if self.monitor.startswith("val_") and self.val is None:
+        has_val = self.val_loader is not None
+        self.monitor = str(es.get("monitor", "val_loss")) if es else ("val_loss" if has_val else "loss")
+        if self.monitor.startswith("val_") and not has_val:
             raise NetspecError.at(es.span if es else ir.NO_SPAN,
                                   f"early stopping monitors `{self.monitor}` but there is no validation data",
                                   "add `validation: 0.1` to the data section, or monitor `loss`")
@@ -292,66 +332,219 @@ class Trainer:
         self.minimize = lower_is_better(self.monitor) if mode == "auto" else mode == "min"
         self.view = spec_view(checked.spec)
         self.spec_hash = sha256_text(json.dumps(self.view, sort_keys=True))
+        self.tb = self.tensorboard()
+        self.global_step = 0
+
+    # -- set-up helpers
+
+    def wants_curves(self) -> bool:
+        return self.run.enabled
+
+    def make_augmenter(self) -> Any:
+        data = self.checked.data
+        if data is None or not data.augment:
+            return None
+        from .augment import Augmenter
+
+        ops = [(a.name, dict(a.kwargs)) for a in data.augment]
+        shape = tuple(self.data.pre.source_shape)
+        if self.data.pre.kind != "image" or len(shape) != 3:
+            raise NetspecError.at(data.augment[0].span, "augment works on images ([channels, height, width])",
+                                  f"this data's samples are {list(shape)}")
+        return Augmenter(ops, shape)  # type: ignore[arg-type]
+
+    def precision(self) -> tuple[torch.dtype | None, Any]:
+        p = self.cfg.precision
+        if p == "fp32":
+            return None, None
+        dtype = torch.bfloat16 if p == "bf16" else torch.float16
+        dev = self.device.type
+        if dev not in ("cpu", "cuda"):
+            raise error(f"precision: {p} is supported on cpu and cuda, not {dev}")
+        if dev == "cuda" and p == "bf16" and not torch.cuda.is_bf16_supported():
+            raise error("precision: bf16 is not supported by this GPU", "use precision: fp16")
+        scaler = torch.amp.GradScaler(dev) if p == "fp16" else None
+        return dtype, scaler
+
+    def autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def tensorboard(self) -> Any:
+        if "tensorboard" not in self.cfg.log or not self.run.enabled:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise error("log: tensorboard needs the tensorboard package",
+                        "pip install 'netspec[tensorboard]' (or pip install tensorboard)") from None
+        return SummaryWriter  # opened when the run folder is claimed
+
+    def compiled(self) -> nn.Module:
+        """torch.compile, accepted only if its gradients on the first batch equal eager's
+        (inductor on some CPUs has returned all-zero convolution gradients)."""
+        idx = epoch_order(len(self.data.train), self.cfg.seed, 1, self.shuffle)[: self.batch_size]
+        xb, yb = self.train_loader.fetch(idx)
+        x = self.transform(to_units(xb, self.data.pre))
+        y = x.detach() if yb is None else yb
+        eager = copy.deepcopy(self.model)
+        try:
+            compiled = torch.compile(copy.deepcopy(self.model))
+            grads = []
+            for m in (eager, compiled):
+                m.zero_grad(set_to_none=True)
+                self.loss_fn(m(x).float(), y).backward()
+                grads.append([p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+                              for p in (eager if m is eager else compiled).parameters()])
+        except Exception as e:  # noqa: BLE001 - the compiler can fail in many ways
+            raise error(f"compile: true: torch.compile failed on this model ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200]})", "remove `compile: true`; eager training is exact") from None
+        names = [n for n, _ in self.model.named_parameters()]
+        for name, a, b in zip(names, grads[0], grads[1]):
+            scale = float(a.abs().max()) or 1.0
+            if not torch.allclose(a, b, rtol=1e-3, atol=1e-4 * scale):
+                diff = float((a - b).abs().max())
+                raise error(f"compile: true: torch.compile's gradient of `{name}` differs from eager's on the first "
+                            f"batch (max difference {diff:.3g}, gradient scale {scale:.3g}); refusing to train "
+                            "with it", "remove `compile: true` (eager training is exact)")
+        return torch.compile(self.model)
 
     # -- one step / one epoch
 
-    def loss_of(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        loss = self.loss_fn(self.model(xb), yb)
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                   torch.Tensor]:
+        """(loss to backpropagate, output, data loss for reporting)."""
+        with self.autocast():
+            out = self.net(x)
+        out = out.float()
+        data_loss = self.loss_fn(out, y)
+        loss = data_loss * scale if scale != 1.0 else data_loss
         if self.cfg.l1:
             loss = loss + self.cfg.l1 * sum(w.abs().sum() for w in self.weights)
-        return loss
+        return loss, out, data_loss.detach()
 
-    def step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def step(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         if self.closure_opt:
+            holder: dict[str, torch.Tensor] = {}
+
             def closure() -> torch.Tensor:
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self.loss_of(xb, yb)
+                loss, out, data_loss = self.forward_loss(x, y, scale)
                 loss.backward()
+                holder["out"], holder["loss"] = out.detach(), data_loss
                 return loss
 
-            return self.optimizer.step(closure).detach()  # type: ignore[arg-type, union-attr, attr-defined]
+            self.optimizer.step(closure)  # type: ignore[arg-type]
+            return holder["out"], holder["loss"]
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_of(xb, yb)
-        loss.backward()
-        if self.cfg.clip_grad_norm:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
-        self.optimizer.step()
-        return loss.detach()
+        loss, out, data_loss = self.forward_loss(x, y, scale)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if self.cfg.clip_grad_norm:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if self.cfg.clip_grad_norm:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
+            self.optimizer.step()
+        return out.detach(), data_loss
 
-    def train_epoch(self, epoch: int, progress: Progress) -> float:
-        self.model.train()
-        n = len(self.x)
+    def batch_plan(self, epoch: int) -> list[tuple[np.ndarray, int, float, int]]:
+        """Per step: (this process's indices, offset in the global batch, loss scale, global size)."""
+        n = len(self.data.train)
         order = epoch_order(n, self.cfg.seed, epoch, self.shuffle)
-        order = order.to(self.device)
-        total = 0.0
-        start = time.perf_counter()
-        full = self.batch_size >= n
-        for step, i in enumerate(range(0, n, self.batch_size), start=1):
-            if full:
-                xb, yb = (self.x[order], self.y[order]) if self.shuffle else (self.x, self.y)
-            else:
-                idx = order[i : i + self.batch_size]
-                xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+        plan = []
+        for i in range(0, n, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            part, offset, scale = shard(idx, self.dist, self.reduction)
+            plan.append((part, offset, scale, len(idx)))
+        return plan
+
+    def train_epoch(self, epoch: int, progress: Progress) -> dict[str, float]:
+        self.net.train()
+        pre = self.data.pre
+        plan = self.batch_plan(epoch)
+        metrics = MetricState(self.cfg.metrics, pre.task, self.cfg.loss.name, self.data.classes, self.device)
+        bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        check_every = 1 if self.device.type == "cpu" else NONFINITE_CHECK_EVERY
+        progress.start(epoch, self.cfg.epochs, len(self.data.train))
+        batches = self.train_loader.batches(p[0] for p in plan)
+        for step, ((xb, yb), (part, offset, scale, total)) in enumerate(zip(batches, plan), start=1):
+            x = to_units(xb, pre)
+            if self.augment is not None:
+                x = self.augment(x, self.cfg.seed, epoch, step, offset=offset, total=total)
+            x = self.transform(x)
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = x.detach() if yb is None else yb
             try:
-                loss = float(self.step(xb, yb))
+                out, data_loss = self.step(x, y, scale)
             except RuntimeError as e:  # torch's shape/dtype complaints, made readable
                 raise TrainingError(Diagnostic(
                     f"training step failed at epoch {epoch}, step {step}: {str(e).splitlines()[0]}",
-                    help=f"inputs {list(xb.shape)} {xb.dtype}, targets {list(yb.shape)} {yb.dtype}, "
+                    help=f"inputs {list(x.shape)} {x.dtype}, targets {list(y.shape)} {y.dtype}, "
                          f"loss {self.cfg.loss.name}")) from None
-            if not math.isfinite(loss):
-                raise TrainingError(Diagnostic(
-                    f"loss became {loss} at epoch {epoch}, step {step} of {self.steps_per_epoch}; training stopped",
-                    help="lower the learning rate, set clip_grad_norm, or normalize the inputs; "
-                    + (f"the checkpoint of epoch {self.state.epoch} in {self.out} is intact" if self.state.epoch
-                       else "no checkpoint was written yet")))
-            total += loss * len(xb)
+            n = len(part)
+            per_sample = data_loss * n if self.reduction == "mean" else data_loss
+            metrics.update(out, y, per_sample)
+            finite = torch.isfinite(data_loss)
+            if check_every == 1:
+                if not bool(finite):
+                    self.nonfinite(epoch, step, float(data_loss))
+            else:
+                bad_step = torch.where((bad_step < 0) & ~finite, torch.tensor(step, device=self.device), bad_step)
+                if step % check_every == 0 and int(bad_step) >= 0:
+                    self.nonfinite(epoch, int(bad_step), float("nan"))
             if self.interval == "batch":
                 self.scheduler.step()
-            done = min(i + self.batch_size, n)
-            progress.update(epoch, self.cfg.epochs, done, n, total / done, done / (time.perf_counter() - start + 1e-9))
-        progress.clear()
-        return total / n
+            self.global_step += 1
+            if self.tb_writer is not None and self.global_step % self.cfg.log_every == 0:
+                self.tb_writer.add_scalar("step/loss", float(data_loss), self.global_step)
+                self.tb_writer.add_scalar("step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+            progress.update(n * (self.dist.world if self.dist.enabled and total >= self.dist.world else 1),
+                            data_loss)
+        progress.close()
+        if int(bad_step) >= 0:
+            self.nonfinite(epoch, int(bad_step), float("nan"))
+        metrics.reduce()
+        return metrics.result()
+
+    tb_writer: Any = None
+
+    def nonfinite(self, epoch: int, step: int, value: float) -> None:
+        raise TrainingError(Diagnostic(
+            f"loss became {value} at epoch {epoch}, step {step} of {self.steps_per_epoch}; training stopped",
+            help="lower the learning rate, set clip_grad_norm, or normalize the inputs; "
+            + (f"the checkpoint of epoch {self.state.epoch} in {self.out} is intact" if self.state.epoch
+               else "no checkpoint was written yet")))
+
+    # -- evaluation
+
+    @torch.inference_mode()
+    def evaluate(self, loader: Loader, confusion: bool = False, model: nn.Module | None = None
+                 ) -> tuple[dict[str, float], MetricState]:
+        net = model or self.model
+        was = net.training
+        net.eval()
+        pre = self.data.pre
+        state = MetricState(self.cfg.metrics, pre.task, self.cfg.loss.name, self.data.classes, self.device,
+                            confusion=confusion)
+        part = contiguous_shard(len(loader), self.dist)
+        for xb, yb in loader.sequential(EVAL_BATCH, part):
+            x = self.transform(to_units(xb, pre))
+            y = x if yb is None else yb
+            with self.autocast():
+                out = net(x)
+            out = out.float()
+            loss = self.loss_fn(out, y)
+            state.update(out, y, loss * len(x) if self.reduction == "mean" else loss)
+        net.train(was)
+        state.reduce()
+        return state.result(), state
 
     # -- bookkeeping
 
@@ -362,15 +555,22 @@ class Trainer:
             return math.isfinite(value)
         return value < best - delta if self.minimize else value > best + delta
 
+    def rng_states(self) -> list:
+        mine = {"cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+        return self.dist.all_same(mine)
+
     def checkpoint(self) -> None:
         """model.pt (the best epoch's weights, or the latest), checkpoint.pt and metrics.csv,
         written together: all three describe the same epoch whatever happens while writing."""
+        rngs = self.rng_states()  # a collective: every process takes part
+        if not self.run.enabled:
+            return
         if not self.run.claimed:
             self.run.claim(resolved_spec_text(self.checked.spec), {
                 "netspec_version": __version__, "model": self.checked.model.name, "spec_hash": self.spec_hash,
-                "spec": os.path.abspath(self.checked.spec.file)})
-        if not self.run.enabled:
-            return
+                "spec": os.path.abspath(self.checked.spec.file), "processes": self.dist.world})
+            self.open_tensorboard()
         best = self.best_weights if self.cfg.save == "best" and self.best_weights is not None else None
         state = {
             "format": "netspec-checkpoint-1",
@@ -378,9 +578,10 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.state.epoch,
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "rng": rngs[0]["cpu"],
+            "rng_ranks": rngs,
             "history": self.state.history,
             "best_value": self.state.best_value,
             "best_epoch": self.state.best_epoch,
@@ -389,7 +590,7 @@ class Trainer:
             "spec_view": self.view,
             "spec_hash": self.spec_hash,
             "data_order": {"seed": self.cfg.seed, "scheme": "randperm(seed*1000003+epoch)"},
-            "preprocessing": json.dumps(self.data.preprocessing),
+            "preprocessing": json.dumps(self.data.pre.to_json()),
         }
         atomic_write_many([
             (self.out / "model.pt", torch_writer(best if best is not None else self.model.state_dict())),
@@ -398,10 +599,13 @@ class Trainer:
         ])
         self.run.write_meta(epochs_done=self.state.epoch)
 
+    def open_tensorboard(self) -> None:
+        if self.tb is not None and self.tb_writer is None:
+            self.tb_writer = self.tb(log_dir=str(self.out / "tensorboard"))
+
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        # a learning rate changed since the checkpoint applies from here on
         new_lr = dict(self.cfg.optimizer.kwargs).get("lr")
         if new_lr is not None and ckpt["spec_view"].get("train.optimizer.lr") != self.view.get("train.optimizer.lr"):
             for group in self.optimizer.param_groups:
@@ -411,49 +615,30 @@ class Trainer:
         if self.scheduler is not None and ckpt.get("scheduler") is not None and \
                 ckpt["spec_view"].get("train.scheduler") == self.view.get("train.scheduler"):
             self.scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"])
-        if ckpt.get("cuda_rng") and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        ranks = ckpt.get("rng_ranks") or []
+        mine = ranks[self.dist.rank] if len(ranks) == self.dist.world and self.dist.rank < len(ranks) else None
+        torch.set_rng_state(mine["cpu"] if mine else ckpt["rng"])
+        if mine and mine.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda"], self.device)
         self.state = RunState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_value"], ckpt["best_epoch"],
                               ckpt["bad_epochs"])
         self.best_weights = ckpt.get("best_weights")
-
-    def write_curves(self) -> None:
-        rows = self.state.history
-        if not rows:
-            return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        keys = [k for k in rows[0] if k not in ("epoch", "lr", "seconds", "samples_per_s")]
-        bases = list(dict.fromkeys(k.removeprefix("val_") for k in keys))
-        fig, axes = plt.subplots(1, len(bases), figsize=(5 * len(bases), 3.6), squeeze=False)
-        epochs = [r["epoch"] for r in rows]
-        for ax, base in zip(axes[0], bases):
-            for key, label in ((base, "train"), (f"val_{base}", "validation")):
-                if key in rows[0]:
-                    ax.plot(epochs, [r.get(key, float("nan")) for r in rows], label=label, marker="." if len(rows) < 50 else None)
-            ax.set_title(base)
-            ax.set_xlabel("epoch")
-            if base == "loss" and all(r.get("loss", 1) > 0 for r in rows):
-                ax.set_yscale("log")
-            ax.legend()
-        fig.suptitle(self.checked.model.name)
-        fig.tight_layout()
-        atomic_write(self.out / "curves.png", lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-        plt.close(fig)
+        self.global_step = self.state.epoch * self.steps_per_epoch
+        self.open_tensorboard()
 
     def emit(self, row: dict, final: bool = False) -> None:
+        if not self.dist.main:
+            return
         if self.as_json:
             print(json.dumps(row), flush=True)
             return
         epochs = self.cfg.epochs
-        every = max(1, epochs // 100)
-        if self.quiet and not final and row.get("epoch", 0) % max(1, epochs // 10) and row.get("epoch") != epochs:
+        epoch = row.get("epoch", 0)
+        if self.quiet and not final and epoch % max(1, epochs // 10) and epoch != epochs:
             return
-        if not final and row["epoch"] % every and row["epoch"] != epochs and row["epoch"] != 1:
+        if not final and epoch % max(1, epochs // 100) and epoch not in (1, epochs):
             return
         parts = []
         for k, v in row.items():
@@ -472,30 +657,24 @@ class Trainer:
     # -- main loop
 
     def fit(self) -> dict:
-        progress = Progress(not (self.quiet or self.as_json))
-        train_n = len(self.x)
+        progress = Progress(self.dist.main and not (self.quiet or self.as_json))
+        train_n = len(self.data.train)
         stopped_early = False
         while self.state.epoch < self.cfg.epochs:
             epoch = self.state.epoch + 1
             start = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
-            train_loss = self.train_epoch(epoch, progress)
+            train = self.train_epoch(epoch, progress)
             seconds = time.perf_counter() - start
-            row: dict = {"epoch": epoch, "loss": train_loss}
-            if self.val is not None:
-                vx, vy = self.val
-                res = evaluate_split(self.model, self.loss_fn, vx, vy, self.cfg.metrics, self.data.task,
-                                     self.cfg.loss.name)
-                row.update({f"val_{k}": v for k, v in res.items()})
-            elif self.cfg.metrics:
-                res = evaluate_split(self.model, self.loss_fn, self.x, self.y, self.cfg.metrics, self.data.task,
-                                     self.cfg.loss.name)
-                row.update({k: v for k, v in res.items() if k != "loss"})
+            row: dict = {"epoch": epoch, **train}
+            if self.val_loader is not None:
+                val, _ = self.evaluate(self.val_loader)
+                row.update({f"val_{k}": v for k, v in val.items()})
             row.update({"lr": lr, "seconds": seconds, "samples_per_s": train_n / max(seconds, 1e-9)})
             if self.interval == "epoch":
                 self.scheduler.step()
             elif self.interval == "plateau":
-                self.scheduler.step(row.get("val_loss", train_loss))
+                self.scheduler.step(row.get("val_loss", row["loss"]))
             if self.monitor not in row:
                 raise error(f"early stopping monitors `{self.monitor}`, which is not reported",
                             "reported: " + ", ".join(k for k in row if k not in ("epoch", "lr", "seconds")))
@@ -511,29 +690,60 @@ class Trainer:
             stop = es is not None and self.state.bad_epochs >= int(es.get("patience", 3))
             if epoch % self.cfg.checkpoint_every == 0 or epoch == self.cfg.epochs or stop:
                 self.checkpoint()
+            self.log_epoch(row)
             self.emit(row)
             if stop:
                 stopped_early = True
-                if not self.as_json:
+                if self.dist.main and not self.as_json:
                     print(f"early stopping: `{self.monitor}` has not improved for {self.state.bad_epochs} epochs "
                           f"(best {self.state.best_value:.4g} at epoch {self.state.best_epoch})", flush=True)
                 break
         return self.finish(stopped_early)
 
+    def log_epoch(self, row: dict) -> None:
+        if self.tb_writer is None:
+            return
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, (int, float)):
+                self.tb_writer.add_scalar(f"epoch/{k}", v, row["epoch"])
+        self.tb_writer.flush()
+
     def finish(self, stopped_early: bool) -> dict:
         result: dict = {"epochs": self.state.epoch, "stopped_early": stopped_early,
                         "best_epoch": self.state.best_epoch, self.monitor: self.state.best_value}
+        model = self.model
+        if self.cfg.save == "best" and self.best_weights is not None:
+            model = copy.deepcopy(self.model)  # the weights model.pt holds
+            model.load_state_dict(self.best_weights)
+        confusion_state = None
+        report_split = None
         if self.data.test is not None:
-            # test the weights model.pt holds: the best epoch's (kept in memory) or the last
-            model = self.model
-            if self.cfg.save == "best" and self.best_weights is not None:
-                model = copy.deepcopy(self.model)
-                model.load_state_dict(self.best_weights)
-            tx, ty = (torch.from_numpy(a).to(self.device) for a in self.data.test)
-            res = evaluate_split(model, self.loss_fn, tx, ty, self.cfg.metrics, self.data.task, self.cfg.loss.name)
+            res, confusion_state = self.evaluate(Loader(self.data.test, self.data.pre, self.device),
+                                                 confusion=self.data.pre.task == "class", model=model)
             result.update({f"test_{k}": v for k, v in res.items()})
-        self.write_curves()
-        self.write_summary(result)
+            report_split = "test"
+        elif self.val_loader is not None and self.data.pre.task == "class":
+            _, confusion_state = self.evaluate(self.val_loader, confusion=True, model=model)
+            report_split = "validation"
+        if not self.run.enabled:
+            return result
+        if not self.run.claimed:
+            self.checkpoint()
+        from .report import class_report, write_confusion, write_curves
+
+        confusion = confusion_state.confusion() if confusion_state is not None else None
+        write_curves(self.out, self.state.history, self.checked.model.name, self.state.best_epoch, self.monitor)
+        report = ""
+        if confusion is not None and self.data.labels:
+            write_confusion(self.out, confusion, list(self.data.labels), report_split or "")
+            report = class_report(confusion, list(self.data.labels), report_split or "")
+        self.write_summary(result, report)
+        if self.tb_writer is not None:
+            hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.view.items()}
+            final = {f"final/{k}": float(v) for k, v in result.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+            self.tb_writer.add_hparams(hparams, final, run_name=".")
+            self.tb_writer.close()
         self.run.finish(result)
         if self.as_json:
             print(json.dumps({"final": result}), flush=True)
@@ -541,23 +751,63 @@ class Trainer:
             shown = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("test_"))
             if shown:
                 print(f"test: {shown}")
-            print(f"run saved in {self.out}/ (model.pt, checkpoint.pt, metrics.csv, curves.png, summary.txt)")
+            files = "model.pt, checkpoint.pt, metrics.csv, curves.png, summary.txt" + \
+                (", confusion.csv/png" if confusion is not None else "") + (", tensorboard/" if self.tb_writer else "")
+            print(f"run saved in {self.out}/ ({files})")
         return result
 
-    def write_summary(self, result: dict) -> None:
+    def write_summary(self, result: dict, report: str) -> None:
         from .summary import summary_text
 
-        lines = [summary_text(self.checked), "", f"device: {self.device}", f"train samples: {len(self.x)}",
-                 f"batch size: {self.batch_size}", f"spec hash: {self.spec_hash[:16]}", ""]
+        lines = [summary_text(self.checked), "", f"device: {self.device}" +
+                 (f" x {self.dist.world} processes" if self.dist.enabled else ""),
+                 f"precision: {self.cfg.precision}", f"train samples: {len(self.data.train)}",
+                 f"batch size: {self.batch_size}", f"spec hash: {self.spec_hash[:16]}", *self.data.notes, ""]
         lines += [f"{k}: {v}" for k, v in result.items()]
+        if report:
+            lines += ["", report]
         atomic_write_text(self.out / "summary.txt", "\n".join(lines) + "\n")
+
+
+def _layers(checked: ir.CheckedSpec) -> list[ir.LayerNode]:
+    from .check_model import flatten
+
+    return flatten(checked.model.root)
+
+
+def _preload_matplotlib() -> None:
+    """Import matplotlib in a background thread while training runs (it costs ~1 s of a
+    short run's wall time otherwise; the training loop mostly runs outside the GIL)."""
+
+    def work() -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot  # noqa: F401
+        except Exception:  # noqa: BLE001 - report.py imports it again and reports problems
+            pass
+
+    threading.Thread(target=work, name="netspec-matplotlib", daemon=True).start()
+
+
+# ---------------------------------------------------------------- entry points
 
 
 def train_file(path: str, overrides: tuple[str, ...] = (), out_dir: str | None = None, resume: bool = False,
                quiet: bool = False, as_json: bool = False) -> dict:
     checked = load(path, overrides)
-    for w in checked.warnings:
-        print(w.render(), file=sys.stderr)
+    dist = from_environment(checked.train.device)
+    try:
+        return _train(checked, out_dir, resume, quiet, as_json, dist)
+    finally:
+        dist.close()
+
+
+def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bool, as_json: bool, dist: Dist) -> dict:
+    if dist.main:
+        for w in checked.warnings:
+            print(w.render(), file=sys.stderr)
     out = Path(out_dir) if out_dir else default_run_dir(checked)
     ckpt = None
     if resume:
@@ -572,29 +822,32 @@ def train_file(path: str, overrides: tuple[str, ...] = (), out_dir: str | None =
                              for k, a, b in changes)
             if blocked:
                 raise error(f"--resume: the spec changed since {ckpt_path} was written:\n{text}",
-                            "only epochs, the learning rate, the scheduler, early_stopping, device and "
-                            "checkpoint_every may change on resume; start a new run instead")
-            print(f"resuming with changed settings:\n{text}", file=sys.stderr)
+                            "only epochs, the learning rate, the scheduler, early_stopping, device, precision, log "
+                            "and checkpoint_every may change on resume; start a new run instead")
+            if dist.main:
+                print(f"resuming with changed settings:\n{text}", file=sys.stderr)
         done = ckpt["epoch"] >= checked.train.epochs or _stopped_early(ckpt, checked)
         if done and read_run_json(out).get("finished"):
             raise error(f"--resume: the run already finished {ckpt['epoch']} of {checked.train.epochs} epochs",
                         f"raise the epoch count, e.g. --set train.epochs={ckpt['epoch'] + 5}")
-    run = RunDir(out, resume=resume)
-    trainer = Trainer(checked, run, quiet=quiet, as_json=as_json)
+    run = RunDir(out, resume=resume, enabled=dist.main)
+    trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist)
     if ckpt is not None:
-        trainer.restore(ckpt)
-        run.claimed = True
         run.claim_resumed(resolved_spec_text(checked.spec))
-        if not as_json:
+        trainer.restore(ckpt)
+        if dist.main and not as_json:
             print(f"resumed from {out / 'checkpoint.pt'} at epoch {trainer.state.epoch}", file=sys.stderr)
         if trainer.state.epoch >= checked.train.epochs or _stopped_early(ckpt, checked):
-            # killed after its last checkpoint, before its outputs: finish them
-            if not as_json:
+            if dist.main and not as_json:  # killed after its last checkpoint, before its outputs
                 print("the run had finished training; writing its final outputs", file=sys.stderr)
             return trainer.finish(stopped_early=trainer.state.epoch < checked.train.epochs)
-    if not as_json and not quiet:
-        print(f"training {checked.model.name} on {trainer.device}: {len(trainer.x):,} samples, "
-              f"batch {trainer.batch_size}, {checked.train.epochs} epochs", flush=True)
+    if dist.main and not as_json and not quiet:
+        where = f"{trainer.device}" + (f" x {dist.world} processes" if dist.enabled else "")
+        print(f"training {checked.model.name} on {where}: {len(trainer.data.train):,} samples, "
+              f"batch {trainer.batch_size}, {checked.train.epochs} epochs"
+              + (f", {checked.train.precision}" if checked.train.precision != "fp32" else ""), flush=True)
+        for note in trainer.data.notes:
+            print(note, flush=True)
     return trainer.fit()
 
 
@@ -619,24 +872,42 @@ def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) 
 
 
 def run_checkpoint(weights: Path) -> tuple[dict | None, str]:
-    """(normalisation statistics, spec hash) saved in the checkpoint beside `weights`, if any."""
+    """(preprocessing, spec hash) saved in the checkpoint beside `weights`, if any."""
     ckpt = weights.parent / "checkpoint.pt"
     if not ckpt.exists():
         return None, ""
     state = load_torch(ckpt, "checkpoint")
     if not isinstance(state, dict):
         return None, ""
-    stats = json.loads(state["preprocessing"]) if state.get("preprocessing") else None
-    return stats, str(state.get("spec_hash", ""))
+    try:
+        pre = json.loads(state["preprocessing"]) if state.get("preprocessing") else None
+    except (TypeError, ValueError):
+        pre = None
+    if isinstance(pre, dict) and "source_shape" not in pre:
+        pre = None  # a netspec 0.1 checkpoint: its statistics are recomputed from the data
+    return pre, str(state.get("spec_hash", ""))
 
 
 def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, ...] = ()) -> dict:
     checked = load(path, overrides)
     model, weights_path = trained_model(checked, weights, path)
-    data = prepare(checked, stats=run_checkpoint(weights_path)[0])
+    data = prepare(checked, saved=run_checkpoint(weights_path)[0])
     prefix, split = evaluation_split(data, path)
-    x, y = (torch.from_numpy(a) for a in split)
-    res = evaluate_split(model, build_loss(checked.train.loss), x, y, checked.train.metrics, data.task,
-                         checked.train.loss.name)
-    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(x)}
+    device = torch.device("cpu")
+    transform = build_transform(data.pre)
+    loss_fn = build_loss(checked.train.loss)
+    reduction = str(checked.train.loss.get("reduction", "mean"))
+    state = MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes, device)
+    model.eval()
+    with torch.inference_mode():
+        for xb, yb in Loader(split, data.pre, device).sequential(EVAL_BATCH):
+            x = transform(to_units(xb, data.pre))
+            y = x if yb is None else yb
+            out = model(x).float()
+            loss = loss_fn(out, y)
+            state.update(out, y, loss * len(x) if reduction == "mean" else loss)
+    res = state.result()
+    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}
 
+
+__all__ = ["train_file", "evaluate_file", "trained_model", "Trainer", "metric_key"]

@@ -219,5 +219,19 @@ model m {
 data { train: table(x=[[0, 1], [1, 0], [1, 1], [0, 0]], y=[0, 1, 2, 1]) }
 train { loss: CrossEntropyLoss(weight=[1, 2]) }
 """)
-    with pytest.raises(NetspecError, match=r"training step failed at epoch 1, step 1: .*weight"):
+    # caught before training now: the weight list does not match the 3 classes
+    with pytest.raises(NetspecError, match=r"weight= has 2 values but there are 3 classes"):
         train_file(path, (), out_dir=str(tmp_path / "w"), quiet=True)
+    # whatever torch still refuses inside a step is reported with the step and the tensors
+    import netspec.train as train_module
+
+    def broken(self, *a, **k):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    original = train_module.Trainer.forward_loss
+    train_module.Trainer.forward_loss = broken
+    try:
+        with pytest.raises(NetspecError, match=r"training step failed at epoch 1, step 1: mat1"):
+            train_file(path, ("train.loss=CrossEntropyLoss",), out_dir=str(tmp_path / "w2"), quiet=True)
+    finally:
+        train_module.Trainer.forward_loss = original
