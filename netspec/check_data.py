@@ -55,10 +55,10 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
         diags += check_augment(checked, encoder)
     if data.target == "input":
         out, inp = checked.model.output_shape, checked.model.input_shape
-        if None not in out and None not in inp and math.prod(out) != math.prod(inp):
+        if None not in out and None not in inp and math.prod(d or 0 for d in out) != math.prod(d or 0 for d in inp):
             diags.append(Diagnostic(f"`target: input` trains the model to reproduce its input {fmt_shape(inp)}, "
                                     f"but it outputs {fmt_shape(out)}", checked.model.span, "error",
-                                    f"make the last layer produce {fmt_shape(inp)} ({math.prod(inp)} values)"))
+                                    f"make the last layer produce {fmt_shape(inp)} ({math.prod(d or 0 for d in inp)} values)"))
     if diags:
         raise NetspecError(diags + list(checked.warnings) + warnings)
     return replace(checked, warnings=tuple(checked.warnings) + tuple(warnings))
@@ -152,7 +152,7 @@ def check_shape(checked: ir.CheckedSpec, encoder: Encoder, src: ir.Source) -> No
     want = checked.model.input_shape
     have = tuple(pre.source_shape)
     fits = (len(have) == len(want) and all(w is None or w == h for w, h in zip(want, have))) or \
-        (None not in want and math.prod(have) == math.prod(int(d) for d in want))
+        (None not in want and math.prod(have) == math.prod(int(d or 0) for d in want))
     if fits:
         return
     what = "images" if pre.kind == "image" else "samples"
@@ -170,7 +170,7 @@ def check_test(encoder: Encoder, raw: RawSet, src: ir.Source) -> None:
         return
     if raw.x is not None and list(raw.x.shape[1:]) != list(encoder.pre.source_shape):
         raise DataError(Diagnostic(f"{raw.file}: test samples have shape {fmt_shape(raw.x.shape[1:])}, the training "
-                                   f"samples {fmt_shape(encoder.pre.source_shape)}"))
+                                   f"samples {fmt_shape(tuple(encoder.pre.source_shape))}"))
     if raw.y is not None and loss_task(encoder.checked) != "input":
         encoder.encode_targets(raw.y, raw.classes, raw.file, "test data", None)
 

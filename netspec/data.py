@@ -169,7 +169,7 @@ def image_geometry(checked: ir.CheckedSpec) -> tuple[tuple[int, int] | None, int
     channels = shape[0] if len(shape) == 3 and shape[0] in (1, 3) else None
     size = data.image_size if data is not None else None
     if size is None and len(shape) == 3 and None not in shape:
-        size = (int(shape[1]), int(shape[2]))
+        size = (int(shape[1] or 0), int(shape[2] or 0))
     if channels is None and size is not None and len(shape) == 1 and shape[0] is not None:
         # a flat model input: grayscale if H*W fits, RGB if 3*H*W does
         hw = size[0] * size[1]
@@ -403,29 +403,32 @@ class Encoder:
                            column=targets[0], lines=[table.lines[i] for i in rows])
 
     def classify_target(self, table: CsvTable, name: str, rows: np.ndarray, cells: list[str]) -> list[float] | None:
-        """Numbers for a numeric target column, None for a categorical one (by the rule)."""
-        tt = self.data.target_type
-        if tt == "class" and self.pre.task in ("class", "binary") or self.pre.one_hot and tt == "class":
-            return None
+        """Numbers for a numeric target column, None for a categorical one, by the rule: a
+        column with only numbers is numeric; one more than half numbers with some bad cells
+        is an error naming them (unless `target_type: class`); otherwise it holds labels."""
         values, bad = _parse_numbers(cells)
         if not bad:
             return values
+        if self.data.target_type == "class":
+            return None
         numeric_share = 1 - len(bad) / max(len(cells), 1)
-        if self.pre.task == "value" or numeric_share > 0.5:
+        wants_classes = self.pre.task in ("class", "binary") or self.pre.one_hot
+        if numeric_share > 0.5:
             shown = ", ".join(f"row {table.lines[rows[i]]} ({cells[i]!r})" for i in bad[:MAX_SHOWN])
             more = f" and {len(bad) - MAX_SHOWN} more" if len(bad) > MAX_SHOWN else ""
-            if self.pre.task == "value" and numeric_share <= 0.5:
-                raise DataError(Diagnostic(
-                    f"{table.path}: target column {name!r} holds text (e.g. {cells[bad[0]]!r}), but "
-                    f"{self.checked.train.loss.name} needs numbers",
-                    self.data.train.span_of("target") if self.data.train else ir.NO_SPAN,
-                    help="for class labels use CrossEntropyLoss (and a last layer with one output per class)"))
             raise DataError(Diagnostic(
                 f"{table.path}: target column {name!r} is numeric except {len(bad)} cell{'s' if len(bad) > 1 else ''}: "
                 f"{shown}{more}",
                 help="fix or drop those rows (empty cells are missing values); or set `target_type: class` to treat "
                      "the column as labels"))
-        return None
+        if wants_classes:
+            return None
+        raise DataError(Diagnostic(
+            f"{table.path}: target column {name!r} holds text (e.g. {cells[bad[0]]!r}), but "
+            f"{self.checked.train.loss.name} needs numbers",
+            self.data.train.span_of("target") if self.data.train else ir.NO_SPAN,
+            help="for class labels use CrossEntropyLoss (and a last layer with one output per class), "
+                 "or set `one_hot: true`"))
 
     def numeric_cells(self, table: CsvTable, name: str, rows: np.ndarray, feature: bool) -> None:
         cells = [table.columns[name][i] for i in rows]
@@ -488,6 +491,11 @@ class Encoder:
                              f"{examples}), but {self.checked.train.loss.name} needs class labels",
                              "for regression use MSELoss (or L1Loss) with a last layer of Linear(1)")
         ints = distinct.astype(np.int64)
+        indices = width is not None and ints.min() >= 0 and ints.max() < width
+        if not labels and not indices and len(ints) > 50 and len(ints) > 0.1 * len(values):
+            raise data_error(f"{where}: the target looks continuous ({len(ints)} distinct values from {ints.min()} to "
+                             f"{ints.max()}), but {self.checked.train.loss.name} needs class labels",
+                             "for regression use MSELoss (or L1Loss) with a last layer of Linear(1)")
         if labels and ints.min() >= 0 and ints.max() < len(labels):
             pre.classes = list(labels)
         elif width is not None and ints.min() >= 0 and ints.max() < width and (len(ints) > 1 or width == 2):
@@ -531,7 +539,7 @@ class Encoder:
                                  f"training data are {'images' if pre.kind == 'image' else 'numbers'}")
             if list(raw.x.shape[1:]) != list(pre.source_shape):
                 raise data_error(f"{raw.file}: {what} samples have shape {fmt_shape(raw.x.shape[1:])}, the training "
-                                 f"samples {fmt_shape(pre.source_shape)}")
+                                 f"samples {fmt_shape(tuple(pre.source_shape))}")
             if pre.tokens:
                 x = self.tokens(raw, what)
             y = None if pre.task == "input" else self.encode_targets(raw.y, raw.classes, raw.file, what, None)
@@ -657,7 +665,7 @@ class Encoder:
         if None in out:
             return y.astype(np.float32)
         per = y.shape[1:]
-        if math.prod(per) != math.prod(int(d) for d in out):
+        if math.prod(per) != math.prod(int(d or 0) for d in out):
             raise data_error(f"{file}: targets have shape {fmt_shape(per)} per sample but the model outputs "
                              f"{fmt_shape(out)}", "make the last layer produce the target's shape")
         return y.reshape(len(y), *out).astype(np.float32)
@@ -689,7 +697,7 @@ class Encoder:
         have = tuple(pre.source_shape)
         if len(have) == len(want) and all(w is None or w == h for w, h in zip(want, have)):
             return
-        if None not in want and math.prod(have) == math.prod(int(d) for d in want):
+        if None not in want and math.prod(have) == math.prod(int(d or 0) for d in want):
             return
         raise data_error(f"{self.file}: the training samples have shape {fmt_shape(have)} "
                          f"({math.prod(have)} values) but the model input is {fmt_shape(want)}",

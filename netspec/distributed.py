@@ -126,8 +126,9 @@ class SyncBatchNormCPU(nn.modules.batchnorm._BatchNorm):
         var = (stats[c:2 * c] / total - mean * mean).clamp(min=0)
         if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
             with torch.no_grad():
-                self.num_batches_tracked += 1  # type: ignore[operator]
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                tracked = self.get_buffer("num_batches_tracked")
+                tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(tracked)
                 unbiased = var * (total / (total - 1).clamp(min=1))
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(unbiased.detach(), alpha=m)

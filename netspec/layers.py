@@ -299,7 +299,7 @@ class InputTransform(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize:
-            x = (x - self.shift) / self.div
+            x = (x - self.get_buffer("shift")) / self.get_buffer("div")
         if self.reshape:
             x = x.reshape(-1, *self.input_shape)
         return x

@@ -268,12 +268,11 @@ def load_source(src: ir.Source, seed: int, env: dict, allow_download: bool = Tru
     if kind in ("npy", "npz"):
         from .images import load_npy, load_npz
 
-        if kind == "npy":
-            x, y = load_npy(args["x"], args.get("y"))
-            where = str(args["x"])
-        else:
-            x, y = load_npz(args["path"], args.get("x") or "x", args.get("y"))
-            where = str(args["path"])
+        pair = load_npy(args["x"], args.get("y")) if kind == "npy" else \
+            load_npz(args["path"], args.get("x") or "x", args.get("y"))
+        x: Any = pair[0]
+        y = pair[1]
+        where = str(args["x"] if kind == "npy" else args["path"])
         image = x.dtype == np.uint8 and x.ndim in (3, 4)
         if image and x.ndim == 3:
             x = x[:, None]

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -283,12 +282,10 @@ class Trainer:
         if self.dist.main:
             for w in self.data.warnings:
                 print(w.render(), file=sys.stderr)
-        if self.dist.main and self.wants_curves():
-            _preload_matplotlib()
         pre = self.data.pre
         self.train_loader = Loader(self.data.train, pre, self.device)
         self.val_loader = Loader(self.data.val, pre, self.device) if self.data.val is not None else None
-        self.model = build_model(checked.model, self.cfg.seed).to(self.device)
+        self.model: nn.Module = build_model(checked.model, self.cfg.seed).to(self.device)
         if self.dist.enabled:
             torch.manual_seed(self.cfg.seed * 1000 + self.dist.rank + 1)  # dropout differs per process
         self.transform = build_transform(pre).to(self.device)
@@ -303,7 +300,7 @@ class Trainer:
         self.channels_last = self.device.type == "cuda" and self.autocast_dtype is not None and \
             any(layer.type.startswith("Conv") for layer in _layers(checked))
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if self.dist.enabled and checked.train.sync_batchnorm:
             self.model = sync_batchnorm(self.model, self.device)
         self.optimizer = build_optimizer(self.cfg.optimizer, self.model.parameters())
@@ -336,9 +333,6 @@ class Trainer:
         self.global_step = 0
 
     # -- set-up helpers
-
-    def wants_curves(self) -> bool:
-        return self.run.enabled
 
     def make_augmenter(self) -> Any:
         data = self.checked.data
@@ -390,7 +384,7 @@ class Trainer:
         y = x.detach() if yb is None else yb
         eager = copy.deepcopy(self.model)
         try:
-            compiled = torch.compile(copy.deepcopy(self.model))
+            compiled: nn.Module = torch.compile(copy.deepcopy(self.model))  # type: ignore[assignment]
             grads = []
             for m in (eager, compiled):
                 m.zero_grad(set_to_none=True)
@@ -408,7 +402,7 @@ class Trainer:
                 raise error(f"compile: true: torch.compile's gradient of `{name}` differs from eager's on the first "
                             f"batch (max difference {diff:.3g}, gradient scale {scale:.3g}); refusing to train "
                             "with it", "remove `compile: true` (eager training is exact)")
-        return torch.compile(self.model)
+        return torch.compile(self.model)  # type: ignore[return-value]
 
     # -- one step / one epoch
 
@@ -773,22 +767,6 @@ def _layers(checked: ir.CheckedSpec) -> list[ir.LayerNode]:
     from .check_model import flatten
 
     return flatten(checked.model.root)
-
-
-def _preload_matplotlib() -> None:
-    """Import matplotlib in a background thread while training runs (it costs ~1 s of a
-    short run's wall time otherwise; the training loop mostly runs outside the GIL)."""
-
-    def work() -> None:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot  # noqa: F401
-        except Exception:  # noqa: BLE001 - report.py imports it again and reports problems
-            pass
-
-    threading.Thread(target=work, name="netspec-matplotlib", daemon=True).start()
 
 
 # ---------------------------------------------------------------- entry points

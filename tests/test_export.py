@@ -99,10 +99,11 @@ def trained_mlp(tmp_path_factory):
 def test_metadata_is_self_contained(trained_mlp):
     _, path = trained_mlp
     meta = dict(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map)
-    assert json.loads(meta["input_shape"]) == [784]
+    assert json.loads(meta["input_shape"]) == [1, 28, 28]  # raw images, as the data files hold them
+    assert json.loads(meta["model_input_shape"]) == [784]  # the graph reshapes
     assert json.loads(meta["labels"]) == [str(i) for i in range(10)]
     pre = json.loads(meta["preprocessing"])
-    assert pre["normalize"] == "standard" and len(pre["mean"]) == 1 and pre["source_shape"] == [1, 28, 28]
+    assert pre["normalize"] == "standard" and len(pre["shift"]) == 1 and pre["source_shape"] == [1, 28, 28]
     assert meta["netspec_version"] and len(meta["spec_hash"]) == 64
 
 
@@ -148,8 +149,8 @@ def test_predict_bad_inputs(trained_mlp, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     (tmp_path / "short.csv").write_text("1,2,3\n")
     np.save(tmp_path / "wrong.npy", np.zeros((3, 5)))
-    for name, text in (("bad.png", "cannot read image"), ("short.csv", "row 1 has 3 values, the model needs 784"),
-                       ("wrong.npy", "does not hold samples"), ("missing.png", "no such file")):
+    for name, text in (("bad.png", "bad.png"), ("short.csv", r"do not hold samples of the model's input \[1, 28, 28\]"),
+                       ("wrong.npy", "do not hold samples"), ("missing.png", "no such file")):
         with pytest.raises(NetspecError, match=text):
             predict_files(str(path), (str(tmp_path / name),))
     r = subprocess.run([sys.executable, "-m", "netspec", "predict", str(path), str(tmp_path / "bad.png")],
@@ -182,7 +183,7 @@ def test_predict_sequences_of_any_length(tmp_path):
             want = net(torch.from_numpy(batch)).numpy()[:, 0]
         assert np.allclose([r["values"][0] for r in res], want, atol=1e-5)
     np.save(tmp_path / "bad.npy", np.zeros((5, 3), np.float32))
-    with pytest.raises(NetspecError, match=r"does not hold samples of shape \[_, 1\]"):
+    with pytest.raises(NetspecError, match=r"do not fit the model's input \[_, 1\]"):
         predict_files(str(path), (str(tmp_path / "bad.npy"),))
 
 
