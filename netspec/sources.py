@@ -255,8 +255,8 @@ def load_source(src: ir.Source, seed: int, env: dict, allow_download: bool = Tru
         table = read_csv(args["path"], args.get("delimiter") or ",")
         return RawSet("csv", str(table.path), table=table)
     if kind == "table":
-        x, y = load_table(args, seed, env)
-        return RawSet("table", "table(...)", x, y)
+        tx, ty = load_table(args, seed, env)
+        return RawSet("table", "table(...)", tx, ty)
     if kind == "image_folder":
         from .images import load_image_folder
 
@@ -271,7 +271,7 @@ def load_source(src: ir.Source, seed: int, env: dict, allow_download: bool = Tru
         pair = load_npy(args["x"], args.get("y")) if kind == "npy" else \
             load_npz(args["path"], args.get("x") or "x", args.get("y"))
         x: Any = pair[0]
-        y = pair[1]
+        y: Any = pair[1]
         where = str(args["x"] if kind == "npy" else args["path"])
         image = x.dtype == np.uint8 and x.ndim in (3, 4)
         if image and x.ndim == 3:
