@@ -53,8 +53,12 @@ def load(name: str, *overrides: str):
     return netspec.load(str(ZOO / f"{name}.net"), overrides)
 
 
-def test_zoo_is_complete():
+def test_zoo_is_complete_and_formatted():
+    from netspec.format import format_text
+
     assert sorted(p.stem for p in ZOO.glob("*.net")) == sorted(PUBLISHED)
+    for path in sorted(ZOO.glob("*.net")):
+        assert format_text(path.read_text(), str(path)) == path.read_text(), f"netspec fmt {path}"
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
