@@ -652,3 +652,30 @@ def test_onnxruntime_failure_is_an_export_error(tmp_path, monkeypatch):
         export_model(checked, build_model(checked.model, 0), out)
     assert "second line" not in str(e.value)
     assert not out.exists()
+
+
+def test_repeat_count_error_in_a_block_notes_the_use(spec_file):
+    """`repeat n - 1` (a stage whose first block differs) with n = 1: the error is at the
+    repeat in the block, with a note at the use that gave n; likewise in a named repeat."""
+    path = spec_file("""
+block stage(c, n) {
+    Conv2d(c, 3, padding=1)
+    repeat n - 1 { residual { Conv2d(c, 3, padding=1) } }
+}
+block named(c, n) {
+    body: repeat 2 { repeat n - 1 { Conv2d(c, 1) } }
+}
+model m {
+    input: [3, 8, 8]
+    stage(4, 2)
+    stage(4, 1)
+    named(4, 1)
+}
+""")
+    with pytest.raises(netspec.NetspecError) as e:
+        netspec.load(path)
+    found = [(d.span.line, d.message, [(n.message, n.span.line) for n in d.notes]) for d in e.value.diagnostics]
+    assert found == [
+        (4, "repeat count must be a positive integer, got 0", [("in block `stage` used here", 12)]),
+        (7, "repeat count must be a positive integer, got 0", [("in block `named` used here", 13)]),
+    ]
