@@ -859,7 +859,9 @@ LAYERS_LIST += [
          P("bias", "bool", True), P("add_bias_kv", "bool", False), P("add_zero_attn", "bool", False)),
         same, "[steps, features]", (2,), attention_infer, category="attention", fixed=(("batch_first", True),),
         examples=(("[7, 8]", "MultiheadAttention(2)"), ("[5, 12]", "MultiheadAttention(3, bias=false)"),
-                  ("[4, 8]", "MultiheadAttention(4, add_bias_kv=true)")),
+                  ("[4, 8]", "MultiheadAttention(4, add_bias_kv=true)"),
+                  ("[_, 8]", "MultiheadAttention(2)"),
+                  ("[_, 8]", "MultiheadAttention(2, add_bias_kv=true, add_zero_attn=true)")),
         doc="self-attention (query = key = value = the input), batch-first; returns the attended "
             "sequence only. embed_dim is inferred.",
     ),
@@ -870,7 +872,8 @@ LAYERS_LIST += [
          P("norm_first", "bool", False), P("bias", "bool", True)),
         same, "[steps, features]", (2,), attention_infer, category="attention", fixed=(("batch_first", True),),
         examples=(("[6, 8]", "TransformerEncoderLayer(2, dim_feedforward=16)"),
-                  ("[5, 12]", 'TransformerEncoderLayer(3, dim_feedforward=24, activation="gelu", norm_first=true)')),
+                  ("[5, 12]", 'TransformerEncoderLayer(3, dim_feedforward=24, activation="gelu", norm_first=true)'),
+                  ("[_, 8]", "TransformerEncoderLayer(2, dim_feedforward=16)")),
         doc="torch's encoder layer (self-attention + feed-forward), batch-first; d_model is inferred.",
     ),
     LayerSpec(

@@ -104,7 +104,7 @@ class ModelChecker(CheckContext):
         """One Sequential scope: names unique within it. `shared`: the incoming tensor is also
         read elsewhere (another branch, the caller), so nothing may change it in place.
         `stems`: the entries are a repeat body, so their names are stems (`fc` -> fc1, fc2)."""
-        expanded = self.expand_repeats(entries, env, stems)
+        expanded = self.expand_repeats(entries, env, stems, trail)
         explicit: dict[str, Span] = {}
         for e, auto in expanded:
             if isinstance(e, ir.Setting):
@@ -158,18 +158,18 @@ class ModelChecker(CheckContext):
     # ------------------------------------------------------------ repeats
 
     def expand_repeats(self, entries: tuple[ir.Entry, ...], env: Mapping[str, Any],
-                       stems: bool) -> list[tuple[ir.Entry, bool]]:
+                       stems: bool, trail: Trail = ()) -> list[tuple[ir.Entry, bool]]:
         """Unnamed `repeat N { ... }` expands in place; entries it produces (and every entry
         of a repeat body) are auto-named, their own names serving as stems. Never builds a
         list longer than MAX_LAYERS."""
         out: list[tuple[ir.Entry, bool]] = []
         for e in entries:
             if isinstance(e, ir.Repeat) and e.name is None:
-                n = self.repeat_count(e, env)
-                body = self.expand_repeats(e.body, env, True) if n else []
+                n = self.repeat_count(e, env, trail)
+                body = self.expand_repeats(e.body, env, True, trail) if n else []
                 if len(out) + n * len(body) > MAX_LAYERS:
                     self.report_once(e.count.span, f"repeat {n} would create more than {MAX_LAYERS:,} layers",
-                                     "lower the repeat count")
+                                     "lower the repeat count", trail)
                     return out
                 for _ in range(n):
                     out.extend((x, True) for x, _auto in body)
@@ -177,36 +177,37 @@ class ModelChecker(CheckContext):
                 out.append((e, stems))
         return out
 
-    def report_once(self, span: Span, msg: str, help: str | None = None) -> None:
-        """An error about a construct that is checked again for every use of its block."""
+    def report_once(self, span: Span, msg: str, help: str | None = None, trail: Trail = ()) -> None:
+        """An error about a construct that is checked again for every use of its block
+        (noted at the first use that triggers it)."""
         seen: set = self.__dict__.setdefault("_reported", set())
         if (span, msg) not in seen:
             seen.add((span, msg))
-            self.err(span, msg, help)
+            self.err(span, msg, help, self.trail_notes(trail))
 
-    def repeat_count(self, e: ir.Repeat, env: Mapping[str, Any]) -> int:
+    def repeat_count(self, e: ir.Repeat, env: Mapping[str, Any], trail: Trail = ()) -> int:
         try:
             n = evaluate(e.count, env)
         except NetspecError as err:
             for d in err.diagnostics:
-                self.report_once(d.span, d.message, d.help)
+                self.report_once(d.span, d.message, d.help, trail)
             return 0
         if not type_ok(n, "int") or n < 1:
-            self.report_once(e.count.span, f"repeat count must be a positive integer, got {show(n)}")
+            self.report_once(e.count.span, f"repeat count must be a positive integer, got {show(n)}", None, trail)
             return 0
         return n
 
-    def expanded_size(self, entries: tuple[ir.Entry, ...], env: Mapping[str, Any]) -> int:
+    def expanded_size(self, entries: tuple[ir.Entry, ...], env: Mapping[str, Any], trail: Trail = ()) -> int:
         """How many entries a body expands to through its repeats (blocks count as one; the
         layer counter bounds them), stopping early once past MAX_LAYERS."""
         total = 0
         for e in entries:
             if isinstance(e, ir.Repeat):
-                n = self.repeat_count(e, env)
-                inner = self.expanded_size(e.body, env) if n else 0
+                n = self.repeat_count(e, env, trail)
+                inner = self.expanded_size(e.body, env, trail) if n else 0
                 total += n * max(inner, 1)
             elif isinstance(e, (ir.Residual, ir.Seq, ir.Branches)):
-                total += self.expanded_size(e.body, env)
+                total += self.expanded_size(e.body, env, trail)
             else:
                 total += 1
             if total > MAX_LAYERS:
@@ -224,10 +225,10 @@ class ModelChecker(CheckContext):
                          self.trail_notes(trail))
             return None, None, shared
         if isinstance(e, ir.Repeat):  # a named repeat: a nested Sequential of the repeated body
-            n = self.repeat_count(e, env)
-            if n and self.expanded_size(e.body, env) * n > MAX_LAYERS:
+            n = self.repeat_count(e, env, trail)
+            if n and self.expanded_size(e.body, env, trail) * n > MAX_LAYERS:
                 self.report_once(e.count.span, f"repeat {n} would create more than {MAX_LAYERS:,} layers",
-                                 "lower the repeat count")
+                                 "lower the repeat count", trail)
                 return None, None, shared
             body = tuple(x for _ in range(n) for x in e.body)
             return self.sequence(body, shape, env, name, "sequential", e.span, trail, shared, stems=True)

@@ -185,7 +185,11 @@ def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], 
     for x in batches:
         with torch.inference_mode():
             want = graph(x).float().numpy()
-        got = session.run([OUTPUT], {INPUT: x.numpy()})[0]
+        try:
+            got = session.run([OUTPUT], {INPUT: x.numpy()})[0]
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types; the export is wrong
+            raise ExportError(Diagnostic(f"onnxruntime failed on an input of shape {list(x.shape)}: "
+                                         f"{str(e).splitlines()[0]}")) from None
         if got.shape != want.shape:
             raise ExportError(Diagnostic(f"onnxruntime output shape {list(got.shape)} differs from torch's "
                                          f"{list(want.shape)}"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -90,11 +91,32 @@ class GRU(nn.GRU):
         return super().forward(x)[0]
 
 
+def self_attention(mha: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """`mha(x, x, x)` for batch-first x [N, T, E] in eval mode, written with reshapes that
+    name no size. torch.onnx's tracer bakes the traced sequence length into
+    nn.MultiheadAttention's own reshapes, so its export fails on any other length; ONNX
+    export uses this instead (and verifies it against torch's forward)."""
+    h = mha.num_heads
+    q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+    if mha.bias_k is not None and mha.bias_v is not None:  # one extra key/value step
+        k = torch.cat([k, mha.bias_k.expand_as(k[:, :1])], dim=1)
+        v = torch.cat([v, mha.bias_v.expand_as(v[:, :1])], dim=1)
+    if mha.add_zero_attn:
+        k = torch.cat([k, torch.zeros_like(k[:, :1])], dim=1)
+        v = torch.cat([v, torch.zeros_like(v[:, :1])], dim=1)
+    q, k, v = (t.unflatten(-1, (h, -1)).transpose(1, 2) for t in (q, k, v))  # [N, h, T, E/h]
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    out = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).flatten(2)
+    return mha.out_proj(out)
+
+
 class MultiheadAttention(nn.MultiheadAttention):
     """Self-attention on [N, T, E] (batch-first): query = key = value = x; returns the
     attended sequence only, so it fits a Sequential."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if torch.onnx.is_in_onnx_export():
+            return self_attention(self, x)
         return super().forward(x, x, x, need_weights=False)[0]
 
 
@@ -103,6 +125,12 @@ class TransformerEncoderLayer(nn.TransformerEncoderLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().forward(x)
+
+    def _sa_block(self, x: torch.Tensor, attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None,
+                  is_causal: bool = False) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():  # never masked: forward passes no masks
+            return self.dropout1(self_attention(self.self_attn, x))
+        return super()._sa_block(x, attn_mask, key_padding_mask, is_causal)
 
 
 class PositionalEmbedding(nn.Module):
