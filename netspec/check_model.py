@@ -192,8 +192,8 @@ class ModelChecker(CheckContext):
             for d in err.diagnostics:
                 self.report_once(d.span, d.message, d.help, trail)
             return 0
-        if not type_ok(n, "int") or n < 1:
-            self.report_once(e.count.span, f"repeat count must be a positive integer, got {show(n)}", None, trail)
+        if not type_ok(n, "int") or n < 0:
+            self.report_once(e.count.span, f"repeat count must be a whole number >= 0, got {show(n)}", None, trail)
             return 0
         return n
 

@@ -216,7 +216,7 @@ TABLE_ARITY = {
     "linspace": (3, 3), "arange": (1, 3), "normal": (3, 3), "uniform": (3, 3), "randint": (3, 3),
     "zeros": (1, 1), "ones": (1, 1), "range": (1, 3), "stack": (1, 64), "concat": (1, 64),
     "reshape": (2, 2), "round": (1, 1), "floor": (1, 1), "sum": (1, 2), "mean": (1, 2),
-    "cumsum": (1, 1), "flip": (1, 1), "min": (1, 2), "max": (1, 2),
+    "cumsum": (1, 2), "flip": (1, 2), "min": (1, 2), "max": (1, 2),
 }
 
 
@@ -326,6 +326,9 @@ def evaluate_table(e: ir.Expr, env: Mapping[str, Any], rng: Any) -> Any:
                     return np.concatenate([np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in args])
                 if f == "reshape":
                     return np.reshape(np.asarray(args[0], dtype=np.float64), [int(v) for v in np.atleast_1d(args[1])])
+                if f in ("cumsum", "flip"):  # along the last axis (or the one given): never flattened
+                    fn2 = np.cumsum if f == "cumsum" else np.flip
+                    return fn2(np.asarray(args[0], dtype=np.float64), axis=int(args[1]) if len(args) == 2 else -1)
                 if f in ("sum", "mean") and len(args) == 2:
                     fn = np.sum if f == "sum" else np.mean
                     return fn(np.asarray(args[0], dtype=np.float64), axis=int(args[1]))

@@ -655,8 +655,9 @@ def test_onnxruntime_failure_is_an_export_error(tmp_path, monkeypatch):
 
 
 def test_repeat_count_error_in_a_block_notes_the_use(spec_file):
-    """`repeat n - 1` (a stage whose first block differs) with n = 1: the error is at the
-    repeat in the block, with a note at the use that gave n; likewise in a named repeat."""
+    """`repeat n - 1` (a stage whose first block differs) with n = 0: the error is at the
+    repeat in the block, with a note at the use that gave n; likewise in a named repeat.
+    (n = 1 gives `repeat 0`, which is allowed: no layers.)"""
     path = spec_file("""
 block stage(c, n) {
     Conv2d(c, 3, padding=1)
@@ -669,13 +670,14 @@ model m {
     input: [3, 8, 8]
     stage(4, 2)
     stage(4, 1)
-    named(4, 1)
+    stage(4, 0)
+    named(4, 0)
 }
 """)
     with pytest.raises(netspec.NetspecError) as e:
         netspec.load(path)
     found = [(d.span.line, d.message, [(n.message, n.span.line) for n in d.notes]) for d in e.value.diagnostics]
     assert found == [
-        (4, "repeat count must be a positive integer, got 0", [("in block `stage` used here", 12)]),
-        (7, "repeat count must be a positive integer, got 0", [("in block `named` used here", 13)]),
+        (4, "repeat count must be a whole number >= 0, got -1", [("in block `stage` used here", 13)]),
+        (7, "repeat count must be a whole number >= 0, got -1", [("in block `named` used here", 14)]),
     ]
