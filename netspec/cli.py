@@ -24,7 +24,8 @@ from .errors import NetspecError
 
 
 def _fail(message: str, code: int = 1) -> None:
-    click.echo(message, err=True)
+    if os.environ.get("RANK", "0") in ("", "0"):  # under DDP only the first process speaks
+        click.echo(message, err=True)
     sys.exit(code)
 
 
@@ -333,19 +334,40 @@ def new(name: str, output: str | None) -> None:
 @click.option("--resume", is_flag=True, help="continue from the run folder's checkpoint.pt")
 @click.option("--quiet", is_flag=True, help="no progress bar; a line every 10% of the epochs and the result")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per epoch on stdout")
+@click.option("--tensorboard", is_flag=True, help="also log to TensorBoard (as `log: [csv, tensorboard]`)")
+@click.option("--nproc", type=click.IntRange(min=1), help="processes on this machine (DDP via torchrun)")
+@click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True, help="machines in the job")
+@click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True, help="this machine's index")
+@click.option("--master-addr", help="address of node 0 (several machines)")
+@click.option("--master-port", type=click.IntRange(1, 65535), help="port on node 0 (default 29500)")
 @handle_errors
 def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str | None, out_dir: str | None,
-          resume: bool, quiet: bool, as_json: bool) -> None:
+          resume: bool, quiet: bool, as_json: bool, tensorboard: bool, nproc: int | None, nnodes: int,
+          node_rank: int, master_addr: str | None, master_port: int | None) -> None:
     """Train the model; writes runs/<model>/ (weights, checkpoint, metrics, curves).
 
     \b
       netspec train mnist.net                      # here, or the packaged example
       netspec train mnist.net --epochs 1 --set data.subset=6000
       netspec train mnist.net --resume --set train.epochs=8
+      netspec train resnet.net --nproc 4           # 4 processes (GPUs, or CPU with gloo)
+      netspec train resnet.net --nproc 8 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1
+      torchrun --nproc-per-node 4 -m netspec train resnet.net   # the same, by hand
     """
     from .train import train_file
 
+    if nproc is not None and "WORLD_SIZE" not in os.environ:
+        from .distributed import launch, strip_launcher_args
+
+        argv = strip_launcher_args(sys.argv[1:])
+        code = launch(argv, nproc, nnodes, node_rank, master_addr, master_port)
+        if code:
+            _fail(f"the distributed job failed (exit status {code}); the first failing process's message is above",
+                  1 if code != 130 else 130)
+        return
     extra = list(overrides)
+    if tensorboard:
+        extra.append("train.log=[csv, tensorboard]")
     if epochs is not None:
         extra.append(f"train.epochs={epochs}")
     if device is not None:

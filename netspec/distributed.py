@@ -31,6 +31,12 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    parent: int = 0  # the launcher's pid (torchrun starts workers in sessions of their own)
+
+    def orphaned(self) -> bool:
+        """Whether the launcher is gone (killed with SIGKILL, say): a worker must not train on
+        alone, writing checkpoints nobody asked for."""
+        return self.enabled and self.parent > 1 and os.getppid() != self.parent
 
     @property
     def enabled(self) -> bool:
@@ -53,8 +59,13 @@ class Dist:
         return out
 
     def close(self) -> None:
+        """Leave the group together: a process that tore it down while another still used it
+        would abort the job at the very end."""
         if self.enabled and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+            try:
+                torch.distributed.barrier()
+            finally:
+                torch.distributed.destroy_process_group()
 
 
 def from_environment(device: str) -> Dist:
@@ -75,7 +86,7 @@ def from_environment(device: str) -> Dist:
         raise error(f"could not join the process group (rank {rank} of {world}, {backend}): "
                     f"{str(e).splitlines()[0]}",
                     "check MASTER_ADDR/MASTER_PORT and that every node runs the same command") from None
-    return Dist(rank, world, local)
+    return Dist(rank, world, local, os.getppid())
 
 
 def shard(indices: np.ndarray, dist: Dist, reduction: str) -> tuple[np.ndarray, int, float]:
@@ -114,12 +125,16 @@ class SyncBatchNormCPU(nn.modules.batchnorm._BatchNorm):
         dist_ok = torch.distributed.is_available() and torch.distributed.is_initialized()
         if not (self.training and dist_ok and torch.distributed.get_world_size() > 1):
             return super().forward(x)
+        import warnings
+
         from torch.distributed.nn.functional import all_reduce
 
         dims = [0, *range(2, x.dim())]
         count = torch.tensor([x.numel() / max(x.shape[1], 1)], dtype=x.dtype, device=x.device)
         stats = torch.cat([x.sum(dims), (x * x).sum(dims), count])
-        stats = all_reduce(stats)
+        with warnings.catch_warnings():  # the autograd-aware all_reduce is public but marked for renaming
+            warnings.simplefilter("ignore", FutureWarning)
+            stats = all_reduce(stats)
         c = x.shape[1]
         total = stats[-1]
         mean = stats[:c] / total

@@ -295,6 +295,7 @@ class Trainer:
         self.batch_size = len(self.data.train) if (checked.data and checked.data.batch_size is None) else \
             min(checked.data.batch_size if checked.data and checked.data.batch_size else 32, len(self.data.train))
         self.steps_per_epoch = math.ceil(len(self.data.train) / self.batch_size)
+        self.check_last_batch()
         self.shuffle = checked.data.shuffle if checked.data else True
         self.autocast_dtype, self.scaler = self.precision()
         self.channels_last = self.device.type == "cuda" and self.autocast_dtype is not None and \
@@ -333,6 +334,19 @@ class Trainer:
         self.global_step = 0
 
     # -- set-up helpers
+
+    def check_last_batch(self) -> None:
+        """BatchNorm cannot train on a batch of one sample (per process under DDP: the
+        statistics are global there, so only a global batch of one matters)."""
+        n, b = len(self.data.train), self.batch_size
+        if n % b != 1 or not any(layer.type.startswith("BatchNorm") for layer in _layers(self.checked)):
+            return
+        data = self.checked.data
+        raise NetspecError.at(data.span if data is not None else ir.NO_SPAN,
+                              f"the last batch of each epoch would hold 1 sample ({n:,} training samples in batches "
+                              f"of {b}), and BatchNorm cannot train on one sample",
+                              f"choose a batch_size that leaves a larger last batch (e.g. {b + 1}), or change "
+                              "`subset`/`validation` by a sample")
 
     def make_augmenter(self) -> Any:
         data = self.checked.data
@@ -477,7 +491,7 @@ class Trainer:
             y = x.detach() if yb is None else yb
             try:
                 out, data_loss = self.step(x, y, scale)
-            except RuntimeError as e:  # torch's shape/dtype complaints, made readable
+            except (RuntimeError, ValueError) as e:  # torch's shape/dtype complaints, made readable
                 raise TrainingError(Diagnostic(
                     f"training step failed at epoch {epoch}, step {step}: {str(e).splitlines()[0]}",
                     help=f"inputs {list(x.shape)} {x.dtype}, targets {list(y.shape)} {y.dtype}, "
@@ -496,6 +510,8 @@ class Trainer:
             if self.interval == "batch":
                 self.scheduler.step()
             self.global_step += 1
+            if step % 20 == 0 and self.dist.orphaned():
+                os._exit(1)  # the launcher was killed: stop quietly, as its other workers do
             if self.tb_writer is not None and self.global_step % self.cfg.log_every == 0:
                 self.tb_writer.add_scalar("step/loss", float(data_loss), self.global_step)
                 self.tb_writer.add_scalar("step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
