@@ -36,7 +36,10 @@ def test_wheel_ships_grammar_and_checks_outside_tree(tmp_path):
     import zipfile
 
     names = zipfile.ZipFile(wheel).namelist()
-    assert "netspec/grammar/netspec.lark" in names
+    assert "netspec/grammar/netspec.lark" in names and "netspec/parse_tables.py" in names
+    for example in ("mnist.net", "mnist_mlp.net", "fashion_mnist.net", "linear_regression.net", "sine_poly.net",
+                    "zoo/resnet18.net", "digits/7.png"):
+        assert f"netspec/examples/{example}" in names, example
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
                        capture_output=True, text=True)
@@ -52,3 +55,9 @@ def test_wheel_ships_grammar_and_checks_outside_tree(tmp_path):
     r = subprocess.run([sys.executable, "-S", "-c", code], cwd=work, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "ok: model `mnist_mlp`" in r.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = "import sys; from netspec.cli import main; sys.argv = ['netspec', 'check', '--no-data', 'mnist.net']; main()"
+    r = subprocess.run([sys.executable, "-S", "-c", code], cwd=empty, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"using the packaged example {target}" in r.stderr and "ok: model `mnist_cnn`" in r.stdout
