@@ -437,6 +437,26 @@ def export(source: str, output: str | None, weights: str | None, opset: int | No
     export_file(source, output, weights, opset, tolerance, overrides)
 
 
+@main.command("data")
+@click.argument("file", callback=_no_nul)
+@click.option("--preview", is_flag=True, help="draw the first training batch as the model sees it (augmented)")
+@click.option("-o", "--output", callback=_no_nul, default="preview.png", show_default=True,
+              help="the preview's .png file")
+@click.option("--count", type=click.IntRange(1, 256), default=32, show_default=True, help="samples in the preview")
+@SET_OPTION
+@handle_errors
+def data_cmd(file: str, preview: bool, output: str, count: int, overrides: tuple[str, ...]) -> None:
+    """What the data section produces: splits, shapes, classes, statistics, augmentation.
+
+    \b
+      netspec data mnist_folder.net
+      netspec data fashion_resnet.net --preview -o grid.png
+    """
+    from .inspect_data import data_command
+
+    data_command(_spec_or_run(file), overrides, output if preview else None, count)
+
+
 @main.command()
 @click.argument("model", callback=_no_nul)
 @click.argument("inputs", nargs=-1, required=True, callback=_no_nul)

@@ -94,16 +94,53 @@ class Split:
         return self.index is None and not isinstance(self.x, np.memmap)
 
     def rows(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw x and y of the samples at positions `i` of this split (in that order)."""
+        """Raw x and y of the samples at positions `i` of this split (in that order). Rows of
+        a memory-mapped file are read with pread, in file order, so streaming a file larger
+        than memory never maps it into the process (its pages would count as our memory)."""
         yb = None if self.y is None else self.y[i]
         if self.in_memory:
             return self.x[i], yb
         src = self.index[i] if self.index is not None else i
-        order = np.argsort(src, kind="stable")  # a memory-mapped file reads best in file order
-        xs = np.asarray(self.x[src[order]])
+        order = np.argsort(src, kind="stable")
+        xs = read_rows(self.x, src[order])
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
         return xs[inv], yb
+
+
+def read_rows(x: Any, rows: np.ndarray) -> np.ndarray:
+    """x[rows] for sorted rows; a C-ordered np.memmap is read with os.pread (runs of
+    consecutive rows in one call) instead of through the mapping."""
+    import os
+
+    if not (isinstance(x, np.memmap) and x.flags.c_contiguous and getattr(x, "filename", None)):
+        return np.asarray(x[rows])
+    per = int(np.prod(x.shape[1:])) * x.dtype.itemsize
+    base = int(getattr(x, "offset", 0))
+    try:  # only a mapping of the whole file's rows (a sliced view keeps its parent's offset)
+        whole = os.path.getsize(x.filename) == base + per * len(x)
+    except OSError:
+        whole = False
+    if not whole:
+        return np.asarray(x[rows])
+    out = np.empty((len(rows), *x.shape[1:]), dtype=x.dtype)
+    flat = out.reshape(len(rows), -1).view(np.uint8)
+    fd = os.open(x.filename, os.O_RDONLY)
+    try:
+        start = 0
+        while start < len(rows):
+            end = start + 1
+            while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                end += 1
+            want = per * (end - start)
+            data = os.pread(fd, want, base + int(rows[start]) * per)
+            if len(data) != want:
+                raise OSError(f"{x.filename}: short read (the file changed while training?)")
+            flat[start:end] = np.frombuffer(data, np.uint8).reshape(end - start, per)
+            start = end
+    finally:
+        os.close(fd)
+    return out
 
 
 @dataclass

@@ -4,11 +4,12 @@ In: a ``data.Split`` (raw samples: uint8 images, numbers; maybe a memory-mapped 
 its ``Preprocessing`` and the device. Out: (x, y) batches as tensors on the device, x in
 model units (images in [0, 1] float32, numbers float32, token ids int64).
 
-A split that fits in memory (below RESIDENT_BYTES) lives whole on the device in its raw
-dtype (MNIST: 47 MB of uint8) and a batch is one index_select there. A larger one is read
-a batch at a time from its file (in file order within the batch, so the page cache reads
-sequentially) by a background thread that keeps PREFETCH batches ready, so the training
-step does not wait for the disk and the process never holds the whole set.
+A split that fits in memory (below RESIDENT_BYTES and a quarter of the free memory;
+`NETSPEC_RESIDENT_BYTES` overrides) lives whole on the device in its raw dtype (MNIST: 47 MB
+of uint8) and a batch is one index_select there. A larger one is read a batch at a time
+from its file (in file order within the batch, so the page cache reads sequentially) by a
+background thread that keeps PREFETCH batches ready, so the training step does not wait
+for the disk and the process never holds the whole set.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 
 from .data import Preprocessing, Split
 
-RESIDENT_BYTES = 2 << 30
+RESIDENT_BYTES = 2 << 30  # at most; and at most a quarter of the memory available
 PREFETCH = 4
 TORCH_DTYPES = {"uint8": torch.uint8, "float32": torch.float32, "int64": torch.int64}
 
@@ -44,7 +45,7 @@ class Loader:
         self.pre = pre
         self.device = device
         nbytes = _nbytes(split)
-        self.resident = split.in_memory and nbytes <= RESIDENT_BYTES if resident is None else resident
+        self.resident = nbytes <= resident_limit() if resident is None else resident
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         if self.resident:
@@ -83,6 +84,19 @@ class Loader:
         rows = part if part is not None else range(len(self.split))
         starts = range(rows.start, rows.stop, batch)
         yield from self.batches(np.arange(s, min(s + batch, rows.stop)) for s in starts)
+
+
+def resident_limit() -> int:
+    """How large a split may be to live whole on the device (the rest streams from disk)."""
+    import os
+
+    forced = os.environ.get("NETSPEC_RESIDENT_BYTES")
+    if forced is not None:
+        return int(forced)
+    from .resources import available_bytes
+
+    free = available_bytes("cpu")
+    return min(RESIDENT_BYTES, free // 4) if free else RESIDENT_BYTES
 
 
 def _nbytes(split: Split) -> int:
