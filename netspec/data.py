@@ -236,8 +236,10 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
     notes = _source_notes(base)
     n = len(base)
     rows = np.arange(n)
-    if data.subset is not None:
-        rows = rows[: data.subset]
+    if data.subset is not None and data.subset < n:
+        # a seeded random sample, never the first N: image folders (and many files) are
+        # sorted by class, and their first N samples would be a few classes only
+        rows = np.sort(np.random.default_rng(seed + 7).choice(n, data.subset, replace=False))
     enc = Encoder(checked, saved)
     enc.learn(base, rows)
     x_all, y_all = enc.encode(base, "training data", data.train)

@@ -339,7 +339,7 @@ class DataConfig:
     target_type: str = "auto"  # auto | class | value
     target: str | None = None  # "input": the targets are the preprocessed inputs (autoencoders)
     labels: tuple[str, ...] | None = None
-    subset: int | None = None  # use only the first N training samples (quick runs)
+    subset: int | None = None  # N samples of the training source, drawn at random (seeded): quick runs
     stratify: bool = False  # validation / split keep each class's share
     image_size: tuple[int, int] | None = None  # decode images to [height, width]
     augment: tuple[CallValue, ...] = ()  # training-batch augmentation (catalogue AUGMENTS), full kwargs
