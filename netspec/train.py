@@ -515,9 +515,9 @@ class Trainer:
             self.global_step += 1
             if step % 20 == 0 and self.dist.orphaned():
                 os._exit(1)  # the launcher was killed: stop quietly, as its other workers do
-            if self.tb_writer is not None and self.global_step % self.cfg.log_every == 0:
-                self.tb_writer.add_scalar("step/loss", float(data_loss), self.global_step)
-                self.tb_writer.add_scalar("step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+            if self.tb is not None and self.global_step % self.cfg.log_every == 0:
+                self.scalar("step/loss", float(data_loss), self.global_step)
+                self.scalar("step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
             progress.update(n * (self.dist.world if self.dist.enabled and total >= self.dist.world else 1),
                             data_loss)
         progress.close()
@@ -527,6 +527,16 @@ class Trainer:
         return metrics.result()
 
     tb_writer: Any = None
+    tb_pending: list | None = None
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """A TensorBoard scalar; kept until the run folder exists (the first checkpoint)."""
+        if self.tb_writer is not None:
+            self.tb_writer.add_scalar(tag, value, step)
+        elif self.tb is not None and self.run.enabled:
+            if self.tb_pending is None:
+                self.tb_pending = []
+            self.tb_pending.append((tag, value, step))
 
     def nonfinite(self, epoch: int, step: int, value: float) -> None:
         raise TrainingError(Diagnostic(
@@ -615,6 +625,9 @@ class Trainer:
     def open_tensorboard(self) -> None:
         if self.tb is not None and self.tb_writer is None:
             self.tb_writer = self.tb(log_dir=str(self.out / "tensorboard"))
+            for tag, value, step in self.tb_pending or ():
+                self.tb_writer.add_scalar(tag, value, step)
+            self.tb_pending = None
 
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
