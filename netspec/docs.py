@@ -22,7 +22,10 @@ def _params(params) -> str:
     for p in params:
         if p.inferred:
             continue
-        out.append(p.name if p.default is cat.REQUIRED else f"{p.name}={_show(p.default)}")
+        text = p.name if p.default is cat.REQUIRED else f"{p.name}={_show(p.default)}"
+        if p.domain and p.domain not in ("(-inf,inf)",):
+            text += f" ({cat.describe_domain(p.domain)})"
+        out.append(text)
     return ", ".join(out)
 
 
@@ -48,6 +51,12 @@ def generate() -> str:
     lines = [BEGIN]
     lines += _table("Layers", ("layer", "arguments", "input", "inferred", "ONNX"), layers,
                     "Arguments are torch's, in torch's order, minus the inferred ones (fourth column).")
+    lines += _table("Branch constructs", ("construct", "arguments", "combines"),
+                    [(f"`{r.name}`", _params(r.params) or "-", r.doc) for r in cat.BRANCHES_LIST],
+                    "`NAME { branch; branch; ... }`: every branch gets the same input.")
+    lines += _table("Augmentations", ("augmentation", "arguments", "does"),
+                    [(f"`{r.name}`", _params(r.params), r.doc) for r in cat.AUGMENTS_LIST],
+                    "`augment: [...]` in the data section: training batches only, batched on the training device.")
     lines += _table("Losses", ("loss", "arguments", "targets", "notes"),
                     [(f"`{r.name}`", _params(r.params), r.target, r.doc) for r in cat.LOSSES_LIST])
     lines += _table("Optimizers", ("optimizer", "arguments"),
