@@ -480,5 +480,60 @@ def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as
     predict_files(model, inputs, top_k=top_k, batch_size=batch_size, as_json=as_json)
 
 
+@main.command()
+@click.argument("file", callback=_no_nul)
+@click.option("-o", "--output", callback=_no_nul, metavar="FILE",
+              help="FILE.svg, FILE.png or FILE.dot (Graphviz source); default ./<model>.svg")
+@click.option("--depth", type=click.IntRange(min=0), metavar="N",
+              help="draw Sequentials nested deeper than N as one box (default: the deepest that keeps "
+                   "the picture within 150 boxes)")
+@SET_OPTION
+@handle_errors
+def diagram(file: str, output: str | None, depth: int | None, overrides: tuple[str, ...]) -> None:
+    """Draw the architecture: input, layers with shapes and parameters, branches, blocks.
+
+    FILE is a spec, a packaged example's name, or a run folder (its spec.net). An
+    existing output file is replaced only if it is of the same kind (SVG, PNG, digraph).
+
+    \b
+      netspec diagram mnist.net -o mnist.svg
+      netspec diagram resnet50 -o resnet50.png --depth 1   # stages as boxes
+      netspec diagram runs/mnist_cnn -o model.dot          # then: dot -Tpdf model.dot -o model.pdf
+    """
+    from . import load
+    from .diagram import write_diagram
+
+    spec = _spec_or_run(file)
+    checked = load(spec, overrides)
+    written = write_diagram(checked, output or f"{checked.model.name}.svg", depth, (file, spec))
+    click.echo(f"wrote {written.path} ({written.boxes} boxes, depth {written.depth} of {written.max_depth})")
+
+
+@main.command()
+@click.argument("a", callback=_no_nul)
+@click.argument("b", callback=_no_nul)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object (keys in docs/commands.md)")
+@click.option("--exit-code", is_flag=True, help="exit 1 when the specs differ (like git diff --exit-code)")
+@handle_errors
+def diff(a: str, b: str, as_json: bool, exit_code: bool) -> None:
+    """What changed between two specs or run folders: layers, shapes, parameters, settings.
+
+    Layers are matched by their path of names; an inserted layer is one insertion. Run
+    folders also compare their spec hashes and final metrics. Exits 0 whether or not
+    they differ, unless --exit-code.
+
+    \b
+      netspec diff mnist.net mnist_wide.net
+      netspec diff runs/mnist_cnn runs/mnist_cnn.1     # two trainings, metrics side by side
+      netspec diff a.net b.net --json
+    """
+    from .diff import diff_paths, render_text, to_json
+
+    result = diff_paths(a, b)
+    click.echo(json.dumps(to_json(result), indent=2) if as_json else render_text(result))
+    if exit_code and result.differ:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

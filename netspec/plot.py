@@ -23,7 +23,7 @@ TEXT = (30, 30, 30)
 MUTED = (120, 120, 120)
 
 
-def font(size: int) -> Any:
+def font(size: float) -> Any:
     return ImageFont.load_default(size=size * SS)
 
 
