@@ -117,15 +117,16 @@ def read_rows(x: Any, rows: np.ndarray) -> np.ndarray:
         return np.asarray(x[rows])
     per = int(np.prod(x.shape[1:])) * x.dtype.itemsize
     base = int(getattr(x, "offset", 0))
+    filename = str(x.filename)
     try:  # only a mapping of the whole file's rows (a sliced view keeps its parent's offset)
-        whole = os.path.getsize(x.filename) == base + per * len(x)
+        whole = os.path.getsize(filename) == base + per * len(x)
     except OSError:
         whole = False
     if not whole:
         return np.asarray(x[rows])
     out = np.empty((len(rows), *x.shape[1:]), dtype=x.dtype)
     flat = out.reshape(len(rows), -1).view(np.uint8)
-    fd = os.open(x.filename, os.O_RDONLY)
+    fd = os.open(filename, os.O_RDONLY)
     try:
         start = 0
         while start < len(rows):
@@ -135,7 +136,7 @@ def read_rows(x: Any, rows: np.ndarray) -> np.ndarray:
             want = per * (end - start)
             data = os.pread(fd, want, base + int(rows[start]) * per)
             if len(data) != want:
-                raise OSError(f"{x.filename}: short read (the file changed while training?)")
+                raise OSError(f"{filename}: short read (the file changed while training?)")
             flat[start:end] = np.frombuffer(data, np.uint8).reshape(end - start, per)
             start = end
     finally:
