@@ -510,6 +510,35 @@ def diagram(file: str, output: str | None, depth: int | None, overrides: tuple[s
 
 
 @main.command()
+@click.argument("file", callback=_no_nul)
+@click.option("-o", "--output", callback=_no_nul, metavar="FILE.py",
+              help="the program to write (default ./train_<model>.py); only a file netspec eject wrote is replaced")
+@SET_OPTION
+@handle_errors
+def eject(file: str, output: str | None, overrides: tuple[str, ...]) -> None:
+    """Write the spec out as a standalone PyTorch program (no netspec import).
+
+    The program builds the same nn.Sequential under the same seed, reads, splits and
+    preprocesses the same data, and trains with the same loop: with the same seed it ends
+    with the same weights as `netspec train`. The data are read once to bake in the
+    training split's statistics and vocabularies.
+
+    \b
+      netspec eject mnist.net -o train_mnist.py
+      python train_mnist.py --epochs 1
+      netspec eject runs/mnist_cnn -o train.py     # the spec a run was trained with
+    """
+    from . import load
+    from .eject import write_program
+
+    spec = _spec_or_run(file)
+    checked = load(spec, overrides)
+    target = output or f"train_{checked.model.name}.py"
+    text = write_program(checked, target, [file, spec])
+    click.echo(f"wrote {target} ({len(text.splitlines()):,} lines); run it with: python {target}")
+
+
+@main.command()
 @click.argument("a", callback=_no_nul)
 @click.argument("b", callback=_no_nul)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (keys in docs/commands.md)")

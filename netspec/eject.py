@@ -1,0 +1,1192 @@
+"""`netspec eject`: a checked spec -> one standalone, readable PyTorch training program.
+
+In: ``ir.CheckedSpec`` and the data it names (read once, as `train` reads it, to bake the
+training-split facts into the program: normalisation statistics, class vocabularies, CSV
+columns). Out: the text of a Python program that imports torch and numpy (Pillow for image
+folders), never netspec, and does what `netspec train` does: the same `nn.Sequential(
+OrderedDict)` built under the same seed, the same data, split and sample order, the same
+preprocessing, augmentation, loss, optimizer (fused where netspec fuses), scheduler, metrics,
+early stopping and checkpoint. With the same seed it ends with weights `torch.equal` to the
+run's (tests/test_eject.py checks it for every example).
+
+netspec's own modules (LSTM returning the sequence, Add/Concat/Multiply, the input
+transform, the augmentation ops) are copied into the program from their source, so it is
+exactly the code netspec runs. What a one-file program leaves out: DDP, image caches on disk
+(it decodes image folders into memory), TensorBoard, curves and the confusion picture.
+
+    netspec eject examples/mnist.net -o train_mnist.py && python train_mnist.py --epochs 1
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, ir
+from . import catalogue as cat
+from .errors import NetspecError, error
+
+
+class EjectError(NetspecError):
+    pass
+
+
+# ---------------------------------------------------------------- values as Python source
+
+
+def py(value: Any) -> str:
+    """A spec value as Python source (repr round-trips floats exactly)."""
+    if isinstance(value, float) and value != value:
+        return 'float("nan")'
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return f'float("{value}")'
+    if isinstance(value, tuple):
+        return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(py(v) for v in value) + "]"
+    if isinstance(value, np.generic):
+        return py(value.item())
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{py(k)}: {py(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, str) and '"' not in value and "\\" not in value and value.isprintable():
+        return f'"{value}"'
+    return repr(value)
+
+
+def _call(name: str, args: list[str]) -> str:
+    return f"{name}({', '.join(args)})"
+
+
+def _nondefault(params: tuple[cat.P, ...], kwargs: dict[str, Any], keep: tuple[str, ...] = ()) -> list[str]:
+    """keyword=value for the arguments that differ from the catalogue defaults (and required ones)."""
+    out = []
+    for p in params:
+        if p.name not in kwargs:
+            continue
+        v = kwargs[p.name]
+        if p.name in keep or p.default is cat.REQUIRED or p.inferred or not _same(v, p.default):
+            out.append(f"{p.name}={py(v)}")
+    known = {p.name for p in params}
+    out += [f"{k}={py(v)}" for k, v in kwargs.items() if k not in known]
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                              and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+
+
+# ---------------------------------------------------------------- copied netspec code
+
+
+def _module_names(module: Any) -> dict[str, Any]:
+    return {n: o for n, o in vars(module).items()
+            if (inspect.isclass(o) or inspect.isfunction(o)) and getattr(o, "__module__", None) == module.__name__}
+
+
+def copied_source(module: Any, roots: list[str]) -> str:
+    """The source of `roots` in `module` and of every module-level class/function they name,
+    in the module's own order."""
+    names = _module_names(module)
+    want: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in want or name not in names:
+            continue
+        want.add(name)
+        text = inspect.getsource(names[name])
+        todo += [n for n in re.findall(r"\b[A-Za-z_][A-Za-z0-9_]*\b", text) if n in names and n not in want]
+    order = list(names)
+    chunks = [inspect.getsource(names[n]).rstrip() for n in order if n in want]
+    # the program imports torch and F at the top; netspec's lazy imports would shadow them
+    text = "\n\n\n".join(chunks)
+    text = re.sub(r"^[ ]+import torch(?:\.nn\.functional as F)?\n", "", text, flags=re.M)
+    return re.sub(r"(:\n|\"\"\"\n)\n+(?=[ ]+\S)", r"\1", text)  # no blank line left where they stood
+
+
+# ---------------------------------------------------------------- the model
+
+
+def _positional(spec: cat.LayerSpec, kwargs: dict[str, Any]) -> list[str]:
+    """The leading required (or inferred) arguments, written positionally as people write
+    them (`nn.Conv2d(1, 32, 3, padding=1)`), where the torch signature has them in that order."""
+    import importlib
+
+    module, _, name = spec.factory.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        names = [p.name for p in list(inspect.signature(cls.__init__).parameters.values())[1:]
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return []
+    out = []
+    for i, p in enumerate(spec.params):
+        if not (p.inferred or p.default is cat.REQUIRED) or p.name not in kwargs or i >= len(names) \
+                or names[i] != p.name:
+            break
+        out.append(p.name)
+    return out
+
+
+class _ModelWriter:
+    def __init__(self) -> None:
+        self.own: list[str] = []  # netspec.layers classes used
+
+    def factory(self, dotted: str) -> str:
+        module, _, name = dotted.rpartition(".")
+        if module == "torch.nn":
+            return f"nn.{name}"
+        if module == "netspec.layers":
+            if name not in self.own:
+                self.own.append(name)
+            return name
+        raise error(f"eject: cannot write the factory {dotted}")
+
+    def node(self, node: ir.Node, indent: int) -> str:
+        if isinstance(node, ir.LayerNode):
+            spec = cat.LAYERS[node.type]
+            kwargs = dict(node.kwargs)
+            positional = _positional(spec, kwargs)
+            rest = {k: v for k, v in kwargs.items() if k not in positional}
+            args = [py(kwargs[k]) for k in positional] + \
+                _nondefault(spec.params, rest, tuple(k for k, _ in spec.fixed))
+            return _call(self.factory(spec.factory), args)
+        if isinstance(node, ir.BranchNode):
+            bspec = cat.BRANCHES[node.op]
+            extra = _nondefault(bspec.params, dict(node.kwargs))
+            inner = self.ordered(node.branches, indent)
+            return _call(self.factory(bspec.factory), [inner, *extra])
+        inner = self.ordered(node.children, indent)
+        if node.kind == "residual":
+            return _call(self.factory("netspec.layers.Residual"), [inner])
+        return f"nn.Sequential({inner})"
+
+    def ordered(self, nodes: tuple[ir.Node, ...], indent: int) -> str:
+        pad = " " * (indent + 4)
+        rows = []
+        for c in nodes:
+            row = f"{pad}({py(c.name)}, {self.node(c, indent + 4)}),"
+            note = f"  # -> {_shape(c.out_shape)}"
+            first = row.split("\n", 1)[0]
+            if len(first) + len(note) <= LINE:
+                row = row.replace(first, first + note, 1) if "\n" in row else row + note
+            else:
+                rows.append(f"{pad}{note.strip()}")
+            rows.append(_fit(row, indent + 8))
+        return "OrderedDict([\n" + "\n".join(rows) + "\n" + " " * indent + "])"
+
+
+LINE = 120  # the ejected program is ruff-clean at this line length
+
+
+def _fit(line: str, indent: int, nth: int = 2) -> str:
+    """A one-line call longer than LINE, broken after its `nth` opening parenthesis (a model
+    row `("name", nn.Conv2d(...)),` breaks inside the constructor's)."""
+    if "\n" in line or len(line) <= LINE:
+        return line
+    at = -1
+    for _ in range(nth):
+        at = line.find("(", at + 1)
+        if at < 0:
+            return line
+    return line[:at + 1] + "\n" + " " * indent + line[at + 1:].lstrip()
+
+
+def _shape(shape: ir.Shape) -> str:
+    return "[" + ", ".join("_" if d is None else str(d) for d in shape) + "]"
+
+
+def _layer_paths(node: ir.Node, prefix: str = ""):
+    for c in (node.branches if isinstance(node, ir.BranchNode) else
+              node.children if isinstance(node, ir.SeqNode) else ()):
+        path = f"{prefix}{c.name}"
+        if isinstance(c, ir.LayerNode):
+            yield c, path
+        else:
+            yield from _layer_paths(c, path + ".")
+
+
+def _init_call(init: ir.InitSpec, target: str) -> str:
+    spec = cat.INITIALISERS[init.name]
+    args = _nondefault(spec.params, dict(init.kwargs))
+    return f"nn.init.{spec.function}({', '.join([target, *args])})"
+
+
+def model_code(model: ir.CheckedModel, seed_name: str = "SEED") -> tuple[str, list[str]]:
+    w = _ModelWriter()
+    body = w.ordered(model.root.children, 4)
+    lines = [
+        "def build_model() -> nn.Sequential:",
+        f'    """{model.name}: input {_shape(model.input_shape)} -> output {_shape(model.output_shape)}.',
+        "    Every module is constructed in this order under the seed, as netspec does.\"\"\"",
+        f"    torch.manual_seed({seed_name})",
+        f"    model = nn.Sequential({body})",
+    ]
+    if model.init is not None:
+        matrix = "p.dim() >= 2"
+        lines += [f"    # init: {model.init.name} for every weight with >= 2 dimensions, in named_parameters order",
+                  "    with torch.no_grad():",
+                  "        for name, p in model.named_parameters():",
+                  f'            if name.rsplit(".", 1)[-1].startswith("weight") and {matrix}:',
+                  f"                {_init_call(model.init, 'p')}"]
+    for node, path in _layer_paths(model.root):
+        for key, init in node.inits:
+            skip = " and p.dim() >= 2" if cat.INITIALISERS[init.name].matrix_only else ""
+            lines += [f"    # {path}: {key}={init.name}",
+                      "    with torch.no_grad():",
+                      f"        for name, p in model.get_submodule({py(path)}).named_parameters(recurse=False):",
+                      f'            if (name == {py(key)} or name.startswith({py(key + "_")})){skip}:',
+                      f"                {_init_call(init, 'p')}"]
+    lines.append("    return model")
+    return "\n".join(lines), w.own
+
+
+# ---------------------------------------------------------------- table expressions
+
+TABLE_HELPERS = {
+    "linspace": "def t_linspace(a, b, n):\n    return np.linspace(float(a), float(b), int(n))",
+    "arange": "def t_arange(*args):\n    return np.arange(*[float(v) for v in args])",
+    "range": "def t_range(*args):\n    return np.arange(*[float(v) for v in args])",
+    "normal": "def t_normal(rng, mean, std, size):\n    return rng.normal(float(mean), float(std), t_size(size))",
+    "uniform": "def t_uniform(rng, a, b, size):\n    return rng.uniform(float(a), float(b), t_size(size))",
+    "randint": "def t_randint(rng, a, b, size):\n    return rng.integers(int(a), int(b), t_size(size)).astype(np.float64)",
+    "zeros": "def t_zeros(size):\n    return np.zeros(t_size(size))",
+    "ones": "def t_ones(size):\n    return np.ones(t_size(size))",
+    "stack": "def t_stack(*cols):\n    return np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=-1)",
+    "concat": "def t_concat(*parts):\n"
+              "    return np.concatenate([np.atleast_1d(np.asarray(p, dtype=np.float64)) for p in parts])",
+    "reshape": "def t_reshape(a, shape):\n"
+               "    return np.reshape(np.asarray(a, dtype=np.float64), [int(v) for v in np.atleast_1d(shape)])",
+    "cumsum": "def t_cumsum(a, axis=-1):\n    return np.cumsum(np.asarray(a, dtype=np.float64), axis=int(axis))",
+    "flip": "def t_flip(a, axis=-1):\n    return np.flip(np.asarray(a, dtype=np.float64), axis=int(axis))",
+    "sum": "def t_sum(a, axis=None):\n"
+           "    return np.sum(np.asarray(a, dtype=np.float64), axis=None if axis is None else int(axis))",
+    "mean": "def t_mean(a, axis=None):\n"
+            "    return np.mean(np.asarray(a, dtype=np.float64), axis=None if axis is None else int(axis))",
+    "sigmoid": "def t_sigmoid(a):\n    return 1.0 / (1.0 + np.exp(-np.asarray(a, dtype=np.float64)))",
+    "min": "def t_min(a, b=None):\n    return np.min(a) if b is None else np.minimum(a, b)",
+    "max": "def t_max(a, b=None):\n    return np.max(a) if b is None else np.maximum(a, b)",
+}
+SIMPLE = {"sin", "cos", "tan", "exp", "log", "sqrt", "abs", "tanh", "round", "floor"}
+RANDOM = ("normal", "uniform", "randint")
+
+
+class _TableWriter:
+    def __init__(self, env: dict[str, Any]):
+        self.env = env
+        self.used: set[str] = set()
+
+    def expr(self, e: ir.Expr, need: int = 0, arg: bool = False) -> str:
+        """Python for a table expression, with only the parentheses Python needs (its
+        precedence is the spec's); a number list is an np.array, or a plain list as a
+        function's argument (the helpers convert it as netspec does)."""
+        from .expr import _level
+
+        text = self._expr(e, arg)
+        return f"({text})" if _level(e) < need else text
+
+    def _expr(self, e: ir.Expr, arg: bool) -> str:
+        from .expr import _OP_LEVEL, _POSTFIX, _UNARY
+
+        if isinstance(e, ir.Num):
+            return py(e.value)
+        if isinstance(e, ir.Ref):
+            if e.name == "x":
+                return "x"
+            if e.name in self.env:
+                return py(self.env[e.name])
+            if e.name in cat.CONSTANTS:
+                return {"pi": "np.pi", "e": "np.e"}.get(e.name, py(cat.CONSTANTS[e.name]))
+            raise NetspecError.at(e.span, f"eject: unknown name `{e.name}` in a table expression")
+        if isinstance(e, (ir.ListLit, ir.TupleLit)):
+            items = [self.item(i) for i in e.items]
+            inner = ", ".join(items)
+            if len(inner) > 80:  # one row of numbers per line
+                rows, line = [], ""
+                for it in items:
+                    if line and len(line) + len(it) > 90:
+                        rows.append(line.rstrip())
+                        line = ""
+                    line += it + ", "
+                rows.append(line.rstrip())
+                inner = "\n        " + "\n        ".join(rows) + "\n    "
+            return f"[{inner}]" if arg else f"np.array([{inner}], dtype=np.float64)"
+        if isinstance(e, ir.UnaryOp):
+            inner = self.expr(e.operand, _UNARY)
+            return f"-{inner}" if e.op == "-" else inner
+        if isinstance(e, ir.BinOp):
+            level = _OP_LEVEL[e.op]
+            if e.op == "**":
+                return f"{self.expr(e.left, _POSTFIX)} ** {self.expr(e.right, _UNARY)}"
+            return f"{self.expr(e.left, level)} {e.op} {self.expr(e.right, level + 1)}"
+        if isinstance(e, ir.Call):
+            args = [self.expr(a, arg=True) for a in e.args]
+            if e.func in SIMPLE:
+                return f"np.{e.func}(np.asarray({args[0]}, dtype=np.float64))" if isinstance(e.args[0], ir.Num) \
+                    else f"np.{e.func}({args[0]})"
+            if e.func not in TABLE_HELPERS:
+                raise NetspecError.at(e.span, f"eject: cannot write the table function `{e.func}`")
+            self.used.add(e.func)
+            if e.func in RANDOM:
+                args = ["rng", *args]
+            return f"t_{e.func}({', '.join(args)})"
+        raise NetspecError.at(getattr(e, "span", ir.NO_SPAN), "eject: this is not allowed in a table expression")
+
+    def item(self, e: ir.Expr) -> str:
+        """A list element: nested lists stay Python lists (np.array makes the rows)."""
+        if isinstance(e, (ir.ListLit, ir.TupleLit)):
+            return "[" + ", ".join(self.item(i) for i in e.items) + "]"
+        return self.expr(e)
+
+    def helpers(self) -> str:
+        out = []
+        if self.used & {"normal", "uniform", "randint", "zeros", "ones"}:
+            out.append("def t_size(v):\n    return tuple(int(s) for s in np.atleast_1d(np.asarray(v)).ravel())")
+        out += [TABLE_HELPERS[f] for f in sorted(self.used)]
+        return "\n\n\n".join(out)
+
+
+# ---------------------------------------------------------------- data
+
+
+def _float64(prefix: str, code: str) -> str:
+    """`prefix` + the column as a float64 array, wrapped at commas to fit LINE."""
+    if code.startswith("np.array(") and code.endswith("dtype=np.float64)") and code.count("np.array(") == 1:
+        return prefix + code
+    return _wrap(prefix + "np.asarray(", code, ", dtype=np.float64)")
+
+
+def _wrap(head: str, body: str, tail: str, indent: int = 8) -> str:
+    """head + body + tail on one line, or body on continuation lines broken after commas
+    (table code holds no strings, so every comma is a place Python may break)."""
+    if len(head) + len(body) + len(tail) <= LINE or "\n" in body:
+        return head + body + tail
+    lines, line = [], ""
+    pieces = (body + tail).split(", ")
+    tail = ""
+    for piece in pieces:
+        if line and indent + len(line) + len(piece) + 3 > LINE:
+            lines.append(line + ",")
+            line = ""
+        line = f"{line}, {piece}" if line else piece
+    lines.append(line + tail)
+    return head.rstrip() + "\n" + "\n".join(" " * indent + x for x in lines)
+
+
+IDX_READER = '''
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (raw or .gz): magic 0 0 <type> <dims>, big-endian sizes, then the data."""
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        data = f.read()
+    kind, ndim = data[2], data[3]
+    dtype = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[kind]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim).reshape(dims).astype(np.dtype(dtype).newbyteorder("="))
+'''
+
+CSV_READER = '''
+def read_csv(path: Path, delimiter: str) -> dict[str, list[str]]:
+    """Columns by header name, cells stripped; blank lines skipped."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = [r for r in csv.reader(f, delimiter=delimiter) if any(c.strip() for c in r)]
+    header = [h.strip() for h in rows[0]]
+    return {h: [r[i].strip() for r in rows[1:]] for i, h in enumerate(header)}
+
+
+def csv_features(columns: dict[str, list[str]]) -> np.ndarray:
+    """The training columns in order: numbers as float32, categories one-hot (training's values)."""
+    blocks = []
+    for name, kind, values in FEATURE_COLUMNS:
+        cells = columns[name]
+        if kind == "categorical":
+            block = np.zeros((len(cells), len(values)), np.float32)
+            block[np.arange(len(cells)), [values.index(c) for c in cells]] = 1.0
+        else:
+            block = np.asarray([float(c) for c in cells], np.float32)[:, None]
+        blocks.append(block)
+    n = len(next(iter(columns.values())))
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), np.float32)
+'''
+
+IMAGE_READER = '''
+IMAGE_EXTENSIONS = {IMAGE_EXTENSIONS}
+
+
+def read_image_folder(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """root/<class>/**/<image> (hidden entries skipped), sorted by class then path, decoded with
+    Pillow to uint8 [N, C, H, W] at IMAGE_SIZE (bilinear resize)."""
+    from PIL import Image
+
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                 and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+        found.sort(key=lambda p: p.relative_to(folder).parts)
+        files += found
+        labels += [label] * len(found)
+    h, w = IMAGE_SIZE
+    x = np.empty((len(files), CHANNELS, h, w), np.uint8)
+    for i, path in enumerate(files):
+        with Image.open(path) as im:
+            im = im.convert("L" if CHANNELS == 1 else "RGB")
+            if im.size != (w, h):
+                im = im.resize((w, h), Image.Resampling.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
+        x[i] = a[None] if CHANNELS == 1 else a.transpose(2, 0, 1)
+    return x, np.asarray(labels, dtype=np.int64)
+'''
+
+
+class _DataWriter:
+    def __init__(self, checked: ir.CheckedSpec, pre: Any, env: dict[str, Any]):
+        self.checked = checked
+        self.data: ir.DataConfig = checked.data  # type: ignore[assignment]
+        self.pre = pre
+        self.env = env
+        self.readers: list[str] = []
+        self.tables = _TableWriter(env)
+        self.functions: list[str] = []
+
+    def reader(self, text: str) -> None:
+        if text not in self.readers:
+            self.readers.append(text)
+
+    def source(self, src: ir.Source, name: str, seed: str) -> str:
+        """A function `load_<name>() -> (x raw, y raw or None)`."""
+        kind = src.kind
+        args = dict(src.kwargs)
+        doc = f'    """The {name} source: {kind}(...)."""'
+        if kind in ("mnist", "fashion_mnist"):
+            from .datasets import DATASETS, file_in, locate
+
+            split = args.get("split") or "train"
+            roles = (f"{split}_images", f"{split}_labels")
+            folder = locate(kind, args.get("root"), roles, allow_download=False)
+            images = file_in(folder, DATASETS[kind].files[roles[0]])
+            labels = file_in(folder, DATASETS[kind].files[roles[1]])
+            self.reader(IDX_READER)
+            body = [f"    images = read_idx(Path({py(str(images))}))",
+                    f"    labels = read_idx(Path({py(str(labels))}))",
+                    "    return images.reshape(len(images), *SOURCE_SHAPE), labels"]
+        elif kind == "idx":
+            self.reader(IDX_READER)
+            body = [f"    images = read_idx(Path({py(str(Path(args['images']).resolve()))}))",
+                    f"    labels = read_idx(Path({py(str(Path(args['labels']).resolve()))}))",
+                    "    if images.ndim == 3:",
+                    "        images = images[:, None]",
+                    "    return images, labels"]
+        elif kind == "csv":
+            self.reader(CSV_READER)
+            targets = self.pre.targets or []
+            body = [f"    columns = read_csv(Path({py(str(Path(args['path']).resolve()))}), {py(args.get('delimiter') or ',')})",
+                    "    x = csv_features(columns)"]
+            if self.pre.task == "input":
+                body.append("    return x, None")
+            elif len(targets) > 1 or not (self.pre.task in ("class", "binary") or self.pre.one_hot):
+                body.append(f"    y = np.asarray([[float(columns[t][r]) for t in {py(targets)}] "
+                            "for r in range(len(x))], np.float32)")
+                body.append("    return x, y")
+            elif self.pre.class_values is not None and isinstance(self.pre.class_values[0], str):
+                body.append(f"    return x, np.asarray(columns[{py(targets[0])}], dtype=object)")
+            else:
+                body.append(f"    return x, np.asarray([float(c) for c in columns[{py(targets[0])}]], np.float64)")
+        elif kind == "table":
+            before = set(self.tables.used)
+            self.tables.used = set()
+            xs = self.tables.expr(args["x"])
+            ys = self.tables.expr(args["y"])
+            random = bool(self.tables.used & set(RANDOM))
+            self.tables.used |= before
+            body = [f"    rng = np.random.default_rng({seed})  # table(...) draws: seeded by train.seed"] if random else []
+            body += [_float64("    x = ", xs),
+                     _float64("    y = ", ys),
+                    "    x = x[:, None] if x.ndim == 1 else x",
+                    "    y = y[:, None] if y.ndim == 1 else y",
+                    "    return x.astype(np.float32), y"]
+        elif kind in ("npy", "npz"):
+            if kind == "npy":
+                load = [f"    x = np.load({py(str(Path(args['x']).resolve()))})"]
+                load.append(f"    y = np.load({py(str(Path(args['y']).resolve()))})" if args.get("y") else "    y = None")
+            else:
+                load = [f"    with np.load({py(str(Path(args['path']).resolve()))}) as arrays:",
+                        f"        x = arrays[{py(args.get('x') or 'x')}]",
+                        f"        y = arrays[{py(args['y'])}]" if args.get("y") else "        y = None"]
+            body = load + ["    if x.dtype == np.uint8 and x.ndim == 3:",
+                           "        x = x[:, None]",
+                           "    return x, y"]
+        elif kind == "image_folder":
+            from .images import IMAGE_EXTENSIONS
+
+            self.reader(IMAGE_READER.replace("{IMAGE_EXTENSIONS}", py(sorted(IMAGE_EXTENSIONS)).replace("[", "{")
+                                             .replace("]", "}")))
+            root = Path(str(args["path"])).expanduser().resolve()
+            body = [f"    return read_image_folder(Path({py(str(root))}), CLASSES)"]
+        else:
+            raise error(f"eject: cannot write the data source {kind}(...)")
+        self.functions.append("\n".join([f"def load_{name}() -> tuple[np.ndarray, np.ndarray | None]:", doc, *body]))
+        return f"load_{name}"
+
+    def targets_code(self) -> str:
+        """encode_targets(y): raw labels/values -> what the loss takes (training's vocabulary)."""
+        pre = self.pre
+        out = self.checked.model.output_shape
+        lines = ["def encode_targets(y: np.ndarray | None) -> np.ndarray | None:",
+                 f'    """Targets as {cat.LOSSES[self.checked.train.loss.name].name} takes them ({pre.task})."""',
+                 "    if y is None:",
+                 "        return None"]
+        if pre.task == "input":
+            lines = lines[:2] + ["    return None  # the targets are the preprocessed inputs"]
+            return "\n".join(lines)
+        if not (pre.task in ("class", "binary") or pre.one_hot):
+            if None in out:
+                lines.append("    return np.asarray(y, np.float32)")
+            else:
+                lines.append(f"    return np.asarray(y, np.float32).reshape(len(y), {', '.join(map(str, out))})")
+            return "\n".join(lines)
+        if pre.class_values is not None:
+            lines += [f"    index = {{v: i for i, v in enumerate({py(list(pre.class_values))})}}  # training's labels",
+                      "    keys = y.tolist() if y.dtype == object else "
+                      "np.asarray(y, np.float64).reshape(-1).astype(np.int64).tolist()",
+                      "    idx = np.asarray([index[k] for k in keys], dtype=np.int64)"]
+        else:
+            lines.append("    idx = np.asarray(y, np.float64).reshape(len(y)).astype(np.int64)")
+        k = len(pre.classes or ())
+        if pre.one_hot:
+            lines += [f"    onehot = np.zeros((len(idx), {k}), np.float32)",
+                      "    onehot[np.arange(len(idx)), idx] = 1.0",
+                      "    return onehot"]
+        elif pre.task == "binary":
+            shape = [d for d in out] if None not in out else [1]
+            lines.append(f"    return idx.astype(np.float32).reshape(len(idx), {', '.join(map(str, shape))})")
+        else:
+            lines.append("    return idx")
+        return "\n".join(lines)
+
+    def split_code(self) -> str:
+        data = self.data
+        lines = ["def split_rows(n: int, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:",
+                 '    """(train, validation, test) rows of the training source: seeded, as netspec splits."""',
+                 "    rows = np.arange(n)"]
+        if data.subset is not None:
+            lines += [f"    if {data.subset} < n:  # subset: a seeded random sample",
+                      f"        rows = np.sort(np.random.default_rng(SEED + 7).choice(n, {data.subset}, replace=False))"]
+        if data.split is None and not data.validation:
+            lines.append("    return rows, rows[:0], rows[:0]")
+            return "\n".join(lines)
+        fractions = data.split if data.split is not None else (1 - data.validation, data.validation, 0.0)
+        lines += [f"    fractions = {py(tuple(fractions))}",
+                  "    rng = np.random.default_rng(SEED)",
+                  "",
+                  "    def cut(perm):",
+                  "        a, b = int(round(len(perm) * fractions[0])), int(round(len(perm) * fractions[1]))",
+                  "        return perm[:a], perm[a:a + b], perm[a + b:]",
+                  ""]
+        if data.stratify:
+            lines += ["    flat = labels.reshape(len(labels), -1)",
+                      "    keys = flat[rows, 0] if flat.shape[1] == 1 else flat[rows].argmax(1)",
+                      "    parts = [[], [], []]",
+                      "    for k in np.unique(keys):  # stratified: each class split on its own",
+                      "        for i, p in enumerate(cut(rng.permutation(rows[keys == k]))):",
+                      "            parts[i].append(p)",
+                      "    out = [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]",
+                      "    return out[0], out[1], out[2]"]
+        elif data.split is None:
+            lines += ["    perm = rng.permutation(rows)",
+                      f"    k = int(round(len(rows) * {py(data.validation)}))  # validation: the first part of the permutation",
+                      "    return perm[k:], perm[:k], perm[:0]"]
+        else:
+            lines += ["    return cut(rng.permutation(rows))"]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _loss_code(cfg: ir.CallValue) -> str:
+    spec = cat.LOSSES[cfg.name]
+    kwargs = dict(cfg.kwargs)
+    args = []
+    for p in spec.params:
+        if p.name in kwargs and not _same(kwargs[p.name], p.default):
+            v = kwargs[p.name]
+            args.append(f"{p.name}=torch.tensor({py(list(v))}, dtype=torch.float32)" if p.name in ("weight", "pos_weight")
+                        and v is not None else f"{p.name}={py(v)}")
+    return f"nn.{cfg.name}({', '.join(args)})"
+
+
+def _optimizer_code(cfg: ir.CallValue) -> str:
+    spec = cat.OPTIMIZERS[cfg.name]
+    kwargs = dict(cfg.kwargs)
+    args = ["model.parameters()", *_nondefault(spec.params, kwargs, ("lr",))]
+    fused = spec.fused and "fused" not in kwargs and "foreach" not in kwargs
+    if fused:
+        # netspec steps these optimizers with torch's fused kernels (same algorithm, faster on CPU)
+        args.append("fused=FUSED")
+    return f"torch.optim.{cfg.name}({', '.join(args)})"
+
+
+def _scheduler_code(cfg: ir.CallValue | None) -> str:
+    if cfg is None:
+        return "None"
+    spec = cat.SCHEDULERS[cfg.name]
+    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.kwargs}
+    args = ["optimizer", *_nondefault(spec.params, kwargs)]
+    if cfg.name == "OneCycleLR" and kwargs.get("total_steps") is None:
+        args = [a for a in args if not a.startswith("total_steps=")]
+        args += ["epochs=EPOCHS", "steps_per_epoch=steps_per_epoch"]
+    return f"torch.optim.lr_scheduler.{cfg.name}({', '.join(args)})"
+
+
+def _metric_lines(cfg: ir.TrainConfig) -> list[str]:
+    return [f"    {py(m.name)}: {py(dict(m.kwargs))}," for m in cfg.metrics]
+
+
+LOOP = '''
+# ---------------------------------------------------------------- metrics
+
+
+class Metrics:
+    """Running sums over one pass (loss per sample, correct predictions, errors, confusion)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def add(self, key: str, value: torch.Tensor) -> None:
+        value = value.detach().to(torch.float64)
+        self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+
+    @torch.no_grad()
+    def update(self, out: torch.Tensor, y: torch.Tensor, loss_sum: torch.Tensor) -> None:
+        out = out.detach().float()
+        self.add("n", torch.tensor(float(out.shape[0]), device=out.device))
+        self.add("loss", loss_sum)
+        if TASK in ("class", "binary"):
+            if TASK == "class" and out.dim() > 1 and not y.is_floating_point():
+                pred, true = out.argmax(dim=1).reshape(-1), y.long().reshape(-1)
+            elif out.dim() == 1 or out.shape[1] == 1:
+                threshold = 0.0 if LOSS_TAKES_LOGITS else 0.5
+                pred, true = (out > threshold).long().reshape(-1), (y > 0.5).long().reshape(-1)
+            else:  # one-hot targets
+                pred, true = out.argmax(dim=1).reshape(-1), y.argmax(dim=1).reshape(-1)
+            self.add("correct", (pred == true).sum())
+            self.add("positions", torch.tensor(float(true.numel()), device=out.device))
+            k = len(CLASSES)
+            self.add("confusion", torch.bincount(true.clamp(0, k - 1) * k + pred.clamp(0, k - 1),
+                                                 minlength=k * k).reshape(k, k))
+            for name, kw in METRICS.items():
+                if name == "top_k" and TASK == "class" and out.dim() > 1 and not y.is_floating_point():
+                    top = out.topk(min(kw.get("k", 5), out.shape[1]), dim=1).indices
+                    self.add(f"top_{kw.get('k', 5)}", (top == y.long().unsqueeze(1)).any(dim=1).sum())
+        elif y.dtype != torch.long and out.numel() == y.numel():
+            t = y.float().reshape(out.shape)
+            err = (out - t).reshape(out.shape[0], -1).double()
+            tt = t.reshape(t.shape[0], -1).double()
+            self.add("abs", err.abs().sum())
+            self.add("sq", (err**2).sum())
+            self.add("values", torch.tensor(float(err.numel()), device=out.device))
+            self.add("t_sum", tt.sum(dim=0))
+            self.add("t_sq", (tt**2).sum(dim=0))
+
+    def result(self) -> dict[str, float]:
+        s = {k: v.cpu() for k, v in self.sums.items()}
+        n = float(s["n"])
+        out = {"loss": float(s["loss"]) / n}
+        for name, kw in METRICS.items():
+            if name == "accuracy":
+                out[name] = float(s["correct"]) / max(float(s["positions"]), 1.0)
+            elif name == "top_k":
+                key = f"top_{kw.get('k', 5)}"
+                out[f"top{kw.get('k', 5)}"] = float(s[key]) / n if key in s else float("nan")
+            elif name in ("precision", "recall", "f1"):
+                out[name] = prf(s["confusion"].double(), name)
+            elif name in ("mae", "mse", "rmse"):
+                count = max(float(s["values"]), 1.0)
+                value = float(s["abs" if name == "mae" else "sq"]) / count
+                out[name] = value ** 0.5 if name == "rmse" else value
+            elif name == "r2":
+                sst = float((s["t_sq"] - s["t_sum"] ** 2 / n).sum())
+                out[name] = 1.0 - float(s["sq"]) / sst if sst > 0 else float("nan")
+        return out
+
+
+def prf(cm: torch.Tensor, name: str) -> float:
+    """Precision, recall or F1 from a confusion matrix: macro over present classes (binary: class 1)."""
+    tp, predicted, actual = cm.diag(), cm.sum(dim=0), cm.sum(dim=1)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12),
+                     torch.zeros_like(tp))
+    values = {"precision": precision, "recall": recall, "f1": f1}[name]
+    if TASK == "binary" and cm.shape[0] == 2:
+        return float(values[1])
+    present = (predicted + actual) > 0
+    return float(values[present].mean()) if present.any() else 0.0
+
+
+# ---------------------------------------------------------------- training
+
+
+def epoch_order(n: int, epoch: int) -> torch.Tensor:
+    """The sample order of one epoch: a function of (seed, epoch) only, so a resumed run repeats it."""
+    if not SHUFFLE:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(SEED * 1_000_003 + epoch))
+
+
+def to_model_units(xb: torch.Tensor) -> torch.Tensor:
+    """Raw samples -> model units: uint8 images / 255, token ids int64, numbers float32."""
+    if TOKENS:
+        return xb.long()
+    return xb.to(torch.float32) / SCALE if xb.dtype == torch.uint8 else xb.to(torch.float32)
+
+
+def autocast():
+    if PRECISION == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(DEVICE.type, dtype=torch.bfloat16 if PRECISION == "bf16" else torch.float16)
+
+
+def weight_params(model: nn.Module) -> list[torch.Tensor]:
+    return [p for name, p in model.named_parameters() if name.rsplit(".", 1)[-1].startswith("weight")]
+
+
+def compute_loss(model, loss_fn, x, y, scale):
+    with autocast():
+        out = model(x)
+    out = out.float()
+    data_loss = loss_fn(out, y)
+    loss = data_loss * scale if scale != 1.0 else data_loss
+    if L1:
+        loss = loss + L1 * sum(w.abs().sum() for w in weight_params(model))
+    return loss, out, data_loss.detach()
+
+
+def train_step(model, loss_fn, optimizer, scaler, x, y):
+    if CLOSURE:  # LBFGS re-evaluates the loss
+        holder = {}
+
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            loss, out, data_loss = compute_loss(model, loss_fn, x, y, 1.0)
+            loss.backward()
+            holder["out"], holder["loss"] = out.detach(), data_loss
+            return loss
+
+        optimizer.step(closure)
+        return holder["out"], holder["loss"]
+    optimizer.zero_grad(set_to_none=True)
+    loss, out, data_loss = compute_loss(model, loss_fn, x, y, 1.0)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if CLIP_GRAD_NORM:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), CLIP_GRAD_NORM)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if CLIP_GRAD_NORM:
+            nn.utils.clip_grad_norm_(model.parameters(), CLIP_GRAD_NORM)
+        optimizer.step()
+    return out.detach(), data_loss
+
+
+def train_epoch(model, transform, augment, loss_fn, optimizer, scheduler, scaler, x_all, y_all, epoch):
+    model.train()
+    metrics = Metrics()
+    n = len(x_all)
+    order = epoch_order(n, epoch).to(DEVICE)
+    for step, start in enumerate(range(0, n, batch_size_for(n)), start=1):
+        idx = order[start:start + batch_size_for(n)]
+        x = to_model_units(x_all.index_select(0, idx))
+        if augment is not None:
+            x = augment(x, SEED, epoch, step)
+        x = transform(x)
+        y = x.detach() if y_all is None else y_all.index_select(0, idx)
+        out, data_loss = train_step(model, loss_fn, optimizer, scaler, x, y)
+        metrics.update(out, y, data_loss * len(idx) if REDUCTION == "mean" else data_loss)
+        if not bool(torch.isfinite(data_loss)):
+            sys.exit(f"loss became {float(data_loss)} at epoch {epoch}, step {step}; training stopped")
+        if SCHEDULER_INTERVAL == "batch":
+            scheduler.step()
+    return metrics.result()
+
+
+@torch.inference_mode()
+def evaluate(model, transform, loss_fn, x_all, y_all):
+    was = model.training
+    model.eval()
+    metrics = Metrics()
+    for start in range(0, len(x_all), EVAL_BATCH):
+        x = transform(to_model_units(x_all[start:start + EVAL_BATCH]))
+        y = x if y_all is None else y_all[start:start + EVAL_BATCH]
+        with autocast():
+            out = model(x)
+        out = out.float()
+        loss = loss_fn(out, y)
+        metrics.update(out, y, loss * len(x) if REDUCTION == "mean" else loss)
+    model.train(was)
+    return metrics.result()
+
+
+def batch_size_for(n: int) -> int:
+    return n if BATCH_SIZE is None else min(BATCH_SIZE, n)
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def improved(value: float, best: float | None) -> bool:
+    if best is None or not math.isfinite(best):
+        return math.isfinite(value)
+    return value < best - MIN_DELTA if MINIMIZE else value > best + MIN_DELTA
+
+
+def main() -> None:
+    global EPOCHS
+    parser = argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs to train (default {EPOCHS})")
+    parser.add_argument("--out", type=Path, default=Path(OUT), help=f"output folder (default {OUT})")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    args = parser.parse_args()
+    EPOCHS = args.epochs
+
+    data = load_data()
+    x_train = torch.from_numpy(np.ascontiguousarray(data["train"][0])).to(DEVICE)
+    y_train = None if data["train"][1] is None else torch.from_numpy(np.ascontiguousarray(data["train"][1])).to(DEVICE)
+    model = build_model().to(DEVICE)
+    transform = InputTransform(SHIFT, DIV, AXIS, SOURCE_SHAPE, INPUT_SHAPE, TOKENS).to(DEVICE)
+    augment = make_augmenter()
+    loss_fn = LOSS.to(DEVICE)
+    steps_per_epoch = math.ceil(len(x_train) / batch_size_for(len(x_train)))
+    optimizer = make_optimizer(model)
+    scheduler = make_scheduler(optimizer, steps_per_epoch)
+    scaler = torch.amp.GradScaler(DEVICE.type) if PRECISION == "fp16" else None
+    print(f"{MODEL_NAME}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+          f"{len(x_train):,} training samples, device {DEVICE}")
+
+    history, best_value, best_epoch, bad_epochs, best_weights, first = [], None, 0, 0, None, 1
+    if args.resume:
+        ckpt = torch.load(args.out / "checkpoint.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler") is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"])
+        history, best_value, best_epoch = ckpt["history"], ckpt["best_value"], ckpt["best_epoch"]
+        bad_epochs, best_weights, first = ckpt["bad_epochs"], ckpt.get("best_weights"), ckpt["epoch"] + 1
+    for epoch in range(first, EPOCHS + 1):
+        start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        row = {"epoch": epoch, **train_epoch(model, transform, augment, loss_fn, optimizer, scheduler, scaler,
+                                             x_train, y_train, epoch)}
+        if "val" in data:
+            x_val, y_val = (None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(DEVICE)
+                            for a in data["val"])
+            row.update({f"val_{k}": v for k, v in evaluate(model, transform, loss_fn, x_val, y_val).items()})
+        row.update({"lr": lr, "seconds": time.perf_counter() - start})
+        if SCHEDULER_INTERVAL == "epoch":
+            scheduler.step()
+        elif SCHEDULER_INTERVAL == "plateau":
+            scheduler.step(row.get("val_loss", row["loss"]))
+        value = row[MONITOR]
+        history.append(row)
+        if improved(value, best_value):
+            best_value, best_epoch, bad_epochs = value, epoch, 0
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        stop = PATIENCE is not None and bad_epochs >= PATIENCE
+        print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+        if epoch % CHECKPOINT_EVERY == 0 or epoch == EPOCHS or stop:
+            keep = best_weights if SAVE == "best" and best_weights is not None else model.state_dict()
+            save_atomic(keep, args.out / "model.pt")
+            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                         "epoch": epoch, "rng": torch.get_rng_state(), "history": history,
+                         "best_value": best_value, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                         "best_weights": best_weights}, args.out / "checkpoint.pt")
+        if stop:
+            print(f"early stopping: `{MONITOR}` has not improved for {bad_epochs} epochs "
+                  f"(best {best_value:.4g} at epoch {best_epoch})")
+            break
+    if SAVE == "best" and best_weights is not None:
+        model.load_state_dict(best_weights)
+    if "test" in data:
+        x_test, y_test = (None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(DEVICE)
+                          for a in data["test"])
+        result = evaluate(model, transform, loss_fn, x_test, y_test)
+        print("test: " + "  ".join(f"test_{k} {v:.4g}" for k, v in result.items()))
+    print(f"weights saved in {args.out / 'model.pt'} (epoch {best_epoch if SAVE == 'best' else len(history)})")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _header(checked: ir.CheckedSpec, out_name: str) -> str:
+    spec_name = Path(checked.spec.file).name
+    return f'''"""{out_name}: the {checked.model.name} model of {spec_name}, as a standalone PyTorch program.
+
+Written by `netspec eject {spec_name}` (netspec {__version__}); it imports torch and numpy, never
+netspec. It builds the same model under the same seed, reads and splits the same data,
+preprocesses, augments, trains, evaluates and checkpoints as `netspec train` does, and ends with
+the same weights.
+
+    python {out_name}                  # train; writes {Path(out_name).stem}_out/model.pt and checkpoint.pt
+    python {out_name} --epochs 1       # a quick run
+    python {out_name} --resume         # continue from the checkpoint
+"""
+'''
+
+
+def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
+    """The program text for `checked` (its data are read, as `netspec train` would)."""
+    from . import layers
+    from .data import prepare
+
+    if checked.data is None or checked.data.train is None:
+        raise error(f"{checked.spec.file}: eject needs a data section with a `train:` source",
+                    'add e.g. data { train: mnist(split="train") }')
+    cfg = checked.train
+    if cfg.compile:
+        raise error("eject: `compile: true` is not written into the program", "remove it; eager training is exact")
+    prepared = prepare(checked, allow_download=False)
+    pre = prepared.pre
+    env = {k: v for k, v in checked.constants if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    model_text, own = model_code(checked.model)
+    own_classes = copied_source(layers, [*own, "InputTransform"])
+    dw = _DataWriter(checked, pre, env)
+    data = checked.data
+    train_fn = dw.source(data.train, "train", "SEED")
+    test_fn = dw.source(data.test, "test", "SEED + 1") if data.test is not None else None
+    es = cfg.early_stopping
+    has_val = prepared.val is not None
+    monitor = str(es.get("monitor", "val_loss")) if es else ("val_loss" if has_val else "loss")
+    from .metrics import lower_is_better
+
+    mode = str(es.get("mode", "auto")) if es else "auto"
+    minimize = lower_is_better(monitor) if mode == "auto" else mode == "min"
+    sched = cfg.scheduler
+    interval = cat.SCHEDULERS[sched.name].interval if sched else None
+    classes = list(pre.classes) if pre.classes else []
+    constants = [
+        f"MODEL_NAME = {py(checked.model.name)}",
+        f"SEED = {py(cfg.seed)}",
+        f"EPOCHS = {py(cfg.epochs)}",
+        f"BATCH_SIZE = {py(data.batch_size)}  # None: the whole training split in one batch",
+        f"SHUFFLE = {py(data.shuffle)}",
+        "EVAL_BATCH = 2048",
+        f'DEVICE = torch.device({py("cuda" if cfg.device == "auto" else cfg.device)} '
+        'if torch.cuda.is_available() else "cpu")' if cfg.device in ("auto", "cuda") or cfg.device.startswith("cuda")
+        else f"DEVICE = torch.device({py(cfg.device)})",
+        f"PRECISION = {py(cfg.precision)}",
+        'FUSED = DEVICE.type in ("cpu", "cuda")  # netspec steps SGD/Adam/AdamW/Adagrad with the fused kernels',
+        f"OUT = {py(Path(out_name).stem + '_out')}",
+        "",
+        "# preprocessing learnt from the training split (netspec computed these from the same data)",
+        f"TASK = {py(pre.task)}",
+        f"CLASSES = {py(classes)}",
+        f"SOURCE_SHAPE = {py(list(pre.source_shape))}  # one raw sample",
+        f"INPUT_SHAPE = {py([d for d in checked.model.input_shape])}  # the model's input (None: variable)",
+        f"SCALE = {py(pre.scale)}  # raw uint8 images are divided by this",
+        f"TOKENS = {py(pre.tokens)}",
+        f"SHIFT = {py(pre.shift)}  # normalize: {pre.normalize}",
+        f"DIV = {py(pre.div)}",
+        f"AXIS = {py(pre.axis)}",
+    ]
+    if pre.columns:
+        constants.append(f"FEATURE_COLUMNS = {py([list(c) + ([] if len(c) > 2 else [None]) for c in pre.columns])}")
+    if data.train.kind == "image_folder":
+        from .data import image_geometry
+
+        size, channels = image_geometry(checked)
+        constants += [f"IMAGE_SIZE = {py(list(size or ()))}", f"CHANNELS = {py(channels)}"]
+    loss_spec = cat.LOSSES[cfg.loss.name]
+    constants += [
+        "",
+        "# training",
+        f"LOSS = {_loss_code(cfg.loss)}",
+        f"LOSS_TAKES_LOGITS = {py(loss_spec.name in ('BCEWithLogitsLoss', 'MultiLabelSoftMarginLoss'))}",
+        f"REDUCTION = {py(str(dict(cfg.loss.kwargs).get('reduction', 'mean')))}",
+        f"CLOSURE = {py(cat.OPTIMIZERS[cfg.optimizer.name].closure)}",
+        f"L1 = {py(cfg.l1)}",
+        f"CLIP_GRAD_NORM = {py(cfg.clip_grad_norm)}",
+        f"SCHEDULER_INTERVAL = {py(interval)}",
+        "METRICS = {",
+        *_metric_lines(cfg),
+        "}",
+        f"MONITOR = {py(monitor)}  # early stopping and the best epoch",
+        f"MINIMIZE = {py(minimize)}",
+        f"MIN_DELTA = {py(float(es.get('min_delta', 0.0)) if es else 0.0)}",
+        f"PATIENCE = {py(int(es.get('patience', 3)) if es else None)}",
+        f"SAVE = {py(cfg.save)}  # model.pt holds the best epoch's weights, or the last",
+        f"CHECKPOINT_EVERY = {py(cfg.checkpoint_every)}",
+    ]
+    data_fns = dw.functions
+    load = ["def load_data() -> dict[str, tuple[np.ndarray, np.ndarray | None]]:",
+            '    """train / val / test: raw samples (uint8 images or numbers) and encoded targets."""',
+            f"    x, y = {train_fn}()",
+            "    y = encode_targets(y)",
+            "    train, val, test = split_rows(len(x), y)",
+            "    out = {\"train\": (x[train], None if y is None else y[train])}",
+            "    if len(val):",
+            "        out[\"val\"] = (x[val], None if y is None else y[val])",
+            "    if len(test):",
+            "        out[\"test\"] = (x[test], None if y is None else y[test])"]
+    if test_fn:
+        load += [f"    tx, ty = {test_fn}()", "    out[\"test\"] = (tx, encode_targets(ty))"]
+    load.append("    return out")
+    augment = _augment_code(checked, pre)
+    imports = ["from __future__ import annotations", "", "import argparse", "import contextlib"]
+    texts = "\n".join([*dw.readers, augment, own_classes])
+    for mod in ("csv", "gzip", "hashlib"):
+        if f"{mod}." in texts:
+            imports.append(f"import {mod}")
+    imports += ["import math", "import os", "import sys", "import tempfile", "import time",
+                "from collections import OrderedDict"]
+    if "Mapping" in texts or "Sequence" in texts:
+        imports.append("from collections.abc import Mapping, Sequence")
+    imports += ["from pathlib import Path"]
+    if "Any" in texts:
+        imports.append("from typing import Any")
+    imports += ["", "import numpy as np", "import torch", "import torch.nn.functional as F", "from torch import nn"]
+    parts = [
+        _header(checked, out_name),
+        "\n".join(imports) + "\n\n" + "\n".join(constants),
+        "# ---------------------------------------------------------------- netspec's own modules (its source)",
+        own_classes,
+        "# ---------------------------------------------------------------- the model",
+        model_text,
+        "def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:\n"
+        + _fit(f"    return {_optimizer_code(cfg.optimizer)}", 8, 1),
+        "def make_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int):\n"
+        + _fit(f"    return {_scheduler_code(sched)}", 8, 1),
+        "# ---------------------------------------------------------------- data",
+        *dw.readers,
+        *([dw.tables.helpers()] if dw.tables.used else []),
+        *data_fns,
+        dw.targets_code(),
+        dw.split_code(),
+        "\n".join(load),
+        augment,
+        LOOP.strip(),
+    ]
+    text = "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
+    text = text.replace("def make_optimizer", "def make_optimizer")  # (kept for readability of the diff)
+    if "F." not in text.replace("import torch.nn.functional as F", ""):
+        text = text.replace("import torch.nn.functional as F\n", "")
+    return text
+
+
+def _augment_code(checked: ir.CheckedSpec, pre: Any) -> str:
+    data = checked.data
+    if data is None or not data.augment:
+        return "def make_augmenter():\n    return None  # no augment: in the spec"
+    from . import augment
+
+    names = sorted({a.name for a in data.augment})
+    ops = [(a.name, dict(a.kwargs)) for a in data.augment]
+    roots = ["Augmenter", *[f"_{n}" for n in names]]
+    source = copied_source(augment, roots + ["SettingError", "_image_shape"])
+    params = {n: [(p.name, p.default if p.default is not cat.REQUIRED else None) for p in cat.AUGMENTS[n].params]
+              for n in names}
+    shim = [
+        "# ---------------------------------------------------------------- augmentation (netspec's, batched)",
+        f"ATTEMPTS = {py(augment.ATTEMPTS)}",
+        f"GRAY = {py(augment.GRAY)}",
+        "AUG_PARAMS = {  # each op's parameters and defaults, as netspec's catalogue has them",
+        *[_wrap(f"    {py(n)}: ", py(v), ",") for n, v in params.items()],
+        "}",
+        "Shape = tuple",
+        "Draws = dict",
+        "",
+        "",
+        "class _Row:  # the parameter list of one op, as netspec's catalogue holds it",
+        "    def __init__(self, names):",
+        "        self.params = [type('P', (), {'name': n, 'default': d})() for n, d in names]",
+        "",
+        "",
+        "AUGMENTS = {name: _Row(names) for name, names in AUG_PARAMS.items()}",
+        "",
+        "",
+        source,
+        "",
+        "",
+        "OPS = {" + ", ".join(f"{py(n)}: _{n}" for n in names) + "}",
+        "",
+        "",
+        "def make_augmenter():",
+        "    return Augmenter([",
+        *[_wrap(f"        ({py(n)}, ", py(kw), "),", 12) for n, kw in ops],
+        "    ], tuple(SOURCE_SHAPE))",
+    ]
+    text = "\n".join(shim)
+    if "_make_op" not in source:
+        raise error("eject: the augmentation code has changed shape; cannot copy it")
+    return text
+
+
+MARKER = "Written by `netspec eject"
+
+
+def check_output(output: str, inputs: list[str]) -> None:
+    """Only a .py file; never a folder, an input, or an existing file netspec eject did not write."""
+    import os
+
+    if not output.endswith(".py"):
+        raise error(f"{output}: an ejected program is a .py file", f"e.g. -o {Path(output).stem or 'train'}.py")
+    if os.path.isdir(output):
+        raise error(f"{output}: is a folder; give a file name ending in .py")
+    if not os.path.lexists(output):
+        parent = Path(output).parent
+        if str(parent) not in ("", ".") and parent.exists() and not parent.is_dir():
+            raise error(f"{output}: cannot write under {parent}: it is a file")
+        return
+    for i in inputs:
+        if os.path.exists(i) and os.path.exists(output) and os.path.samefile(i, output):
+            raise error(f"{output}: that is the input; netspec eject never overwrites it", "choose another -o")
+    if not os.path.isfile(output):
+        raise error(f"{output}: not a regular file; netspec eject writes only files")
+    try:
+        with open(output, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise error(f"{output}: cannot read it to check what it is ({e.strerror})") from None
+    if head.strip() and MARKER not in head:
+        raise error(f"{output} exists and was not written by netspec eject; it is not overwritten",
+                    "choose another -o, or remove the file first")
+
+
+def write_program(checked: ir.CheckedSpec, output: str, inputs: list[str]) -> str:
+    from .util import atomic_write_text, ensure_folder
+
+    check_output(output, inputs)
+    text = eject(checked, Path(output).name)
+    parent = Path(output).parent
+    if str(parent) not in ("", "."):
+        ensure_folder(parent)
+    atomic_write_text(output, text)
+    return text
