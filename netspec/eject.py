@@ -356,6 +356,24 @@ class _TableWriter:
 # ---------------------------------------------------------------- data
 
 
+def _const(name: str, value: Any, note: str = "") -> str:
+    """`NAME = value  # note`; a long list is written a few elements per line."""
+    note = f"  # {note}" if note else ""
+    line = f"{name} = {py(value)}{note}"
+    if len(line) <= LINE or not isinstance(value, (list, tuple)) or not value:
+        return line
+    items = [py(v) for v in value]
+    rows, row = [], ""
+    for it in items:
+        if row and 4 + len(row) + len(it) + 2 > LINE:
+            rows.append(row.rstrip())
+            row = ""
+        row += it + ", "
+    rows.append(row.rstrip())
+    open_, close = ("[", "]") if isinstance(value, list) else ("(", ")")
+    return f"{name} = {open_}{note}\n" + "\n".join("    " + r for r in rows) + f"\n{close}"
+
+
 def _float64(prefix: str, code: str) -> str:
     """`prefix` + the column as a float64 array, wrapped at commas to fit LINE."""
     if code.startswith("np.array(") and code.endswith("dtype=np.float64)") and code.count("np.array(") == 1:
@@ -670,7 +688,7 @@ class Metrics:
         out = out.detach().float()
         self.add("n", torch.tensor(float(out.shape[0]), device=out.device))
         self.add("loss", loss_sum)
-        if TASK in ("class", "binary"):
+        if TASK in ("class", "binary") or set(METRICS) & {"accuracy", "top_k", "precision", "recall", "f1"}:
             if TASK == "class" and out.dim() > 1 and not y.is_floating_point():
                 pred, true = out.argmax(dim=1).reshape(-1), y.long().reshape(-1)
             elif out.dim() == 1 or out.shape[1] == 1:
@@ -680,7 +698,7 @@ class Metrics:
                 pred, true = out.argmax(dim=1).reshape(-1), y.argmax(dim=1).reshape(-1)
             self.add("correct", (pred == true).sum())
             self.add("positions", torch.tensor(float(true.numel()), device=out.device))
-            k = len(CLASSES)
+            k = len(CLASSES) or (out.shape[1] if out.dim() > 1 and out.shape[1] > 1 else 2)
             self.add("confusion", torch.bincount(true.clamp(0, k - 1) * k + pred.clamp(0, k - 1),
                                                  minlength=k * k).reshape(k, k))
             for name, kw in METRICS.items():
@@ -702,18 +720,18 @@ class Metrics:
         n = float(s["n"])
         out = {"loss": float(s["loss"]) / n}
         for name, kw in METRICS.items():
-            if name == "accuracy":
+            if name == "accuracy" and "correct" in s:
                 out[name] = float(s["correct"]) / max(float(s["positions"]), 1.0)
             elif name == "top_k":
                 key = f"top_{kw.get('k', 5)}"
                 out[f"top{kw.get('k', 5)}"] = float(s[key]) / n if key in s else float("nan")
-            elif name in ("precision", "recall", "f1"):
+            elif name in ("precision", "recall", "f1") and "confusion" in s:
                 out[name] = prf(s["confusion"].double(), name)
-            elif name in ("mae", "mse", "rmse"):
+            elif name in ("mae", "mse", "rmse") and "values" in s:
                 count = max(float(s["values"]), 1.0)
                 value = float(s["abs" if name == "mae" else "sq"]) / count
                 out[name] = value ** 0.5 if name == "rmse" else value
-            elif name == "r2":
+            elif name == "r2" and "values" in s:
                 sst = float((s["t_sq"] - s["t_sum"] ** 2 / n).sum())
                 out[name] = 1.0 - float(s["sq"]) / sst if sst > 0 else float("nan")
         return out
@@ -1008,17 +1026,18 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
         "",
         "# preprocessing learnt from the training split (netspec computed these from the same data)",
         f"TASK = {py(pre.task)}",
-        f"CLASSES = {py(classes)}",
+        _const("CLASSES", classes),
         f"SOURCE_SHAPE = {py(list(pre.source_shape))}  # one raw sample",
         f"INPUT_SHAPE = {py([d for d in checked.model.input_shape])}  # the model's input (None: variable)",
         f"SCALE = {py(pre.scale)}  # raw uint8 images are divided by this",
         f"TOKENS = {py(pre.tokens)}",
-        f"SHIFT = {py(pre.shift)}  # normalize: {pre.normalize}",
-        f"DIV = {py(pre.div)}",
+        _const("SHIFT", pre.shift, f"normalize: {pre.normalize}"),
+        _const("DIV", pre.div),
         f"AXIS = {py(pre.axis)}",
     ]
     if pre.columns:
-        constants.append(f"FEATURE_COLUMNS = {py([list(c) + ([] if len(c) > 2 else [None]) for c in pre.columns])}")
+        constants.append(_const("FEATURE_COLUMNS", [list(c) + ([] if len(c) > 2 else [None]) for c in pre.columns],
+                                "CSV feature columns in input order: name, kind, the training split's categories"))
     if data.train.kind == "image_folder":
         from .data import image_geometry
 

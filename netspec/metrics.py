@@ -46,6 +46,8 @@ class MetricState:
         self.device = torch.device(device)
         names = {m.name for m in metrics}
         self.need_confusion = confusion or bool(names & {"precision", "recall", "f1"})
+        # one-hot targets under a value loss (MSELoss) are still classes for these metrics
+        self.need_classes = task in ("class", "binary") or self.need_confusion or bool(names & {"accuracy", "top_k"})
         self.need_scores = "auc" in names
         self.sums: dict[str, torch.Tensor] = {}
         self.scores: list[torch.Tensor] = []
@@ -67,7 +69,7 @@ class MetricState:
         self._add("n", torch.tensor(float(n), device=out.device))
         if loss_sum is not None:
             self._add("loss", loss_sum)
-        if self.task in ("class", "binary") or self.need_confusion:
+        if self.need_classes:
             self._update_classes(out, y)
         if any(m.name in ("mae", "mse", "rmse", "r2") for m in self.metrics):
             self._update_values(out, y)

@@ -1,0 +1,263 @@
+"""`netspec eject`: the ejected program is the hand-written program.
+
+For every example with data (a few epochs on a subset) and for specs that reach the other
+code paths (CSV with categories and string labels, binary and multi-output targets, stratified
+splits, early stopping, initialisers, branches, LBFGS, L1 and clipping, NumPy sources), the
+ejected file is ruff-clean, runs with netspec made unimportable, and ends with weights
+`torch.equal` to `netspec train` with the same seed and settings.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import EXAMPLES, FIXTURES, have_dataset, netspec_cmd
+
+DATA = FIXTURES / "data"
+NO_NETSPEC = ("import runpy, sys; sys.modules['netspec'] = None; sys.argv = sys.argv[1:]; "
+              "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+# (example, overrides, data set it needs)
+EXAMPLE_CASES = [
+    ("mnist.net", ("data.subset=600", "train.epochs=2"), "mnist"),
+    ("mnist_mlp.net", ("data.subset=600", "train.epochs=2"), "mnist"),
+    ("fashion_mnist.net", ("data.subset=600", "train.epochs=2"), "fashion_mnist"),
+    ("fashion_resnet.net", ("data.subset=300", "train.epochs=2"), "fashion_mnist"),
+    ("mnist_folder.net", ("data.subset=300", "train.epochs=2"), "mnist_png"),
+    ("linear_regression.net", ("train.epochs=40", "train.checkpoint_every=10"), None),
+    ("sine_poly.net", ("train.epochs=3",), None),
+    ("sequence_sum.net", ("train.epochs=2", "samples=400"), None),
+    ("zoo/lenet5.net", ("data.subset=600", "train.epochs=2"), "mnist"),
+    ("zoo/se_cnn.net", ("train.epochs=2", "samples=128"), None),
+    ("zoo/transformer_text.net", ("train.epochs=2", "samples=256"), None),
+]
+
+
+def _available(name: str | None) -> bool:
+    if name is None:
+        return True
+    if name == "mnist_png":
+        from netspec.datasets import cache_dir
+
+        return (cache_dir() / "mnist_png" / ".complete").is_file()
+    return have_dataset(name)
+
+
+def _ruff(path: Path) -> subprocess.CompletedProcess:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    return subprocess.run([ruff, "check", "--isolated", "--select", "E,F,W,I,B,UP", "--line-length", "120",
+                           str(path)], capture_output=True, text=True)
+
+
+def eject_and_compare(spec: Path, overrides: tuple[str, ...], tmp_path: Path) -> Path:
+    """Train with netspec, eject, run the program without netspec; the weights must be equal."""
+    from netspec import load
+    from netspec.eject import write_program
+    from netspec.train import train_file
+
+    run = tmp_path / "run"
+    train_file(str(spec), overrides, out_dir=str(run), quiet=True)
+    program = tmp_path / "train_it.py"
+    text = write_program(load(str(spec), overrides), str(program), [str(spec)])
+    tree = ast.parse(text)
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | \
+        {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "netspec" not in imported
+    lint = _ruff(program)
+    assert lint.returncode == 0, lint.stdout
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", NO_NETSPEC, str(program), "--out", str(out)], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "weights saved in" in r.stdout
+    ours = torch.load(run / "model.pt", weights_only=True)
+    theirs = torch.load(out / "model.pt", weights_only=True)
+    assert list(ours) == list(theirs)
+    unequal = [k for k in ours if not torch.equal(ours[k], theirs[k])]
+    assert not unequal, unequal
+    return program
+
+
+@pytest.mark.parametrize("example,overrides,needs", EXAMPLE_CASES, ids=[c[0] for c in EXAMPLE_CASES])
+def test_every_example_ejects_to_the_same_weights(example, overrides, needs, tmp_path):
+    if not _available(needs):
+        pytest.skip(f"{needs} not installed (make data)")
+    eject_and_compare(EXAMPLES / example, overrides, tmp_path)
+
+
+def _spec(tmp_path: Path, text: str, name: str = "spec.net") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_csv_with_categories_string_labels_stratify_and_early_stopping(tmp_path):
+    rows = (DATA / "iris.csv").read_text().splitlines()
+    sizes = ["small", "large"]
+    lines = [rows[0] + ",size"] + [f"{r},{sizes[i % 2]}" for i, r in enumerate(rows[1:])]
+    (tmp_path / "iris_sized.csv").write_text("\n".join(lines) + "\n")
+    spec = _spec(tmp_path, '''
+model iris {
+    input: [6]
+    fc1: Linear(16) with weight=xavier_uniform, bias=zeros
+    act: Tanh
+    drop: Dropout(0.1)
+    out: Linear(3)
+}
+data {
+    train: csv("iris_sized.csv", target="species", categorical=["size"])
+    split: [0.6, 0.2, 0.2]
+    stratify: true
+    normalize: standard
+    batch_size: 16
+}
+train {
+    loss: CrossEntropyLoss(weight=[1.0, 2.0, 1.0])
+    optimizer: SGD(lr=0.05, momentum=0.9)
+    scheduler: ReduceLROnPlateau(patience=1)
+    epochs: 12
+    metrics: [accuracy, f1, top_k(2)]
+    early_stopping: EarlyStopping(monitor="val_accuracy", patience=3)
+    l1: 1e-4
+    clip_grad_norm: 1.0
+    seed: 3
+}
+''')
+    eject_and_compare(spec, (), tmp_path)
+
+
+def test_binary_targets_with_bce_and_model_wide_init(tmp_path):
+    shutil.copy(DATA / "breast_cancer.csv", tmp_path)
+    header = (DATA / "breast_cancer.csv").read_text().splitlines()[0].split(",")
+    spec = _spec(tmp_path, f'''
+model cancer {{
+    input: [{len(header) - 1}]
+    init: kaiming_normal(nonlinearity="relu")
+    Linear(8); ReLU
+    Linear(1)
+}}
+data {{
+    train: csv("breast_cancer.csv", target="{header[-1]}")
+    validation: 0.2
+    normalize: minmax
+    batch_size: 32
+}}
+train {{
+    loss: BCEWithLogitsLoss
+    optimizer: AdamW(lr=1e-2)
+    epochs: 3
+    metrics: [accuracy, auc]
+    save: last
+}}
+''')
+    eject_and_compare(spec, (), tmp_path)
+
+
+def test_multi_output_regression_and_branches(tmp_path):
+    shutil.copy(DATA / "diabetes.csv", tmp_path)
+    spec = _spec(tmp_path, '''
+model two_targets {
+    input: [9]
+    trunk: { Linear(16); ReLU }
+    mix: concat { wide: Linear(8); deep: { Linear(8); Tanh; Linear(8) } }
+    res: residual { Linear(16); ReLU(inplace=true) }
+    head: Linear(2)
+}
+data {
+    train: csv("diabetes.csv", target=["bp", "progression"], features=["age", "sex", "bmi", "s1", "s2", "s3", "s4", "s5", "s6"])
+    validation: 0.25
+    normalize: standard
+    batch_size: 64
+    shuffle: false
+}
+train {
+    loss: SmoothL1Loss
+    optimizer: Adam(lr=3e-3)
+    scheduler: CosineAnnealingLR(T_max=3)
+    epochs: 3
+    metrics: [mae, rmse, r2]
+}
+''')
+    eject_and_compare(spec, (), tmp_path)
+
+
+def test_npz_source_one_hot_targets_and_mse(tmp_path):
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "blobs.npz", images=g.integers(0, 256, (120, 8, 8), dtype=np.uint8),
+             labels=g.integers(0, 4, 120))
+    spec = _spec(tmp_path, '''
+model blobs {
+    input: [1, 8, 8]
+    Conv2d(4, 3, padding=1); BatchNorm2d; ReLU
+    Flatten
+    Linear(4)
+    Softmax(dim=1)
+}
+data {
+    train: npz("blobs.npz", x="images", y="labels")
+    one_hot: true
+    validation: 0.25
+    batch_size: 30
+}
+train {
+    loss: MSELoss
+    optimizer: RMSprop(lr=1e-3)
+    epochs: 2
+    metrics: [accuracy]
+}
+''')
+    eject_and_compare(spec, (), tmp_path)
+
+
+def test_cli_eject_writes_and_never_overwrites_what_it_did_not_write(tmp_path):
+    env = {**os.environ, "NETSPEC_OFFLINE": "1"}
+    spec = EXAMPLES / "linear_regression.net"
+
+    def cli(*args):
+        return subprocess.run([*netspec_cmd(), *args], capture_output=True, text=True, cwd=tmp_path, env=env)
+
+    r = cli("eject", str(spec), "-o", "train_lr.py")
+    assert r.returncode == 0, r.stderr
+    assert "wrote train_lr.py" in r.stdout
+    assert (tmp_path / "train_lr.py").read_text().startswith('"""train_lr.py: the linear_regression model')
+    r = cli("eject", str(spec), "-o", "train_lr.py")  # its own file: replaced
+    assert r.returncode == 0, r.stderr
+    mine = tmp_path / "mine.py"
+    mine.write_text("print('my own work')\n")
+    r = cli("eject", str(spec), "-o", "mine.py")
+    assert r.returncode == 1 and "not written by netspec eject" in r.stderr
+    assert mine.read_text() == "print('my own work')\n"
+    copy = tmp_path / "lr.py.net"
+    shutil.copy(spec, copy)
+    for bad, message in ((str(copy), "is a .py file"), (".", "is a .py file"), ("sub", "is a .py file")):
+        r = cli("eject", str(spec), "-o", bad)
+        assert r.returncode == 1 and message in r.stderr, (bad, r.stderr)
+    (tmp_path / "afile").write_text("x")
+    r = cli("eject", str(spec), "-o", "afile/t.py")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    r = cli("eject", "nope.net")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    r = cli("eject", "--help")
+    assert r.returncode == 0 and "netspec eject mnist.net -o train_mnist.py" in r.stdout
+    from click.testing import CliRunner
+
+    from netspec.cli import main
+
+    assert CliRunner().invoke(main, ["eject", str(spec), "-o", "a\0b.py"]).exit_code == 2
+
+
+def test_eject_needs_data(tmp_path):
+    spec = _spec(tmp_path, "model m { input: [4]\n Linear(2) }\n")
+    r = subprocess.run([*netspec_cmd(), "eject", str(spec), "-o", str(tmp_path / "t.py")], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "eject needs a data section" in r.stderr
+    assert not (tmp_path / "t.py").exists()
