@@ -39,6 +39,10 @@ bench: venv data
 	$(BIN)/python benchmarks/check_speed.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python benchmarks/images.py
+	$(BIN)/python benchmarks/augment_cost.py
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
+		&& $(BIN)/python benchmarks/gpu.py || echo "benchmarks/gpu.py: no CUDA device here, skipped"
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

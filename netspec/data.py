@@ -536,6 +536,15 @@ class Encoder:
             raise data_error(f"{where}: the target looks continuous ({len(ints)} distinct values from {ints.min()} to "
                              f"{ints.max()}), but {self.checked.train.loss.name} needs class labels",
                              "for regression use MSELoss (or L1Loss) with a last layer of Linear(1)")
+        if not labels and indices and self.data.target_type != "class" and len(ints) > 50 and \
+                len(ints) > 0.1 * len(values):
+            # fits the output as class indices, but reads like a measurement: say so
+            self.warnings.append(Diagnostic(
+                f"{where}: the target looks continuous ({len(ints)} distinct whole values from {ints.min()} to "
+                f"{ints.max()} in {len(values):,} rows); {self.checked.train.loss.name} treats them as class "
+                f"indices of the model's {width} outputs", self.checked.train.loss.span, "warning",
+                "for regression use MSELoss (or L1Loss) with a last layer of Linear(1); `target_type: class` "
+                "says they are classes"))
         if labels and ints.min() >= 0 and ints.max() < len(labels):
             pre.classes = list(labels)
         elif width is not None and ints.min() >= 0 and ints.max() < width and (len(ints) > 1 or width == 2):

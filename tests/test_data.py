@@ -283,6 +283,17 @@ def test_continuous_target_with_cross_entropy_suggests_mse(tmp_path):
     assert "looks continuous" in text and "MSELoss" in text and "1 classes" not in text
 
 
+def test_continuous_target_that_fits_a_wide_output_is_still_named(tmp_path):
+    """diabetes's progression (25..346) fits Linear(400) as class indices: a warning, not silence."""
+    c = csv_spec(tmp_path, 'train: csv("diabetes.csv", target="progression")', "input: [10]\n    Linear(400)",
+                 "loss: CrossEntropyLoss")
+    texts = [w.render() for w in c.warnings]
+    assert any("looks continuous" in t and "treats them as class indices" in t and "MSELoss" in t for t in texts)
+    c = csv_spec(tmp_path, 'train: csv("diabetes.csv", target="progression")\n target_type: class',
+                 "input: [10]\n    Linear(400)", "loss: CrossEntropyLoss")
+    assert not any("looks continuous" in w.render() for w in c.warnings)
+
+
 def test_wine_labels_1_2_3_are_coded_in_order(tmp_path):
     c = csv_spec(tmp_path, 'train: csv("wine.csv", target="cultivar")', "input: [13]\n    Linear(3)",
                  "loss: CrossEntropyLoss")
