@@ -998,7 +998,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
     own_classes = copied_source(layers, [*own, "InputTransform"])
     dw = _DataWriter(checked, pre, env)
     data = checked.data
-    train_fn = dw.source(data.train, "train", "SEED")
+    train_src = data.train
+    assert train_src is not None  # checked above
+    train_fn = dw.source(train_src, "train", "SEED")
     test_fn = dw.source(data.test, "test", "SEED + 1") if data.test is not None else None
     es = cfg.early_stopping
     has_val = prepared.val is not None
@@ -1038,7 +1040,7 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
     if pre.columns:
         constants.append(_const("FEATURE_COLUMNS", [list(c) + ([] if len(c) > 2 else [None]) for c in pre.columns],
                                 "CSV feature columns in input order: name, kind, the training split's categories"))
-    if data.train.kind == "image_folder":
+    if train_src.kind == "image_folder":
         from .data import image_geometry
 
         size, channels = image_geometry(checked)
