@@ -512,7 +512,8 @@ def diagram(file: str, output: str | None, depth: int | None, overrides: tuple[s
 @main.command()
 @click.argument("file", callback=_no_nul)
 @click.option("-o", "--output", callback=_no_nul, metavar="FILE.py",
-              help="the program to write (default ./train_<model>.py); only a file netspec eject wrote is replaced")
+              help="the program to write (default ./train_<model>.py); only an unedited earlier output of "
+                   "netspec eject is replaced")
 @SET_OPTION
 @handle_errors
 def eject(file: str, output: str | None, overrides: tuple[str, ...]) -> None:
@@ -531,10 +532,12 @@ def eject(file: str, output: str | None, overrides: tuple[str, ...]) -> None:
     from . import load
     from .eject import write_program
 
+    if output is not None and not output.strip():
+        raise click.BadParameter("give a file name, e.g. -o train.py", param_hint="'-o' / '--output'")
     spec = _spec_or_run(file)
     checked = load(spec, overrides)
     target = output or f"train_{checked.model.name}.py"
-    text = write_program(checked, target, [file, spec])
+    text = write_program(checked, target, [file, spec], file, overrides)
     click.echo(f"wrote {target} ({len(text.splitlines()):,} lines); run it with: python {target}")
 
 

@@ -44,6 +44,8 @@ def py(value: Any) -> str:
         return 'float("nan")'
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         return f'float("{value}")'
+    if isinstance(value, _Raw):
+        return "[" + ", ".join(value) + "]"
     if isinstance(value, tuple):
         return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, list):
@@ -90,21 +92,42 @@ def _module_names(module: Any) -> dict[str, Any]:
             if (inspect.isclass(o) or inspect.isfunction(o)) and getattr(o, "__module__", None) == module.__name__}
 
 
-def copied_source(module: Any, roots: list[str]) -> str:
-    """The source of `roots` in `module` and of every module-level class/function they name,
-    in the module's own order."""
+def _module_constants(module: Any) -> dict[str, tuple[int, str]]:
+    """Module-level UPPER_CASE assignments of `module`: name -> (line, their source text)."""
+    import ast
+
+    text = inspect.getsource(module)
+    out = {}
+    for node in ast.parse(text).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
+            else []
+        for t in targets:
+            if isinstance(t, ast.Name) and t.id.isupper():
+                out[t.id] = (node.lineno, ast.get_source_segment(text, node) or "")
+    return out
+
+
+def copied_source(module: Any, roots: list[str], exclude: tuple[str, ...] = ()) -> str:
+    """The source of `roots` in `module` and of every module-level class, function and
+    UPPER_CASE constant they name (but `exclude`), in the module's own order."""
     names = _module_names(module)
+    constants = {k: v for k, v in _module_constants(module).items() if k not in exclude}
     want: set[str] = set()
     todo = list(roots)
     while todo:
         name = todo.pop()
-        if name in want or name not in names:
+        if name in want or (name not in names and name not in constants):
             continue
         want.add(name)
-        text = inspect.getsource(names[name])
-        todo += [n for n in re.findall(r"\b[A-Za-z_][A-Za-z0-9_]*\b", text) if n in names and n not in want]
-    order = list(names)
-    chunks = [inspect.getsource(names[n]).rstrip() for n in order if n in want]
+        text = constants[name][1] if name in constants else inspect.getsource(names[name])
+        todo += [n for n in re.findall(r"\b[A-Za-z_][A-Za-z0-9_]*\b", text)
+                 if (n in names or n in constants) and n not in want]
+
+    def line(n: str) -> int:
+        return constants[n][0] if n in constants else inspect.getsourcelines(names[n])[1]
+
+    order = sorted(want, key=line)  # the module's own order
+    chunks = [(constants[n][1] if n in constants else inspect.getsource(names[n])).rstrip() for n in order]
     # the program imports torch and F at the top; netspec's lazy imports would shadow them
     text = "\n\n\n".join(chunks)
     text = re.sub(r"^[ ]+import torch(?:\.nn\.functional as F)?\n", "", text, flags=re.M)
@@ -112,6 +135,19 @@ def copied_source(module: Any, roots: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- the model
+
+
+def _signature_defaults(dotted: str) -> dict[str, Any]:
+    """The constructor defaults of a torch (or netspec) class, by parameter name."""
+    import importlib
+
+    module, _, name = dotted.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        params = inspect.signature(cls.__init__).parameters.values()
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 def _positional(spec: cat.LayerSpec, kwargs: dict[str, Any]) -> list[str]:
@@ -155,8 +191,13 @@ class _ModelWriter:
             kwargs = dict(node.kwargs)
             positional = _positional(spec, kwargs)
             rest = {k: v for k, v in kwargs.items() if k not in positional}
-            args = [py(kwargs[k]) for k in positional] + \
-                _nondefault(spec.params, rest, tuple(k for k, _ in spec.fixed))
+            torch_defaults = _signature_defaults(spec.factory)
+            # an argument is left out only where torch's own default is the same value
+            # (netspec's `Softmax` means dim=-1; torch's bare Softmax() means an implicit dim)
+            keep = tuple(k for k, _ in spec.fixed) + tuple(
+                k for k, v in rest.items()
+                if torch_defaults and (k not in torch_defaults or not _same(v, torch_defaults[k])))
+            args = [py(kwargs[k]) for k in positional] + _nondefault(spec.params, rest, keep)
             return _call(self.factory(spec.factory), args)
         if isinstance(node, ir.BranchNode):
             bspec = cat.BRANCHES[node.op]
@@ -282,6 +323,7 @@ class _TableWriter:
     def __init__(self, env: dict[str, Any]):
         self.env = env
         self.used: set[str] = set()
+        self.x_is_column = False  # in the y column `x` is the x column; in x itself, a `let x` if any
 
     def expr(self, e: ir.Expr, need: int = 0, arg: bool = False) -> str:
         """Python for a table expression, with only the parentheses Python needs (its
@@ -298,10 +340,11 @@ class _TableWriter:
         if isinstance(e, ir.Num):
             return py(e.value)
         if isinstance(e, ir.Ref):
-            if e.name == "x":
+            if e.name == "x" and self.x_is_column:
                 return "x"
             if e.name in self.env:
-                return py(self.env[e.name])
+                v = self.env[e.name]
+                return f"({py(v)})" if v < 0 else py(v)  # a pasted -2 must stay one operand: (-2) ** 2
             if e.name in cat.CONSTANTS:
                 return {"pi": "np.pi", "e": "np.e"}.get(e.name, py(cat.CONSTANTS[e.name]))
             raise NetspecError.at(e.span, f"eject: unknown name `{e.name}` in a table expression")
@@ -323,8 +366,14 @@ class _TableWriter:
             return f"-{inner}" if e.op == "-" else inner
         if isinstance(e, ir.BinOp):
             level = _OP_LEVEL[e.op]
-            if e.op == "**":
-                return f"{self.expr(e.left, _POSTFIX)} ** {self.expr(e.right, _UNARY)}"
+            if e.op == "**":  # netspec raises in float64 (np.power): never Python's exact integers
+                base = self.expr(e.left, _POSTFIX)
+                number = e.left.value if isinstance(e.left, ir.Num) else \
+                    self.env[e.left.name] if isinstance(e.left, ir.Ref) and e.left.name in self.env \
+                    and not (e.left.name == "x" and self.x_is_column) else None
+                if number is not None:
+                    base = f"({py(float(number))})" if number < 0 else py(float(number))
+                return f"{base} ** {self.expr(e.right, _UNARY)}"
             return f"{self.expr(e.left, level)} {e.op} {self.expr(e.right, level + 1)}"
         if isinstance(e, ir.Call):
             args = [self.expr(a, arg=True) for a in e.args]
@@ -362,7 +411,7 @@ def _const(name: str, value: Any, note: str = "") -> str:
     line = f"{name} = {py(value)}{note}"
     if len(line) <= LINE or not isinstance(value, (list, tuple)) or not value:
         return line
-    items = [py(v) for v in value]
+    items = list(value) if isinstance(value, _Raw) else [py(v) for v in value]
     rows, row = [], ""
     for it in items:
         if row and 4 + len(row) + len(it) + 2 > LINE:
@@ -371,7 +420,13 @@ def _const(name: str, value: Any, note: str = "") -> str:
         row += it + ", "
     rows.append(row.rstrip())
     open_, close = ("[", "]") if isinstance(value, list) else ("(", ")")
-    return f"{name} = {open_}{note}\n" + "\n".join("    " + r for r in rows) + f"\n{close}"
+    if any(4 + len(r) > LINE for r in rows) and not isinstance(value, _Raw):  # long items: pprint's layout
+        import pprint
+
+        rows = pprint.pformat(list(value), width=LINE - 4, compact=True)[1:-1].split("\n")
+        rows = [r.strip() for r in rows]
+    text = f"{name} = {open_}{note}\n" + "\n".join("    " + r for r in rows) + f"\n{close}"
+    return "\n".join(x if len(x) <= LINE else x + "  # noqa: E501" for x in text.split("\n"))
 
 
 def _float64(prefix: str, code: str) -> str:
@@ -381,20 +436,48 @@ def _float64(prefix: str, code: str) -> str:
     return _wrap(prefix + "np.asarray(", code, ", dtype=np.float64)")
 
 
+def _wrap_code(line: str, indent: int = 8) -> str:
+    """One line of Python longer than LINE, broken after commas that sit inside brackets and
+    outside strings (found with Python's tokenizer); `# noqa: E501` where that cannot help."""
+    import io
+    import tokenize
+
+    if len(line) <= LINE or "\n" in line:
+        return line
+    cuts, depth = [], 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            if tok.type == tokenize.OP and tok.string in "([{":
+                depth += 1
+            elif tok.type == tokenize.OP and tok.string in ")]}":
+                depth -= 1
+            elif tok.type == tokenize.OP and tok.string == "," and depth >= 1:
+                cuts.append(tok.end[1])
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return line + "  # noqa: E501"
+    out, start, last = [], 0, 0
+    for cut in [*cuts, len(line)]:
+        width = (0 if not out else indent) + len(line[start:cut].strip())
+        if width > LINE and last > start:
+            out.append(line[start:last].rstrip() if not out else " " * indent + line[start:last].strip())
+            start = last
+        last = cut
+    out.append(line[start:].rstrip() if not out else " " * indent + line[start:].strip())
+    return "\n".join(x if len(x) <= LINE else x + "  # noqa: E501" for x in out)
+
+
 def _wrap(head: str, body: str, tail: str, indent: int = 8) -> str:
     """head + body + tail on one line, or body on continuation lines broken after commas
     (table code holds no strings, so every comma is a place Python may break)."""
     if len(head) + len(body) + len(tail) <= LINE or "\n" in body:
         return head + body + tail
     lines, line = [], ""
-    pieces = (body + tail).split(", ")
-    tail = ""
-    for piece in pieces:
-        if line and indent + len(line) + len(piece) + 3 > LINE:
-            lines.append(line + ",")
+    for piece in (body + tail).split(" "):  # inside the call's parentheses any space may break
+        if line and indent + len(line) + len(piece) + 1 > LINE:
+            lines.append(line)
             line = ""
-        line = f"{line}, {piece}" if line else piece
-    lines.append(line + tail)
+        line = f"{line} {piece}" if line else piece
+    lines.append(line)
     return head.rstrip() + "\n" + "\n".join(" " * indent + x for x in lines)
 
 
@@ -435,33 +518,63 @@ def csv_features(columns: dict[str, list[str]]) -> np.ndarray:
 
 IMAGE_READER = '''
 IMAGE_EXTENSIONS = {IMAGE_EXTENSIONS}
+PIL_FORMATS = {PIL_FORMATS}
+
+
+def class_images(folder: Path, root_real: str) -> list[Path]:
+    """The images under one class folder, recursively: hidden entries skipped, links to
+    folders followed unless they leave the root or loop; sorted by relative path."""
+    found = []
+    stack = [(folder, frozenset({root_real, os.path.realpath(folder)}))]
+    while stack:
+        current, ancestors = stack.pop()
+        with os.scandir(current) as entries:
+            for entry in [e for e in entries if not e.name.startswith(".")]:
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=True):
+                    real = os.path.realpath(entry.path)
+                    inside = real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+                    if not (entry.is_symlink() and (not inside or real in ancestors)):
+                        stack.append((path, ancestors | {real}))
+                elif entry.is_file(follow_symlinks=True) and path.suffix.lower() in IMAGE_EXTENSIONS:
+                    found.append(path)
+    found.sort(key=lambda p: p.relative_to(folder).parts)
+    return found
+
+
+def decode(path: Path) -> np.ndarray:
+    """One image as uint8 [CHANNELS, H, W] at IMAGE_SIZE (Pillow, bilinear resize)."""
+    from PIL import Image
+
+    h, w = IMAGE_SIZE
+    with open(path, "rb") as f, Image.open(f, formats=PIL_FORMATS) as im:
+        im.load()
+        im = _to_mode(im, "L" if CHANNELS == 1 else "RGB")
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.Resampling.BILINEAR)
+        a = np.asarray(im, dtype=np.uint8)
+    return a[None] if CHANNELS == 1 else a.transpose(2, 0, 1)
 
 
 def read_image_folder(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """root/<class>/**/<image> (hidden entries skipped), sorted by class then path, decoded with
-    Pillow to uint8 [N, C, H, W] at IMAGE_SIZE (bilinear resize)."""
-    from PIL import Image
-
-    files, labels = [], []
+    """root/<class>/**/<image> for the training classes, decoded into memory."""
+    root_real = os.path.realpath(root)
+    x, labels = [], []
     for label, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
             continue
-        found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                 and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
-        found.sort(key=lambda p: p.relative_to(folder).parts)
-        files += found
-        labels += [label] * len(found)
+        for path in class_images(folder, root_real):
+            try:
+                x.append(decode(path))
+            except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, ...
+                if not SKIP_BAD:
+                    sys.exit(f"{path}: cannot decode this image ({type(e).__name__}: {e})")
+                print(f"warning: {path}: skipped, cannot decode it ({type(e).__name__})", file=sys.stderr)
+                continue
+            labels.append(label)
     h, w = IMAGE_SIZE
-    x = np.empty((len(files), CHANNELS, h, w), np.uint8)
-    for i, path in enumerate(files):
-        with Image.open(path) as im:
-            im = im.convert("L" if CHANNELS == 1 else "RGB")
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
-        x[i] = a[None] if CHANNELS == 1 else a.transpose(2, 0, 1)
-    return x, np.asarray(labels, dtype=np.int64)
+    return np.stack(x) if x else np.zeros((0, CHANNELS, h, w), np.uint8), np.asarray(labels, dtype=np.int64)
 '''
 
 
@@ -521,7 +634,9 @@ class _DataWriter:
         elif kind == "table":
             before = set(self.tables.used)
             self.tables.used = set()
+            self.tables.x_is_column = False
             xs = self.tables.expr(args["x"])
+            self.tables.x_is_column = True
             ys = self.tables.expr(args["y"])
             random = bool(self.tables.used & set(RANDOM))
             self.tables.used |= before
@@ -543,14 +658,17 @@ class _DataWriter:
                            "        x = x[:, None]",
                            "    return x, y"]
         elif kind == "image_folder":
+            from . import images
             from .images import IMAGE_EXTENSIONS
 
-            self.reader(IMAGE_READER.replace("{IMAGE_EXTENSIONS}", py(sorted(IMAGE_EXTENSIONS)).replace("[", "{")
-                                             .replace("]", "}")))
+            self.reader(copied_source(images, ["_to_mode"]) + "\n\n" + IMAGE_READER
+                        .replace("{IMAGE_EXTENSIONS}", "{" + py(sorted(IMAGE_EXTENSIONS))[1:-1] + "}")
+                        .replace("{PIL_FORMATS}", py(list(images.PIL_FORMATS))))
             root = Path(str(args["path"])).expanduser().resolve()
             body = [f"    return read_image_folder(Path({py(str(root))}), CLASSES)"]
         else:
             raise error(f"eject: cannot write the data source {kind}(...)")
+        body = [_wrap_code(b) if "\n" not in b else b for b in body]
         self.functions.append("\n".join([f"def load_{name}() -> tuple[np.ndarray, np.ndarray | None]:", doc, *body]))
         return f"load_{name}"
 
@@ -572,7 +690,9 @@ class _DataWriter:
                 lines.append(f"    return np.asarray(y, np.float32).reshape(len(y), {', '.join(map(str, out))})")
             return "\n".join(lines)
         if pre.class_values is not None:
-            lines += [f"    index = {{v: i for i, v in enumerate({py(list(pre.class_values))})}}  # training's labels",
+            lines = [_const("CLASS_VALUES", list(pre.class_values), "the training split's labels, in class-index order"),
+                     "", "", *lines]
+            lines += ["    index = {v: i for i, v in enumerate(CLASS_VALUES)}",
                       "    keys = y.tolist() if y.dtype == object else "
                       "np.asarray(y, np.float64).reshape(-1).astype(np.int64).tolist()",
                       "    idx = np.asarray([index[k] for k in keys], dtype=np.int64)"]
@@ -630,6 +750,13 @@ class _DataWriter:
 # ---------------------------------------------------------------- the loop
 
 
+def _device_line(device: str) -> str:
+    if device == "auto":
+        return ('DEVICE = torch.device(  # as netspec picks `device: auto`\n'
+                '    "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")')
+    return f"DEVICE = torch.device({py(device)})"
+
+
 def _loss_code(cfg: ir.CallValue) -> str:
     spec = cat.LOSSES[cfg.name]
     kwargs = dict(cfg.kwargs)
@@ -665,92 +792,42 @@ def _scheduler_code(cfg: ir.CallValue | None) -> str:
     return f"torch.optim.lr_scheduler.{cfg.name}({', '.join(args)})"
 
 
-def _metric_lines(cfg: ir.TrainConfig) -> list[str]:
-    return [f"    {py(m.name)}: {py(dict(m.kwargs))}," for m in cfg.metrics]
+def _metrics_code(cfg: ir.TrainConfig) -> str:
+    """netspec's MetricState (copied source) and the spec's metrics."""
+    from . import metrics
+
+    source = copied_source(metrics, ["MetricState", "metric_key"]).replace("ir.CallValue", "Metric")
+    items = [f"Metric({', '.join([py(m.name), *[f'{k}={py(v)}' for k, v in m.kwargs]])})" for m in cfg.metrics]
+    return "\n".join([
+        "# ---------------------------------------------------------------- metrics (netspec's)",
+        "",
+        "",
+        "class Metric:",
+        '    """One entry of `metrics: [...]`: a name and its arguments."""',
+        "",
+        "    def __init__(self, name: str, **kwargs: Any) -> None:",
+        "        self.name, self.kwargs = name, kwargs",
+        "",
+        "    def get(self, key: str, default: Any = None) -> Any:",
+        "        return self.kwargs.get(key, default)",
+        "",
+        "",
+        _const("METRICS", _Raw(items)),
+        "",
+        "",
+        source,
+        "",
+        "",
+        "def new_metrics() -> MetricState:",
+        "    return MetricState(METRICS, TASK, LOSS_NAME, len(CLASSES) or None, DEVICE)",
+    ])
+
+
+class _Raw(list):
+    """A list of Python expressions, written as they are."""
 
 
 LOOP = '''
-# ---------------------------------------------------------------- metrics
-
-
-class Metrics:
-    """Running sums over one pass (loss per sample, correct predictions, errors, confusion)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-
-    def add(self, key: str, value: torch.Tensor) -> None:
-        value = value.detach().to(torch.float64)
-        self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
-
-    @torch.no_grad()
-    def update(self, out: torch.Tensor, y: torch.Tensor, loss_sum: torch.Tensor) -> None:
-        out = out.detach().float()
-        self.add("n", torch.tensor(float(out.shape[0]), device=out.device))
-        self.add("loss", loss_sum)
-        if TASK in ("class", "binary") or set(METRICS) & {"accuracy", "top_k", "precision", "recall", "f1"}:
-            if TASK == "class" and out.dim() > 1 and not y.is_floating_point():
-                pred, true = out.argmax(dim=1).reshape(-1), y.long().reshape(-1)
-            elif out.dim() == 1 or out.shape[1] == 1:
-                threshold = 0.0 if LOSS_TAKES_LOGITS else 0.5
-                pred, true = (out > threshold).long().reshape(-1), (y > 0.5).long().reshape(-1)
-            else:  # one-hot targets
-                pred, true = out.argmax(dim=1).reshape(-1), y.argmax(dim=1).reshape(-1)
-            self.add("correct", (pred == true).sum())
-            self.add("positions", torch.tensor(float(true.numel()), device=out.device))
-            k = len(CLASSES) or (out.shape[1] if out.dim() > 1 and out.shape[1] > 1 else 2)
-            self.add("confusion", torch.bincount(true.clamp(0, k - 1) * k + pred.clamp(0, k - 1),
-                                                 minlength=k * k).reshape(k, k))
-            for name, kw in METRICS.items():
-                if name == "top_k" and TASK == "class" and out.dim() > 1 and not y.is_floating_point():
-                    top = out.topk(min(kw.get("k", 5), out.shape[1]), dim=1).indices
-                    self.add(f"top_{kw.get('k', 5)}", (top == y.long().unsqueeze(1)).any(dim=1).sum())
-        elif y.dtype != torch.long and out.numel() == y.numel():
-            t = y.float().reshape(out.shape)
-            err = (out - t).reshape(out.shape[0], -1).double()
-            tt = t.reshape(t.shape[0], -1).double()
-            self.add("abs", err.abs().sum())
-            self.add("sq", (err**2).sum())
-            self.add("values", torch.tensor(float(err.numel()), device=out.device))
-            self.add("t_sum", tt.sum(dim=0))
-            self.add("t_sq", (tt**2).sum(dim=0))
-
-    def result(self) -> dict[str, float]:
-        s = {k: v.cpu() for k, v in self.sums.items()}
-        n = float(s["n"])
-        out = {"loss": float(s["loss"]) / n}
-        for name, kw in METRICS.items():
-            if name == "accuracy" and "correct" in s:
-                out[name] = float(s["correct"]) / max(float(s["positions"]), 1.0)
-            elif name == "top_k":
-                key = f"top_{kw.get('k', 5)}"
-                out[f"top{kw.get('k', 5)}"] = float(s[key]) / n if key in s else float("nan")
-            elif name in ("precision", "recall", "f1") and "confusion" in s:
-                out[name] = prf(s["confusion"].double(), name)
-            elif name in ("mae", "mse", "rmse") and "values" in s:
-                count = max(float(s["values"]), 1.0)
-                value = float(s["abs" if name == "mae" else "sq"]) / count
-                out[name] = value ** 0.5 if name == "rmse" else value
-            elif name == "r2" and "values" in s:
-                sst = float((s["t_sq"] - s["t_sum"] ** 2 / n).sum())
-                out[name] = 1.0 - float(s["sq"]) / sst if sst > 0 else float("nan")
-        return out
-
-
-def prf(cm: torch.Tensor, name: str) -> float:
-    """Precision, recall or F1 from a confusion matrix: macro over present classes (binary: class 1)."""
-    tp, predicted, actual = cm.diag(), cm.sum(dim=0), cm.sum(dim=1)
-    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
-    recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12),
-                     torch.zeros_like(tp))
-    values = {"precision": precision, "recall": recall, "f1": f1}[name]
-    if TASK == "binary" and cm.shape[0] == 2:
-        return float(values[1])
-    present = (predicted + actual) > 0
-    return float(values[present].mean()) if present.any() else 0.0
-
-
 # ---------------------------------------------------------------- training
 
 
@@ -821,7 +898,7 @@ def train_step(model, loss_fn, optimizer, scaler, x, y):
 
 def train_epoch(model, transform, augment, loss_fn, optimizer, scheduler, scaler, x_all, y_all, epoch):
     model.train()
-    metrics = Metrics()
+    metrics = new_metrics()
     n = len(x_all)
     order = epoch_order(n, epoch).to(DEVICE)
     for step, start in enumerate(range(0, n, batch_size_for(n)), start=1):
@@ -830,6 +907,8 @@ def train_epoch(model, transform, augment, loss_fn, optimizer, scheduler, scaler
         if augment is not None:
             x = augment(x, SEED, epoch, step)
         x = transform(x)
+        if CHANNELS_LAST and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         y = x.detach() if y_all is None else y_all.index_select(0, idx)
         out, data_loss = train_step(model, loss_fn, optimizer, scaler, x, y)
         metrics.update(out, y, data_loss * len(idx) if REDUCTION == "mean" else data_loss)
@@ -844,7 +923,7 @@ def train_epoch(model, transform, augment, loss_fn, optimizer, scheduler, scaler
 def evaluate(model, transform, loss_fn, x_all, y_all):
     was = model.training
     model.eval()
-    metrics = Metrics()
+    metrics = new_metrics()
     for start in range(0, len(x_all), EVAL_BATCH):
         x = transform(to_model_units(x_all[start:start + EVAL_BATCH]))
         y = x if y_all is None else y_all[start:start + EVAL_BATCH]
@@ -861,17 +940,30 @@ def batch_size_for(n: int) -> int:
     return n if BATCH_SIZE is None else min(BATCH_SIZE, n)
 
 
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename: a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def save_together(objects: dict[Path, object]) -> None:
+    """torch.save each to a temp file beside it, then rename them all: a kill or a full disk
+    while saving never leaves half a file, and the files describe the same epoch."""
+    temps = []
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        for path, obj in objects.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            temps.append(tmp)
+            torch.save(obj, tmp)
+        for tmp, path in zip(temps, objects, strict=True):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def improved(value: float, best: float | None) -> bool:
@@ -881,19 +973,22 @@ def improved(value: float, best: float | None) -> bool:
 
 
 def main() -> None:
-    global EPOCHS
+    global EPOCHS, CHANNELS_LAST
     parser = argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs to train (default {EPOCHS})")
+    parser.add_argument("--epochs", type=positive, default=EPOCHS, help=f"epochs to train (default {EPOCHS})")
     parser.add_argument("--out", type=Path, default=Path(OUT), help=f"output folder (default {OUT})")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     args = parser.parse_args()
     EPOCHS = args.epochs
+    CHANNELS_LAST = DEVICE.type == "cuda" and PRECISION != "fp32" and HAS_CONV
 
     data = load_data()
     x_train = torch.from_numpy(np.ascontiguousarray(data["train"][0])).to(DEVICE)
     y_train = None if data["train"][1] is None else torch.from_numpy(np.ascontiguousarray(data["train"][1])).to(DEVICE)
     model = build_model().to(DEVICE)
+    if CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
     transform = InputTransform(SHIFT, DIV, AXIS, SOURCE_SHAPE, INPUT_SHAPE, TOKENS).to(DEVICE)
     augment = make_augmenter()
     loss_fn = LOSS.to(DEVICE)
@@ -904,13 +999,17 @@ def main() -> None:
     print(f"{MODEL_NAME}: {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(x_train):,} training samples, device {DEVICE}")
 
-    history, best_value, best_epoch, bad_epochs, best_weights, first = [], None, 0, 0, None, 1
+    history, best_value, best_epoch, bad_epochs, best_weights, first, saved = [], None, 0, 0, None, 1, 0
     if args.resume:
+        if not (args.out / "checkpoint.pt").is_file():
+            sys.exit(f"{args.out / 'checkpoint.pt'}: no checkpoint to resume from; train without --resume first")
         ckpt = torch.load(args.out / "checkpoint.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler") is not None:
             scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["rng"])
         history, best_value, best_epoch = ckpt["history"], ckpt["best_value"], ckpt["best_epoch"]
         bad_epochs, best_weights, first = ckpt["bad_epochs"], ckpt.get("best_weights"), ckpt["epoch"] + 1
@@ -939,12 +1038,14 @@ def main() -> None:
         print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
         if epoch % CHECKPOINT_EVERY == 0 or epoch == EPOCHS or stop:
             keep = best_weights if SAVE == "best" and best_weights is not None else model.state_dict()
-            save_atomic(keep, args.out / "model.pt")
-            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                         "epoch": epoch, "rng": torch.get_rng_state(), "history": history,
-                         "best_value": best_value, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                         "best_weights": best_weights}, args.out / "checkpoint.pt")
+            save_together({args.out / "model.pt": keep, args.out / "checkpoint.pt": {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch, "rng": torch.get_rng_state(), "history": history,
+                "best_value": best_value, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                "best_weights": best_weights}})
+            saved = epoch
         if stop:
             print(f"early stopping: `{MONITOR}` has not improved for {bad_epochs} epochs "
                   f"(best {best_value:.4g} at epoch {best_epoch})")
@@ -956,7 +1057,8 @@ def main() -> None:
                           for a in data["test"])
         result = evaluate(model, transform, loss_fn, x_test, y_test)
         print("test: " + "  ".join(f"test_{k} {v:.4g}" for k, v in result.items()))
-    print(f"weights saved in {args.out / 'model.pt'} (epoch {best_epoch if SAVE == 'best' else len(history)})")
+    if saved:
+        print(f"weights saved in {args.out / 'model.pt'} (epoch {best_epoch if SAVE == 'best' else saved})")
 
 
 if __name__ == "__main__":
@@ -964,24 +1066,48 @@ if __name__ == "__main__":
 '''
 
 
-def _header(checked: ir.CheckedSpec, out_name: str) -> str:
-    spec_name = Path(checked.spec.file).name
-    return f'''"""{out_name}: the {checked.model.name} model of {spec_name}, as a standalone PyTorch program.
+def _doc_text(text: str) -> str:
+    """Text safe inside a \"\"\"docstring\"\"\" (file names may hold backslashes and quotes)."""
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
-Written by `netspec eject {spec_name}` (netspec {__version__}); it imports torch and numpy, never
-netspec. It builds the same model under the same seed, reads and splits the same data,
-preprocesses, augments, trains, evaluates and checkpoints as `netspec train` does, and ends with
-the same weights.
 
-    python {out_name}                  # train; writes {Path(out_name).stem}_out/model.pt and checkpoint.pt
-    python {out_name} --epochs 1       # a quick run
-    python {out_name} --resume         # continue from the checkpoint
+def _header(checked: ir.CheckedSpec, out_name: str, source: str, overrides: tuple[str, ...]) -> str:
+    import shlex
+
+    spec_name = _doc_text(Path(source).name)
+    out = _doc_text(out_name)
+    words = ["netspec eject", shlex.quote(source if len(source) < 90 else Path(source).name),
+             *[f"--set {shlex.quote(o)}" for o in overrides], "-o", shlex.quote(out_name)]
+    lines, line = [], ""
+    for w in words:  # shell continuation lines, each short enough for the line-length rule
+        if line and len(line) + len(w) > 100:
+            lines.append(line + " \\")
+            line = "        "
+        line = f"{line} {w}" if line.strip() else line + w
+    lines.append(line)
+    command = _doc_text("\n    ".join(lines))
+    return f'''"""{out}: the {checked.model.name} model of {spec_name}, as a standalone PyTorch program.
+
+Written by netspec {__version__} with
+
+    {command}
+
+It imports torch and numpy, never netspec. It builds the same model under the same seed, reads and splits the
+same data, preprocesses, augments, trains, evaluates and checkpoints as `netspec train` does
+on one device, and ends with the same weights on the CPU. The training split's statistics and
+vocabularies are written in below (netspec computed them when it wrote this file).
+
+    python {out}                  # train; writes {_doc_text(Path(out_name).stem)}_out/model.pt and checkpoint.pt
+    python {out} --epochs 1       # a quick run
+    python {out} --resume         # continue from the checkpoint
 """
 '''
 
 
-def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
-    """The program text for `checked` (its data are read, as `netspec train` would)."""
+def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | None = None,
+          overrides: tuple[str, ...] = ()) -> str:
+    """The program text for `checked` (its data are read, as `netspec train` would); `source`
+    and `overrides` are the spec and --set values as the user gave them (for the docstring)."""
     from . import layers
     from .data import prepare
 
@@ -992,6 +1118,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
     if cfg.compile:
         raise error("eject: `compile: true` is not written into the program", "remove it; eager training is exact")
     prepared = prepare(checked, allow_download=False)
+    from .train import check_before_training
+
+    check_before_training(checked, prepared)  # what `netspec train` would refuse, the program must not start
     pre = prepared.pre
     env = {k: v for k, v in checked.constants if isinstance(v, (int, float)) and not isinstance(v, bool)}
     model_text, own = model_code(checked.model)
@@ -1019,11 +1148,13 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
         f"BATCH_SIZE = {py(data.batch_size)}  # None: the whole training split in one batch",
         f"SHUFFLE = {py(data.shuffle)}",
         "EVAL_BATCH = 2048",
-        f'DEVICE = torch.device({py("cuda" if cfg.device == "auto" else cfg.device)} '
-        'if torch.cuda.is_available() else "cpu")' if cfg.device in ("auto", "cuda") or cfg.device.startswith("cuda")
-        else f"DEVICE = torch.device({py(cfg.device)})",
+        _device_line(cfg.device),
         f"PRECISION = {py(cfg.precision)}",
-        'FUSED = DEVICE.type in ("cpu", "cuda")  # netspec steps SGD/Adam/AdamW/Adagrad with the fused kernels',
+        'CHANNELS_LAST = False  # set in main(): conv models under autocast on CUDA',
+        *(['FUSED = DEVICE.type in ("cpu", "cuda")  # netspec steps SGD/Adam/AdamW/Adagrad with the fused kernels']
+          if "fused=FUSED" in _optimizer_code(cfg.optimizer) else []),
+        f"HAS_CONV = {py(any(n.type.startswith('Conv') for n, _ in _layer_paths(checked.model.root)))}"
+        "  # channels_last under autocast on CUDA, as netspec",
         f"OUT = {py(Path(out_name).stem + '_out')}",
         "",
         "# preprocessing learnt from the training split (netspec computed these from the same data)",
@@ -1044,21 +1175,18 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
         from .data import image_geometry
 
         size, channels = image_geometry(checked)
-        constants += [f"IMAGE_SIZE = {py(list(size or ()))}", f"CHANNELS = {py(channels)}"]
-    loss_spec = cat.LOSSES[cfg.loss.name]
+        constants += [f"IMAGE_SIZE = {py(list(size or ()))}", f"CHANNELS = {py(channels)}",
+                      f"SKIP_BAD = {py(data.skip_bad)}  # skip_bad: unreadable images are skipped with a warning"]
     constants += [
         "",
         "# training",
         f"LOSS = {_loss_code(cfg.loss)}",
-        f"LOSS_TAKES_LOGITS = {py(loss_spec.name in ('BCEWithLogitsLoss', 'MultiLabelSoftMarginLoss'))}",
         f"REDUCTION = {py(str(dict(cfg.loss.kwargs).get('reduction', 'mean')))}",
         f"CLOSURE = {py(cat.OPTIMIZERS[cfg.optimizer.name].closure)}",
         f"L1 = {py(cfg.l1)}",
         f"CLIP_GRAD_NORM = {py(cfg.clip_grad_norm)}",
         f"SCHEDULER_INTERVAL = {py(interval)}",
-        "METRICS = {",
-        *_metric_lines(cfg),
-        "}",
+        f"LOSS_NAME = {py(cfg.loss.name)}",
         f"MONITOR = {py(monitor)}  # early stopping and the best epoch",
         f"MINIMIZE = {py(minimize)}",
         f"MIN_DELTA = {py(float(es.get('min_delta', 0.0)) if es else 0.0)}",
@@ -1081,30 +1209,18 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
         load += [f"    tx, ty = {test_fn}()", "    out[\"test\"] = (tx, encode_targets(ty))"]
     load.append("    return out")
     augment = _augment_code(checked, pre)
-    imports = ["from __future__ import annotations", "", "import argparse", "import contextlib"]
-    texts = "\n".join([*dw.readers, augment, own_classes])
-    for mod in ("csv", "gzip", "hashlib"):
-        if f"{mod}." in texts:
-            imports.append(f"import {mod}")
-    imports += ["import math", "import os", "import sys", "import tempfile", "import time",
-                "from collections import OrderedDict"]
-    if "Mapping" in texts or "Sequence" in texts:
-        imports.append("from collections.abc import Mapping, Sequence")
-    imports += ["from pathlib import Path"]
-    if "Any" in texts:
-        imports.append("from typing import Any")
-    imports += ["", "import numpy as np", "import torch", "import torch.nn.functional as F", "from torch import nn"]
+    imports = IMPORTS
     parts = [
-        _header(checked, out_name),
+        _header(checked, out_name, source or checked.spec.file, overrides),
         "\n".join(imports) + "\n\n" + "\n".join(constants),
         "# ---------------------------------------------------------------- netspec's own modules (its source)",
         own_classes,
         "# ---------------------------------------------------------------- the model",
         model_text,
         "def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:\n"
-        + _fit(f"    return {_optimizer_code(cfg.optimizer)}", 8, 1),
+        + _wrap_code(f"    return {_optimizer_code(cfg.optimizer)}"),
         "def make_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int):\n"
-        + _fit(f"    return {_scheduler_code(sched)}", 8, 1),
+        + _wrap_code(f"    return {_scheduler_code(sched)}"),
         "# ---------------------------------------------------------------- data",
         *dw.readers,
         *([dw.tables.helpers()] if dw.tables.used else []),
@@ -1113,13 +1229,44 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py") -> str:
         dw.split_code(),
         "\n".join(load),
         augment,
+        _metrics_code(cfg),
         LOOP.strip(),
     ]
     text = "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
-    text = text.replace("def make_optimizer", "def make_optimizer")  # (kept for readability of the diff)
-    if "F." not in text.replace("import torch.nn.functional as F", ""):
-        text = text.replace("import torch.nn.functional as F\n", "")
-    return text
+    return _prune_imports(text)
+
+
+IMPORTS = [
+    "from __future__ import annotations", "",
+    "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import math", "import os",
+    "import sys", "import tempfile", "import time", "from collections import OrderedDict",
+    "from collections.abc import Callable, Mapping, Sequence", "from pathlib import Path", "from typing import Any", "",
+    "import numpy as np", "import torch", "import torch.nn.functional as F", "from torch import nn",
+]
+
+
+def _prune_imports(text: str) -> str:
+    """Drop the names of IMPORTS that the program never uses (read from its syntax tree)."""
+    import ast
+
+    tree = ast.parse(text)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    kept = []
+    for line in IMPORTS:
+        if not line or line.startswith("from __future__"):
+            kept.append(line)
+            continue
+        if line.startswith("from "):
+            head, _, names = line.partition(" import ")
+            alive = [n for n in names.split(", ") if n in used]
+            if alive:
+                kept.append(f"{head} import {', '.join(alive)}")
+            continue
+        name = line.rsplit(" ", 1)[-1].split(".")[0]
+        if name in used:
+            kept.append(line)
+    block = "\n".join(kept).replace("\n\n\n", "\n\n")
+    return text.replace("\n".join(IMPORTS), block, 1)
 
 
 def _augment_code(checked: ir.CheckedSpec, pre: Any) -> str:
@@ -1131,7 +1278,8 @@ def _augment_code(checked: ir.CheckedSpec, pre: Any) -> str:
     names = sorted({a.name for a in data.augment})
     ops = [(a.name, dict(a.kwargs)) for a in data.augment]
     roots = ["Augmenter", *[f"_{n}" for n in names]]
-    source = copied_source(augment, roots + ["SettingError", "_image_shape"])
+    source = copied_source(augment, roots + ["SettingError", "_image_shape"],
+                           exclude=("OPS", "AUGMENTS", "REQUIRED", "ATTEMPTS", "GRAY"))
     params = {n: [(p.name, p.default if p.default is not cat.REQUIRED else None) for p in cat.AUGMENTS[n].params]
               for n in names}
     shim = [
@@ -1170,42 +1318,67 @@ def _augment_code(checked: ir.CheckedSpec, pre: Any) -> str:
     return text
 
 
-MARKER = "Written by `netspec eject"
+TRAILER = "# netspec eject: sha256 "  # + the hash of every line above it: the file is eject's, unedited
+MAX_PROGRAM_BYTES = 16 << 20
+
+
+def _sign(text: str) -> str:
+    import hashlib
+
+    return f"{text}{TRAILER}{hashlib.sha256(text.encode('utf-8')).hexdigest()}\n"
+
+
+def _is_unedited_output(path: str) -> bool:
+    """The file ends with eject's trailer and its hash matches what is above it."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PROGRAM_BYTES + 1)
+    except OSError:
+        return False
+    if len(data) > MAX_PROGRAM_BYTES:
+        return False
+    text = data.decode("utf-8", errors="replace")
+    body, sep, tail = text.rstrip("\n").rpartition("\n")
+    if not sep or not tail.startswith(TRAILER):
+        return False
+    return tail[len(TRAILER):].strip() == hashlib.sha256((body + "\n").encode("utf-8")).hexdigest()
 
 
 def check_output(output: str, inputs: list[str]) -> None:
-    """Only a .py file; never a folder, an input, or an existing file netspec eject did not write."""
+    """Only a NAME.py file; never a folder, an input, or an existing file other than an
+    unedited earlier output of netspec eject (an empty file may be replaced)."""
     import os
 
-    if not output.endswith(".py"):
-        raise error(f"{output}: an ejected program is a .py file", f"e.g. -o {Path(output).stem or 'train'}.py")
+    name = Path(output).name
+    if Path(output).suffix != ".py" or name.startswith("."):
+        raise error(f"{output or repr(output)}: an ejected program is a file NAME.py",
+                    f"e.g. -o {Path(output).stem.lstrip('.') or 'train'}.py")
     if os.path.isdir(output):
         raise error(f"{output}: is a folder; give a file name ending in .py")
     if not os.path.lexists(output):
         parent = Path(output).parent
-        if str(parent) not in ("", ".") and parent.exists() and not parent.is_dir():
-            raise error(f"{output}: cannot write under {parent}: it is a file")
+        for p in [parent, *parent.parents]:
+            if str(p) not in ("", ".") and p.exists() and not p.is_dir():
+                raise error(f"{output}: cannot write under {p}: it is a file")
         return
     for i in inputs:
         if os.path.exists(i) and os.path.exists(output) and os.path.samefile(i, output):
             raise error(f"{output}: that is the input; netspec eject never overwrites it", "choose another -o")
     if not os.path.isfile(output):
         raise error(f"{output}: not a regular file; netspec eject writes only files")
-    try:
-        with open(output, encoding="utf-8", errors="replace") as f:
-            head = f.read(4096)
-    except OSError as e:
-        raise error(f"{output}: cannot read it to check what it is ({e.strerror})") from None
-    if head.strip() and MARKER not in head:
-        raise error(f"{output} exists and was not written by netspec eject; it is not overwritten",
-                    "choose another -o, or remove the file first")
+    if os.path.getsize(output) and not _is_unedited_output(output):
+        raise error(f"{output} exists and is not an unedited program of netspec eject (it was edited, or is "
+                    "another file); it is not overwritten", "choose another -o, or remove the file first")
 
 
-def write_program(checked: ir.CheckedSpec, output: str, inputs: list[str]) -> str:
+def write_program(checked: ir.CheckedSpec, output: str, inputs: list[str], source: str | None = None,
+                  overrides: tuple[str, ...] = ()) -> str:
     from .util import atomic_write_text, ensure_folder
 
     check_output(output, inputs)
-    text = eject(checked, Path(output).name)
+    text = _sign(eject(checked, Path(output).name, source, overrides))
     parent = Path(output).parent
     if str(parent) not in ("", "."):
         ensure_folder(parent)

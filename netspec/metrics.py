@@ -96,7 +96,8 @@ class MetricState:
             if m.name == "top_k" and self.task == "class" and out.dim() > 1:
                 k = min(int(m.get("k", 5)), out.shape[1])
                 top = out.topk(k, dim=1).indices
-                hit = (top == y.long().unsqueeze(1)).any(dim=1)
+                labels = y.argmax(dim=1) if y.is_floating_point() and y.shape == out.shape else y.long()  # one-hot
+                hit = (top == labels.unsqueeze(1)).any(dim=1)
                 self._add(f"top_{m.get('k', 5)}", hit.sum())
         k = self.classes or int(max(int(pred.max()) if pred.numel() else 0, int(true.max()) if true.numel() else 0)) + 1
         if self.need_confusion and k <= 4096:

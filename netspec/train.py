@@ -337,17 +337,7 @@ class Trainer:
     # -- set-up helpers
 
     def check_last_batch(self) -> None:
-        """BatchNorm cannot train on a batch of one sample (per process under DDP: the
-        statistics are global there, so only a global batch of one matters)."""
-        n, b = len(self.data.train), self.batch_size
-        if n % b != 1 or not any(layer.type.startswith("BatchNorm") for layer in _layers(self.checked)):
-            return
-        data = self.checked.data
-        raise NetspecError.at(data.span if data is not None else ir.NO_SPAN,
-                              f"the last batch of each epoch would hold 1 sample ({n:,} training samples in batches "
-                              f"of {b}), and BatchNorm cannot train on one sample",
-                              f"choose a batch_size that leaves a larger last batch (e.g. {b + 1}), or change "
-                              "`subset`/`validation` by a sample")
+        check_before_training(self.checked, self.data)
 
     def make_augmenter(self) -> Any:
         data = self.checked.data
@@ -793,6 +783,43 @@ class Trainer:
         if report:
             lines += ["", report]
         atomic_write_text(self.out / "summary.txt", "\n".join(lines) + "\n")
+
+
+def batch_size_of(checked: ir.CheckedSpec, data: Prepared) -> int:
+    n = len(data.train)
+    if checked.data is not None and checked.data.batch_size is None:
+        return n
+    return min(checked.data.batch_size if checked.data and checked.data.batch_size else 32, n)
+
+
+def check_before_training(checked: ir.CheckedSpec, data: Prepared) -> None:
+    """What would stop a run after its first epoch, found before it starts (train and eject):
+    a last batch of one sample under BatchNorm, and an early-stopping monitor that the run
+    never reports."""
+    n, b = len(data.train), batch_size_of(checked, data)
+    if n % b == 1 and any(layer.type.startswith("BatchNorm") for layer in _layers(checked)):
+        # BatchNorm cannot train on one sample (under DDP only a global batch of one matters)
+        spec_data = checked.data
+        raise NetspecError.at(spec_data.span if spec_data is not None else ir.NO_SPAN,
+                              f"the last batch of each epoch would hold 1 sample ({n:,} training samples in batches "
+                              f"of {b}), and BatchNorm cannot train on one sample",
+                              f"choose a batch_size that leaves a larger last batch (e.g. {b + 1}), or change "
+                              "`subset`/`validation` by a sample")
+    es = checked.train.early_stopping
+    if es is None:
+        return
+    has_val = data.val is not None
+    monitor = str(es.get("monitor", "val_loss"))
+    if monitor.startswith("val_") and not has_val:
+        raise NetspecError.at(es.span, f"early stopping monitors `{monitor}` but there is no validation data",
+                              "add `validation: 0.1` to the data section, or monitor `loss`")
+    keys = ["loss", *(metric_key(m) for m in checked.train.metrics)]
+    reported = keys + ([f"val_{k}" for k in keys] if has_val else [])
+    if monitor not in reported:
+        from .errors import did_you_mean
+
+        raise NetspecError.at(es.span, f"early stopping monitors `{monitor}`, which this run does not report",
+                              did_you_mean(monitor, reported) or "reported: " + ", ".join(reported))
 
 
 def _layers(checked: ir.CheckedSpec) -> list[ir.LayerNode]:

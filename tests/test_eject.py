@@ -233,11 +233,23 @@ def test_cli_eject_writes_and_never_overwrites_what_it_did_not_write(tmp_path):
     mine = tmp_path / "mine.py"
     mine.write_text("print('my own work')\n")
     r = cli("eject", str(spec), "-o", "mine.py")
-    assert r.returncode == 1 and "not written by netspec eject" in r.stderr
+    assert r.returncode == 1 and "is not an unedited program of netspec eject" in r.stderr
     assert mine.read_text() == "print('my own work')\n"
+    quoting = tmp_path / "notes.py"  # quoting eject's words does not make a file eject's
+    quoting.write_text('"""Written by `netspec eject x.net` ..."""\n')
+    assert cli("eject", str(spec), "-o", "notes.py").returncode == 1
+    assert quoting.read_text() == '"""Written by `netspec eject x.net` ..."""\n'
+    edited = tmp_path / "train_lr.py"  # the way out: a user edits the program; re-ejecting keeps the edits
+    edited.write_text(edited.read_text().replace("SEED = 0", "SEED = 1"))
+    r = cli("eject", str(spec), "-o", "train_lr.py")
+    assert r.returncode == 1 and "it was edited" in r.stderr
+    assert "SEED = 1" in edited.read_text()
+    (tmp_path / "empty.py").write_text("")
+    assert cli("eject", str(spec), "-o", "empty.py").returncode == 0
     copy = tmp_path / "lr.py.net"
     shutil.copy(spec, copy)
-    for bad, message in ((str(copy), "is a .py file"), (".", "is a .py file"), ("sub", "is a .py file")):
+    for bad, message in ((str(copy), "is a file NAME.py"), (".", "is a file NAME.py"), ("sub", "is a file NAME.py"),
+                         (".py", "is a file NAME.py")):
         r = cli("eject", str(spec), "-o", bad)
         assert r.returncode == 1 and message in r.stderr, (bad, r.stderr)
     (tmp_path / "afile").write_text("x")
@@ -252,6 +264,7 @@ def test_cli_eject_writes_and_never_overwrites_what_it_did_not_write(tmp_path):
     from netspec.cli import main
 
     assert CliRunner().invoke(main, ["eject", str(spec), "-o", "a\0b.py"]).exit_code == 2
+    assert cli("eject", str(spec), "-o", "").returncode == 2
 
 
 def test_eject_needs_data(tmp_path):
@@ -259,4 +272,147 @@ def test_eject_needs_data(tmp_path):
     r = subprocess.run([*netspec_cmd(), "eject", str(spec), "-o", str(tmp_path / "t.py")], capture_output=True,
                        text=True)
     assert r.returncode == 1 and "eject needs a data section" in r.stderr
+    assert not (tmp_path / "t.py").exists()
+
+
+# ---------------------------------------------------------------- the hostile pass: each was a wrong program once
+
+TABLE = '''model m {{
+    input: [{inp}]
+    {layers}
+}}
+data {{
+    train: table(x={x}, y={y})
+    {data}
+}}
+train {{
+    loss: {loss}
+    optimizer: SGD(lr=0.05)
+    epochs: 3
+    {train}
+}}
+'''
+HOSTILE_TABLES = {
+    # a negative constant pasted into `a ** 2` must stay one operand
+    "negative_let_power": ("let a = -2\n", dict(inp="1", layers="Linear(1)", x="linspace(0, 1, 50)", y="x + a ** 2",
+                                             data="batch_size: full", loss="MSELoss", train="")),
+    # netspec's powers are float64 (2 ** 53 + 1 is not exact)
+    "float_power": ("", dict(inp="1", layers="Linear(1)", x="linspace(0, 1, 20)", y="2 ** 53 + 1 - 2 ** 53 + x",
+                             data="batch_size: full", loss="MSELoss", train="")),
+    # `let x` inside the x column; the y column sees the x column
+    "let_named_x": ("let x = 3\n", dict(inp="1", layers="Linear(1)", x="linspace(0, x, 12)", y="x * 2",
+                                       data="batch_size: 4", loss="MSELoss", train="")),
+    # Softmax means dim=-1 (torch's bare Softmax() picks an implicit dim)
+    "softmax_default_dim": ("", dict(inp="3, 4", layers="Linear(4); Softmax; Flatten; Linear(1)",
+                                     x="normal(0, 1, [64, 3, 4])", y="sum(sum(x, 2), 1)", data="batch_size: 16",
+                                     loss="MSELoss", train="")),
+    # metric keys as netspec reports them (top_2), monitored
+    "monitor_top_k": ("", dict(inp="4", layers="Linear(3)", x="normal(0, 1, [90, 4])", y="randint(0, 3, 90)",
+                               data="validation: 0.3\n    batch_size: 16", loss="CrossEntropyLoss",
+                               train='metrics: [top_k(1), top_k(2)]\n    '
+                                     'early_stopping: EarlyStopping(monitor="val_top_2", patience=1)')),
+    # value metrics beside class metrics on one-hot targets
+    "one_hot_mse_monitor": ("", dict(inp="4", layers="Linear(3)", x="normal(0, 1, [90, 4])", y="randint(0, 3, 90)",
+                                     data="validation: 0.3\n    one_hot: true\n    batch_size: 16", loss="MSELoss",
+                                     train='metrics: [accuracy, mse]\n    '
+                                           'early_stopping: EarlyStopping(monitor="val_mse", patience=1)')),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_TABLES))
+def test_hostile_tables_and_metrics(name, tmp_path):
+    lets, parts = HOSTILE_TABLES[name]
+    eject_and_compare(_spec(tmp_path, lets + TABLE.format(**parts)), (), tmp_path)
+
+
+CSV_CASES = {
+    # the loss decides how outputs become classes (SoftMarginLoss/BCEWithLogits: logits; one-hot: multi-label)
+    "multilabel_soft_margin": ('breast_cancer.csv", target="diagnosis"', "30", "Linear(8); Tanh; Linear(1)",
+                               "MultiLabelSoftMarginLoss", ""),
+    "bce_one_hot": ('iris.csv", target="species"', "4", "Linear(3)", "BCEWithLogitsLoss", "one_hot: true"),
+    "bce_auc": ('breast_cancer.csv", target="diagnosis"', "30", "Linear(8); Tanh; Linear(1); Sigmoid", "BCELoss", ""),
+}
+
+
+@pytest.mark.parametrize("name", list(CSV_CASES))
+def test_hostile_losses_and_monitored_class_metrics(name, tmp_path):
+    source, inp, layers, loss, extra = CSV_CASES[name]
+    monitor = "val_auc" if name == "bce_auc" else "val_accuracy"
+    metrics = "[accuracy, auc]" if name == "bce_auc" else "[accuracy]"
+    spec = _spec(tmp_path, f'''model m {{
+    input: [{inp}]
+    {layers}
+}}
+data {{
+    train: csv("{DATA}/{source})
+    validation: 0.3
+    {extra}
+    normalize: standard
+    batch_size: 16
+}}
+train {{
+    loss: {loss}
+    optimizer: SGD(lr=0.2)
+    epochs: 5
+    metrics: {metrics}
+    early_stopping: EarlyStopping(monitor="{monitor}", patience=2)
+    seed: 2
+}}
+''')
+    eject_and_compare(spec, (), tmp_path)
+
+
+def _image_folder(root: Path) -> None:
+    """16-bit grayscale PNGs, a linked subfolder inside the root, and one corrupt file."""
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(g.integers(0, 65535, (8, 8)).astype(np.uint16)).save(root / c / f"{i}.png")
+    (root / "cat" / "extra").mkdir()
+    for i in range(4):
+        Image.fromarray(g.integers(0, 256, (10, 10), dtype=np.uint8)).save(root / "cat" / "extra" / f"e{i}.png")
+    os.symlink(root / "cat" / "extra", root / "dog" / "linked")
+    (root / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+
+
+def test_hostile_image_folder_wide_pngs_links_and_skip_bad(tmp_path):
+    _image_folder(tmp_path / "imgs")
+    spec = _spec(tmp_path, f'''model m {{
+    input: [1, 8, 8]
+    Flatten
+    Linear(2)
+}}
+data {{
+    train: image_folder("{tmp_path / 'imgs'}")
+    validation: 0.25
+    augment: [ColorJitter(brightness=0.3, contrast=0.3), RandomResizedCrop(8, scale=(0.5, 1.0))]
+    normalize: standard
+    batch_size: 8
+    skip_bad: true
+}}
+train {{
+    loss: CrossEntropyLoss
+    optimizer: SGD(lr=0.1)
+    epochs: 2
+    metrics: [accuracy]
+}}
+''')
+    eject_and_compare(spec, (), tmp_path)
+
+
+@pytest.mark.parametrize("problem,data,train_extra", [
+    ("no validation data", "batch_size: 8", "early_stopping: EarlyStopping(patience=1)"),
+    ("does not report", "validation: 0.2\n    batch_size: 8", 'early_stopping: EarlyStopping(monitor="val_f1")'),
+])
+def test_eject_refuses_what_train_refuses(problem, data, train_extra, tmp_path):
+    spec = _spec(tmp_path, TABLE.format(inp="2", layers="Linear(2)", x="normal(0, 1, [40, 2])", y="randint(0, 2, 40)",
+                                        data=data, loss="CrossEntropyLoss",
+                                        train="metrics: [accuracy]\n    " + train_extra))
+    for args in (["eject", str(spec), "-o", str(tmp_path / "t.py")], ["train", str(spec), "--out", str(tmp_path / "r")]):
+        r = subprocess.run([*netspec_cmd(), *args], capture_output=True, text=True)
+        assert r.returncode == 1 and problem in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert "epoch 1" not in r.stdout  # refused before training
     assert not (tmp_path / "t.py").exists()
