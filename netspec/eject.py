@@ -455,7 +455,8 @@ def _wrap_code(line: str, indent: int = 8) -> str:
                 cuts.append(tok.end[1])
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return line + "  # noqa: E501"
-    out, start, last = [], 0, 0
+    out: list[str] = []
+    start = last = 0
     for cut in [*cuts, len(line)]:
         width = (0 if not out else indent) + len(line[start:cut].strip())
         if width > LINE and last > start:
@@ -658,12 +659,12 @@ class _DataWriter:
                            "        x = x[:, None]",
                            "    return x, y"]
         elif kind == "image_folder":
-            from . import images
+            from . import images as image_module
             from .images import IMAGE_EXTENSIONS
 
-            self.reader(copied_source(images, ["_to_mode"]) + "\n\n" + IMAGE_READER
+            self.reader(copied_source(image_module, ["_to_mode"]) + "\n\n" + IMAGE_READER
                         .replace("{IMAGE_EXTENSIONS}", "{" + py(sorted(IMAGE_EXTENSIONS))[1:-1] + "}")
-                        .replace("{PIL_FORMATS}", py(list(images.PIL_FORMATS))))
+                        .replace("{PIL_FORMATS}", py(list(image_module.PIL_FORMATS))))
             root = Path(str(args["path"])).expanduser().resolve()
             body = [f"    return read_image_folder(Path({py(str(root))}), CLASSES)"]
         else:
