@@ -1093,10 +1093,11 @@ Written by netspec {__version__} with
 
     {command}
 
-It imports torch and numpy, never netspec. It builds the same model under the same seed, reads and splits the
-same data, preprocesses, augments, trains, evaluates and checkpoints as `netspec train` does
-on one device, and ends with the same weights on the CPU. The training split's statistics and
-vocabularies are written in below (netspec computed them when it wrote this file).
+It imports torch and numpy, never netspec. It builds the same model under the same seed,
+reads and splits the same data, preprocesses, augments, trains, evaluates and checkpoints as
+`netspec train` does on one device, and ends with the same weights on the CPU. The training
+split's statistics and vocabularies are written in below (netspec computed them when it
+wrote this file).
 
     python {out}                  # train; writes {_doc_text(Path(out_name).stem)}_out/model.pt and checkpoint.pt
     python {out} --epochs 1       # a quick run
