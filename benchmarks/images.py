@@ -130,15 +130,15 @@ def _timed(fn) -> float:
 
 
 BIG = """
-model big {{
+model big {
     input: [3, 64, 64]
     Flatten
     Linear(16)
     ReLU
     Linear(10)
-}}
-data {{ train: npy(x="x.npy", y="y.npy"); batch_size: 256 }}
-train {{ loss: CrossEntropyLoss; optimizer: Adam(lr=1e-3); epochs: 1 }}
+}
+data { train: npy(x="x.npy", y="y.npy"); batch_size: 256 }
+train { loss: CrossEntropyLoss; optimizer: Adam(lr=1e-3); epochs: 1 }
 """
 
 

@@ -756,6 +756,8 @@ class Encoder:
 def _moments(x: Any, rows: np.ndarray | None, axis: int, scale: float) -> tuple[np.ndarray, ...]:
     """Per-`axis` mean, std, min, max of the (scaled) samples, in float64, a chunk at a time."""
     n = len(rows) if rows is not None else len(x)
+    if getattr(x, "dtype", None) == np.uint8 and x.ndim >= 2:
+        return _uint8_moments(x, rows, axis, scale, n)
     reduce = tuple(i for i in range(x.ndim) if i != axis)
     count = 0
     s = ss = lo = hi = None
@@ -774,6 +776,27 @@ def _moments(x: Any, rows: np.ndarray | None, axis: int, scale: float) -> tuple[
     mean = s / count
     var = np.maximum(ss / count - mean**2, 0.0)
     return mean, np.sqrt(var), lo, hi
+
+
+def _uint8_moments(x: Any, rows: np.ndarray | None, axis: int, scale: float, n: int) -> tuple[np.ndarray, ...]:
+    """_moments of uint8 data from a histogram of the 256 values per `axis` entry: exact
+    integer sums, and several times faster than float64 blocks (images' usual case)."""
+    width = x.shape[axis]
+    counts = np.zeros((width, 256), dtype=np.int64)
+    step = max(1, (64 << 20) // max(int(np.prod(x.shape[1:])), 1))
+    for start in range(0, n, step):
+        sel = np.sort(rows[start:start + step]) if rows is not None else slice(start, start + step)
+        block = np.moveaxis(np.asarray(x[sel]), axis, 0).reshape(width, -1)
+        for c in range(width):
+            counts[c] += np.bincount(block[c], minlength=256)
+    values = np.arange(256, dtype=np.float64)
+    total = counts.sum(axis=1).astype(np.float64)
+    mean = (counts @ values) / total
+    var = np.maximum((counts @ (values**2)) / total - mean**2, 0.0)
+    present = counts > 0
+    lo = np.argmax(present, axis=1).astype(np.float64)
+    hi = (255 - np.argmax(present[:, ::-1], axis=1)).astype(np.float64)
+    return mean / scale, np.sqrt(var) / scale, lo / scale, hi / scale
 
 
 def _is_number(cell: str) -> bool:

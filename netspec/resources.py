@@ -42,6 +42,14 @@ def available_bytes(device: str = "cpu") -> int | None:
             return int(free)
         except Exception:  # noqa: BLE001 - no CUDA, or an old driver: unknown
             return None
+    system = _system_available()
+    limited = cgroup_available()  # a container's or job's memory limit is lower than the machine's
+    if system is None or limited is None:
+        return system if limited is None else limited
+    return min(system, limited)
+
+
+def _system_available() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
@@ -53,6 +61,43 @@ def available_bytes(device: str = "cpu") -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def cgroup_available(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """What this process's memory cgroup (v1 or v2) still allows: limit - usage + its
+    reclaimable file cache; None without a limit."""
+    try:
+        with open(proc, encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2
+            base = f"{root}{path}"
+            files = ("memory.max", "memory.current", "file")
+        elif "memory" in controllers.split(","):
+            base = f"{root}/memory{path}"
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_cache")
+        else:
+            continue
+        try:
+            with open(f"{base}/{files[0]}", encoding="ascii") as f:
+                raw = f.read().strip()
+            if raw == "max" or int(raw) >= 1 << 60:
+                continue
+            with open(f"{base}/{files[1]}", encoding="ascii") as f:
+                usage = int(f.read().strip())
+            cache = 0
+            with open(f"{base}/memory.stat", encoding="ascii") as f:
+                for stat in f:
+                    key, _, value = stat.partition(" ")
+                    if key == files[2]:
+                        cache = int(value)
+            return max(int(raw) - usage + cache, 0)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def ensure_fits(checked: ir.CheckedSpec, device: str = "cpu", training: bool = True) -> None:

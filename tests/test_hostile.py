@@ -522,3 +522,27 @@ def test_no_internal_errors_from_a_spread_of_bad_commands(tmp_path):
         assert r.returncode in (1, 2), (args, r.returncode, r.stderr)
         assert "Traceback" not in r.stderr and "internal error" not in r.stderr, (args, r.stderr)
     assert time.perf_counter() - start < 600  # a hang guard
+
+
+def test_memory_cgroup_limits_what_is_available(tmp_path):
+    """A container's or job's memory limit, not the machine's, decides what may be held in
+    memory (a 1.5 GiB set under a 768 MiB cgroup was loaded whole and killed)."""
+    from netspec.resources import cgroup_available
+
+    v1 = tmp_path / "v1"
+    (v1 / "memory" / "job").mkdir(parents=True)
+    (v1 / "memory" / "job" / "memory.limit_in_bytes").write_text(str(768 << 20))
+    (v1 / "memory" / "job" / "memory.usage_in_bytes").write_text(str(300 << 20))
+    (v1 / "memory" / "job" / "memory.stat").write_text(f"cache 1\ntotal_cache {100 << 20}\n")
+    proc = tmp_path / "cgroup1"
+    proc.write_text("9:memory:/job\n8:pids:/\n")
+    assert cgroup_available(str(proc), str(v1)) == (768 - 300 + 100) << 20
+    v2 = tmp_path / "v2"
+    (v2 / "slice").mkdir(parents=True)
+    (v2 / "slice" / "memory.max").write_text("max\n")
+    proc.write_text("0::/slice\n")
+    assert cgroup_available(str(proc), str(v2)) is None  # no limit
+    (v2 / "slice" / "memory.max").write_text(str(1 << 30))
+    (v2 / "slice" / "memory.current").write_text(str(1 << 29))
+    (v2 / "slice" / "memory.stat").write_text("anon 5\nfile 0\n")
+    assert cgroup_available(str(proc), str(v2)) == 1 << 29
