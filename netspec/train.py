@@ -293,10 +293,9 @@ class Trainer:
         self.augment = self.make_augmenter()
         self.loss_fn = build_loss(self.cfg.loss).to(self.device)
         self.reduction = str(self.cfg.loss.get("reduction", "mean"))
-        self.batch_size = len(self.data.train) if (checked.data and checked.data.batch_size is None) else \
-            min(checked.data.batch_size if checked.data and checked.data.batch_size else 32, len(self.data.train))
+        self.batch_size = batch_size_of(checked, self.data)
         self.steps_per_epoch = math.ceil(len(self.data.train) / self.batch_size)
-        self.check_last_batch()
+        check_before_training(checked, self.data)  # what would stop the run later, found now
         self.shuffle = checked.data.shuffle if checked.data else True
         self.autocast_dtype, self.scaler = self.precision()
         self.channels_last = self.device.type == "cuda" and self.autocast_dtype is not None and \
@@ -323,10 +322,6 @@ class Trainer:
         es = self.cfg.early_stopping
         has_val = self.val_loader is not None
         self.monitor = str(es.get("monitor", "val_loss")) if es else ("val_loss" if has_val else "loss")
-        if self.monitor.startswith("val_") and not has_val:
-            raise NetspecError.at(es.span if es else ir.NO_SPAN,
-                                  f"early stopping monitors `{self.monitor}` but there is no validation data",
-                                  "add `validation: 0.1` to the data section, or monitor `loss`")
         mode = str(es.get("mode", "auto")) if es else "auto"
         self.minimize = lower_is_better(self.monitor) if mode == "auto" else mode == "min"
         self.view = spec_view(checked.spec)
@@ -335,9 +330,6 @@ class Trainer:
         self.global_step = 0
 
     # -- set-up helpers
-
-    def check_last_batch(self) -> None:
-        check_before_training(self.checked, self.data)
 
     def make_augmenter(self) -> Any:
         data = self.checked.data
