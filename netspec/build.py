@@ -115,10 +115,15 @@ def build_optimizer(cfg: ir.CallValue, params) -> torch.optim.Optimizer:
     params = list(params)
     kwargs = dict(cfg.kwargs)
     devices = {p.device.type for p in params}
-    if spec.fused and "fused" not in kwargs and "foreach" not in kwargs and devices <= {"cpu", "cuda"} \
-            and all(p.is_floating_point() for p in params):
+    if takes_fused(cfg) and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params):
         kwargs["fused"] = True
     return _factory(spec.factory)(params, **kwargs)
+
+
+def takes_fused(cfg: ir.CallValue) -> bool:
+    """netspec runs this optimizer with torch's fused kernels (on CPU and CUDA parameters)."""
+    kwargs = dict(cfg.kwargs)
+    return cat.OPTIMIZERS[cfg.name].fused and "fused" not in kwargs and "foreach" not in kwargs
 
 
 def build_scheduler(cfg: ir.CallValue | None, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int):

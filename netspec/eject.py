@@ -774,8 +774,9 @@ def _optimizer_code(cfg: ir.CallValue) -> str:
     spec = cat.OPTIMIZERS[cfg.name]
     kwargs = dict(cfg.kwargs)
     args = ["model.parameters()", *_nondefault(spec.params, kwargs, ("lr",))]
-    fused = spec.fused and "fused" not in kwargs and "foreach" not in kwargs
-    if fused:
+    from .build import takes_fused  # torch: eject reads torch signatures anyway
+
+    if takes_fused(cfg):
         # netspec steps these optimizers with torch's fused kernels (same algorithm, faster on CPU)
         args.append("fused=FUSED")
     return f"torch.optim.{cfg.name}({', '.join(args)})"
@@ -1120,7 +1121,7 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
     if cfg.compile:
         raise error("eject: `compile: true` is not written into the program", "remove it; eager training is exact")
     prepared = prepare(checked, allow_download=False)
-    from .train import check_before_training
+    from .train import check_before_training, monitor_of
 
     check_before_training(checked, prepared)  # what `netspec train` would refuse, the program must not start
     pre = prepared.pre
@@ -1134,12 +1135,7 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
     train_fn = dw.source(train_src, "train", "SEED")
     test_fn = dw.source(data.test, "test", "SEED + 1") if data.test is not None else None
     es = cfg.early_stopping
-    has_val = prepared.val is not None
-    monitor = str(es.get("monitor", "val_loss")) if es else ("val_loss" if has_val else "loss")
-    from .metrics import lower_is_better
-
-    mode = str(es.get("mode", "auto")) if es else "auto"
-    minimize = lower_is_better(monitor) if mode == "auto" else mode == "min"
+    monitor, minimize = monitor_of(checked, prepared.val is not None)
     sched = cfg.scheduler
     interval = cat.SCHEDULERS[sched.name].interval if sched else None
     classes = list(pre.classes) if pre.classes else []

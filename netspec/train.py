@@ -319,11 +319,7 @@ class Trainer:
         self.closure_opt = cat.OPTIMIZERS[self.cfg.optimizer.name].closure
         self.state = RunState()
         self.best_weights: dict | None = None
-        es = self.cfg.early_stopping
-        has_val = self.val_loader is not None
-        self.monitor = str(es.get("monitor", "val_loss")) if es else ("val_loss" if has_val else "loss")
-        mode = str(es.get("mode", "auto")) if es else "auto"
-        self.minimize = lower_is_better(self.monitor) if mode == "auto" else mode == "min"
+        self.monitor, self.minimize = monitor_of(checked, self.val_loader is not None)
         self.view = spec_view(checked.spec)
         self.spec_hash = sha256_text(json.dumps(self.view, sort_keys=True))
         self.tb = self.tensorboard()
@@ -784,6 +780,14 @@ def batch_size_of(checked: ir.CheckedSpec, data: Prepared) -> int:
     return min(checked.data.batch_size if checked.data and checked.data.batch_size else 32, n)
 
 
+def monitor_of(checked: ir.CheckedSpec, has_val: bool) -> tuple[str, bool]:
+    """(the value that picks the best epoch and drives early stopping, whether lower is better)."""
+    es = checked.train.early_stopping
+    monitor = str(es.get("monitor", "val_loss")) if es else ("val_loss" if has_val else "loss")
+    mode = str(es.get("mode", "auto")) if es else "auto"
+    return monitor, lower_is_better(monitor) if mode == "auto" else mode == "min"
+
+
 def check_before_training(checked: ir.CheckedSpec, data: Prepared) -> None:
     """What would stop a run after its first epoch, found before it starts (train and eject):
     a last batch of one sample under BatchNorm, and an early-stopping monitor that the run
@@ -801,7 +805,7 @@ def check_before_training(checked: ir.CheckedSpec, data: Prepared) -> None:
     if es is None:
         return
     has_val = data.val is not None
-    monitor = str(es.get("monitor", "val_loss"))
+    monitor = monitor_of(checked, has_val)[0]
     if monitor.startswith("val_") and not has_val:
         raise NetspecError.at(es.span, f"early stopping monitors `{monitor}` but there is no validation data",
                               "add `validation: 0.1` to the data section, or monitor `loss`")
