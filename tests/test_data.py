@@ -482,3 +482,25 @@ def test_check_reads_the_data_quickly_and_no_data_skips_it(tmp_path):
     r = subprocess.run([sys.executable, "-m", "netspec", "check", "--no-data", str(tmp_path / "iris.net")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("layout", ["gray", "rgb", "rows", "readonly"])
+def test_uint8_statistics_equal_float64_statistics(tmp_path, layout):
+    """uint8 images take the histogram path (torch.bincount); it must give the float64
+    answer: per channel, over the chosen rows only, also from a read-only memory map."""
+    from netspec.data import _moments
+
+    rng = np.random.default_rng(3)
+    shape = (257, 3, 9, 7) if layout == "rgb" else (257, 1, 9, 7)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    x[:, :, 0, 0] = 17  # a constant pixel must not disturb the channel's figures
+    rows = rng.permutation(257)[:100] if layout == "rows" else None
+    if layout == "readonly":
+        np.save(tmp_path / "x.npy", x)
+        x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    got = _moments(x, rows, 1, 255.0)
+    chosen = np.asarray(x if rows is None else x[np.sort(rows)], dtype=np.float64) / 255.0
+    want = (chosen.mean(axis=(0, 2, 3)), chosen.std(axis=(0, 2, 3)),
+            chosen.min(axis=(0, 2, 3)), chosen.max(axis=(0, 2, 3)))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
