@@ -106,7 +106,7 @@ def peek(checked: ir.CheckedSpec, src: ir.Source, classes: list | None = None) -
         size, channels = image_geometry(checked)
         if size is None or channels is None:
             raise DataError(Diagnostic(
-                f"{args['path']}: the image size is unknown", checked.model.span,
+                f"{args['path']}: the image size is unknown", src.span,
                 help="set `image_size: [height, width]` in the data section, or give the model an input "
                      "[channels, height, width] (channels 1 or 3)"))
         return RawSet("image", str(args["path"]), np.zeros((0, channels, *size), np.uint8), index.labels,
@@ -159,6 +159,8 @@ def check_shape(checked: ir.CheckedSpec, encoder: Encoder, src: ir.Source) -> No
     help_ = f"set `input: {fmt_shape(have)}`" + (f" or `input: [{math.prod(have)}]`" if len(have) > 1 else "")
     if pre.kind == "image" and len(want) == 3 and len(have) == 3 and want[1:] == have[1:] and want[0] != have[0]:
         help_ = f"the data has {have[0]} channel(s); set `input: {fmt_shape(have)}`"
+    elif src.kind == "image_folder" and len(want) == 3 and len(have) == 3 and want[0] == have[0]:
+        help_ += f", or decode the images to the model's size with `image_size: {list(want[1:])}` in `data`"
     raise DataError(Diagnostic(f"the {what} of {src.kind}(...) are {fmt_shape(have)} ({math.prod(have)} values) but "
                                f"the model input is {fmt_shape(want)}", checked.model.span, help=help_))
 

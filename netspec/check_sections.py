@@ -17,6 +17,8 @@ from .check_args import CheckContext, head
 from .errors import did_you_mean
 from .expr import evaluate, show, source, validate_table
 
+NOMINAL_IMAGE = (3, 1 << 20, 1 << 20)  # (C, H, W) for checking augmentation settings without the data
+
 
 class SectionChecker(CheckContext):
     # ------------------------------------------------------------ data
@@ -80,7 +82,19 @@ class SectionChecker(CheckContext):
                 given = dict(call.kwargs)
                 full = tuple((p.name, given.get(p.name, p.default)) for p in spec.params)
                 out.append(ir.CallValue(call.name, full, call.span))
+        self.augment_values(out)
         return tuple(out)
+
+    def augment_values(self, ops: list[ir.CallValue]) -> None:
+        """Settings wrong for any image (negative degrees, scale=(max, min), a crop after a
+        smaller crop), found without the data: on a nominal image too large and too colourful
+        to trip the size and channel checks, which wait for the data's real shape."""
+        from .augment import augment_problems
+
+        if any(v is cat.REQUIRED for a in ops for _, v in a.kwargs):
+            return  # a missing argument is reported already
+        for index, message in augment_problems([(a.name, dict(a.kwargs)) for a in ops], NOMINAL_IMAGE):
+            self.err(ops[index].span, message)
 
     def source(self, s: ir.Setting) -> ir.Source | None:
         e = s.value

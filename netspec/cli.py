@@ -468,9 +468,10 @@ def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as
     """Run an exported model on images, .npy, .csv or IDX files (onnxruntime only).
 
     MODEL is an .onnx file, or a run folder (its exported .onnx; exported first if missing).
+    A folder among the INPUTS stands for the images in it and its subfolders.
 
     \b
-      netspec predict model.onnx digit.png more/*.png
+      netspec predict model.onnx digit.png more/*.png photos/
       netspec predict runs/iris flowers.csv --json
     """
     from .predict import predict_files, run_model
@@ -535,7 +536,7 @@ def eject(file: str, output: str | None, overrides: tuple[str, ...]) -> None:
     if output is not None and not output.strip():
         raise click.BadParameter("give a file name, e.g. -o train.py", param_hint="'-o' / '--output'")
     spec = _spec_or_run(file)
-    checked = load(spec, overrides)
+    checked = load(spec, overrides, read_data=True)
     target = output or f"train_{checked.model.name}.py"
     text = write_program(checked, target, [file, spec], file, overrides)
     click.echo(f"wrote {target} ({len(text.splitlines()):,} lines); run it with: python {target}")

@@ -70,6 +70,8 @@ from .errors import DataError, Diagnostic
 from .util import open_regular, read_regular, write_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+OTHER_IMAGE_EXTENSIONS = (".gif", ".tif", ".tiff", ".jfif", ".jpe", ".heic", ".heif", ".avif", ".ppm", ".pgm",
+                          ".pbm", ".pnm", ".ico", ".jp2", ".tga", ".svg", ".dng", ".cr2", ".nef", ".raw")  # skipped, said
 PIL_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")  # JPEG includes multi-picture (MPO) files
 MAX_PIXELS = 64 * 2**20  # larger images are refused as decompression bombs
 MAX_IMAGE_BYTES = 256 * 2**20  # one encoded image file
@@ -80,6 +82,7 @@ CHUNK_BYTES = 8 * 2**20  # decoded bytes per worker task (bounds the parent's me
 CHUNK_MAX_IMAGES = 512
 CHECK_CHUNK_BYTES = 64 * 2**20  # NaN/inf checks read arrays in pieces of this size
 WARN_LIST = 10
+SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval")
 SKIP_HELP = "`skip_bad: true` in `data` skips unreadable images (each is reported)"
 
 
@@ -87,8 +90,14 @@ def _error(message: str, help: str | None = None) -> DataError:
     return DataError(Diagnostic(message, help=help))
 
 
+_WARNED: set[str] = set()
+
+
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    """Once per process: check's data pass and the data preparation scan the same folders."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- scanning
@@ -206,6 +215,11 @@ def scan_folder(root: str | Path, classes: tuple[str, ...] | None = None) -> Fol
                      f"put the images in one subfolder per class: {root}/<class>/<image>")
     if classes is None:
         classes = tuple(sorted(folders))
+        splits = sorted((c for c in classes if c.lower() in SPLIT_NAMES), key=lambda c: not c.lower().startswith("tr"))
+        if splits and len(splits) >= len(classes) - 1:
+            _warn(f"{root}: the class folders are named {', '.join(classes)}: is this the folder that holds the "
+                  f"splits? Point `train:` at {root / splits[0]} (and `test:` at its sibling); each class is one "
+                  "subfolder of it")
     else:
         _check_known_classes(root, folders, classes)
     return _index(root, root_real, folders, tuple(classes))
@@ -237,6 +251,10 @@ def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[
     if not files:
         raise _error(f"{root}: no images found in {len(folders)} class folders ({_describe_ignored(ignored)})",
                      f"netspec reads {' '.join(IMAGE_EXTENSIONS)} files in {root}/<class>/")
+    unread = Counter({ext: n for ext, n in ignored.items() if ext in OTHER_IMAGE_EXTENSIONS})
+    if unread:
+        _warn(f"{root}: {_describe_ignored(unread).replace('other files', 'images in other formats')} "
+              f"(netspec reads {' '.join(IMAGE_EXTENSIONS)}; convert them, e.g. to PNG, to train on them)")
     if empty:
         _warn(f"{root}: {len(empty)} class folder(s) hold no images and keep their class index: "
               f"{', '.join(empty[:WARN_LIST])}{', ...' if len(empty) > WARN_LIST else ''}")

@@ -62,6 +62,18 @@ def _bad(path: Path, message: str, help: str | None = None) -> DataError:
     return DataError(Diagnostic(f"{path}: {message}", help=help))
 
 
+def expand_folder(path: Path) -> list[Path]:
+    """A folder stands for the images in it and its subfolders (sorted); anything else for itself."""
+    if not path.is_dir():
+        return [path]
+    found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXT and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not found:
+        raise _bad(path, "a folder without images", f"predict reads {' '.join(sorted(IMAGE_EXT))} images in a "
+                   "folder; pass other inputs by name (e.g. samples.npy)")
+    return found
+
+
 def read_inputs(path: Path, meta: dict) -> np.ndarray:
     """One input file -> raw samples [N, *input_shape] in model units (images in [0, 1])."""
     pre = meta.get("preprocessing") or {}
@@ -236,8 +248,7 @@ def predict_files(model: str, inputs: tuple[str, ...], top_k: int = 3, batch_siz
     name = session.get_inputs()[0].name
     dtype = np.int64 if meta.get("input_dtype") == "int64" else np.float32
     everything = []
-    for raw in inputs:
-        path = Path(raw)
+    for path in (p for raw in inputs for p in expand_folder(Path(raw))):
         x = read_inputs(path, meta).astype(dtype)
         try:
             outs = [session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]

@@ -281,8 +281,10 @@ class Trainer:
         ensure_fits(checked, str(self.device))
         self.data: Prepared = prepare(checked)
         if self.dist.main:
+            shown = {w.message for w in checked.warnings}  # check's data pass may have said it already
             for w in self.data.warnings:
-                print(w.render(), file=sys.stderr)
+                if w.message not in shown:
+                    print(w.render(), file=sys.stderr)
         pre = self.data.pre
         self.train_loader = Loader(self.data.train, pre, self.device)
         self.val_loader = Loader(self.data.val, pre, self.device) if self.data.val is not None else None
@@ -829,7 +831,7 @@ def _layers(checked: ir.CheckedSpec) -> list[ir.LayerNode]:
 
 def train_file(path: str, overrides: tuple[str, ...] = (), out_dir: str | None = None, resume: bool = False,
                quiet: bool = False, as_json: bool = False) -> dict:
-    checked = load(path, overrides)
+    checked = load(path, overrides, read_data=True)  # check's data pass: its errors sit at spec positions
     dist = from_environment(checked.train.device)
     try:
         return _train(checked, out_dir, resume, quiet, as_json, dist)
@@ -922,7 +924,7 @@ def run_checkpoint(weights: Path) -> tuple[dict | None, str]:
 
 
 def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, ...] = ()) -> dict:
-    checked = load(path, overrides)
+    checked = load(path, overrides, read_data=True)
     model, weights_path = trained_model(checked, weights, path)
     data = prepare(checked, saved=run_checkpoint(weights_path)[0])
     prefix, split = evaluation_split(data, path)

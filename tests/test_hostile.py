@@ -546,3 +546,109 @@ def test_memory_cgroup_limits_what_is_available(tmp_path):
     (v2 / "slice" / "memory.current").write_text(str(1 << 29))
     (v2 / "slice" / "memory.stat").write_text("anon 5\nfile 0\n")
     assert cgroup_available(str(proc), str(v2)) == 1 << 29
+
+
+# ---------------------------------------------------------------- commands that read data check it as `check` does
+
+
+def _shape_folder(root: Path, size: int = 12) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("test", 2)):
+        for cls in ("circle", "square"):
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                    root / split / cls / f"{i}.png")
+    return root
+
+
+def _image_spec(tmp_path: Path, augment: str, test: str = "pics/test") -> Path:
+    _shape_folder(tmp_path / "pics")
+    return _write(tmp_path, f"""model shapes {{
+    input: [3, 12, 12]
+    Flatten
+    Linear(2)
+}}
+data {{
+    train: image_folder("pics/train")
+    test: image_folder("{test}")
+    augment: [{augment}]
+    batch_size: 4
+}}
+train {{ loss: CrossEntropyLoss; optimizer: Adam; epochs: 1 }}
+""")
+
+
+@pytest.mark.parametrize("augment,message,needs_data", [
+    ("RandomRotation(-10)", "`degrees` given as one number must be >= 0", False),
+    ("RandomResizedCrop(12, scale=(1.0, 0.5))", "`scale` must be [min, max] with min <= max", False),
+    ("RandomErasing(scale=(0.5, 0.1))", "`scale` must be [min, max] with min <= max", False),
+    ("RandomCrop(8), RandomCrop(10)", "crop size 10x10 is larger than the image (8x8)", False),
+    ("RandomCrop(64)", "crop size 64x64 is larger than the image (12x12)", True),
+    ("RandomCrop(8)", "augmentation makes training images [3, 8, 8]", True),
+    ("RandomResizedCrop(8)", "augmentation makes training images [3, 8, 8]", True),
+])
+@pytest.mark.parametrize("command", ["check", "check --no-data", "train", "eject"])
+def test_augmentation_errors_are_positioned_in_every_command(tmp_path, augment, message, needs_data, command):
+    """`train` and `eject` ran without check's data pass: a negative angle was an internal error
+    (exit 3), a crop to another size a matrix-shape crash in the first step."""
+    if needs_data and command == "check --no-data":
+        return  # these depend on the images' size, which --no-data does not read
+    spec = _image_spec(tmp_path, augment)
+    r = cli(*command.split(), str(spec), *(["--out", "run"] if command == "train" else []), cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    column = 30 if augment.startswith("RandomCrop(8), ") else 15  # the op that is wrong
+    assert f"h.net:9:{column}: error: {message}" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob("*.py"))
+
+
+def test_train_reports_an_unknown_test_class_at_the_source(tmp_path):
+    spec = _image_spec(tmp_path, "RandomHorizontalFlip()")
+    (tmp_path / "pics" / "test" / "hexagon").mkdir()
+    r = cli("train", str(spec), "--out", "run", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "h.net:8:11: error: " in r.stderr, r.stderr
+    assert "pics/test/hexagon: class `hexagon` is not one of the training classes" in r.stderr
+
+
+def test_folder_mistakes_are_said(tmp_path):
+    """The parent of train/ and test/ taken for the class folder; images in formats netspec does
+    not read skipped without a word; each warning once although check and training both scan."""
+    _shape_folder(tmp_path / "pics")
+    from PIL import Image
+
+    Image.new("RGB", (12, 12)).save(tmp_path / "pics" / "train" / "circle" / "x.gif")
+    (tmp_path / "pics" / "train" / "circle" / "notes.txt").write_text("mine")
+    spec = _write(tmp_path, """model shapes {
+    input: [3, 12, 12]
+    Flatten
+    Linear(2)
+}
+data { train: image_folder("pics"); validation: 0.25; batch_size: 4 }
+train { loss: CrossEntropyLoss; optimizer: Adam; epochs: 1 }
+""")
+    r = cli("train", str(spec), "--out", "run", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("the class folders are named test, train: is this the folder that holds the splits? "
+                          f"Point `train:` at {tmp_path / 'pics' / 'train'}") == 1, r.stderr
+    spec.write_text(spec.read_text().replace('"pics"', '"pics/train"'))
+    r = cli("check", str(spec), cwd=tmp_path)
+    assert r.returncode == 0
+    assert "pics/train: 1 images in other formats ignored: 1 .gif" in r.stderr, r.stderr
+    assert "notes.txt" not in r.stderr and ".txt" not in r.stderr
+
+
+def test_predict_takes_a_folder_of_images(tmp_path):
+    _shape_folder(tmp_path / "pics")
+    spec = _image_spec(tmp_path, "RandomHorizontalFlip()")
+    assert cli("train", str(spec), "--out", "run", "--quiet", cwd=tmp_path).returncode == 0
+    r = cli("predict", "run", "pics/test", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = [row["input"] for row in json.loads(r.stdout.strip().splitlines()[-1])]
+    assert got == [f"pics/test/{c}/{i}.png" for c in ("circle", "square") for i in range(2)]
+    (tmp_path / "nothing").mkdir()
+    r = cli("predict", "run", "nothing", cwd=tmp_path)
+    assert r.returncode == 1 and "nothing: a folder without images" in r.stderr
