@@ -58,8 +58,9 @@ class Checker(ModelChecker, SectionChecker, CrossChecker):
         data = self.check_data(sections.get("data"))
         train = self.check_train(sections.get("train"))
         export = self.check_export(sections.get("export"))
+        errors_before = len(self.diags)
         model = self.check_model(models[0]) if models else None
-        if model is not None:
+        if model is not None and len(self.diags) == errors_before:  # a failed layer has no shape to judge
             self.cross_checks(model, data, train)
         if self.diags:
             raise NetspecError(self.diags + self.warnings)

@@ -354,17 +354,6 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
       netspec train resnet.net --nproc 8 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1
       torchrun --nproc-per-node 4 -m netspec train resnet.net   # the same, by hand
     """
-    from .train import train_file
-
-    if nproc is not None and "WORLD_SIZE" not in os.environ:
-        from .distributed import launch, strip_launcher_args
-
-        argv = strip_launcher_args(sys.argv[1:])
-        code = launch(argv, nproc, nnodes, node_rank, master_addr, master_port)
-        if code:
-            _fail(f"the distributed job failed (exit status {code}); the first failing process's message is above",
-                  1 if code != 130 else 130)
-        return
     extra = list(overrides)
     if tensorboard:
         extra.append("train.log=[csv, tensorboard]")
@@ -372,6 +361,19 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
         extra.append(f"train.epochs={epochs}")
     if device is not None:
         extra.append(f'train.device="{device}"')
+    if nproc is not None and "WORLD_SIZE" not in os.environ:
+        from . import load
+        from .distributed import launch, strip_launcher_args
+
+        load(_spec(file), tuple(extra), read_data=True)  # a spec or data error once, before N processes start
+        argv = strip_launcher_args(sys.argv[1:])
+        code = launch(argv, nproc, nnodes, node_rank, master_addr, master_port)
+        if code:
+            _fail(f"the distributed job failed (exit status {code}); the first failing process's message is above",
+                  1 if code != 130 else 130)
+        return
+    from .train import train_file
+
     train_file(_spec(file), tuple(extra), out_dir=out_dir, resume=resume, quiet=quiet, as_json=as_json)
 
 

@@ -175,7 +175,8 @@ def launch(argv: list[str], nproc: int, nnodes: int, node_rank: int, master_addr
     launcher options) as its module; returns the exit status of the job."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={nnodes}",
+    cmd = [sys.executable, "-c", "from netspec.distributed import torchrun; torchrun()", f"--nproc-per-node={nproc}",
+           f"--nnodes={nnodes}",
            f"--node-rank={node_rank}", "--max-restarts=0"]
     if nnodes == 1 and master_addr is None and master_port is None:
         cmd.append("--standalone")
@@ -187,6 +188,27 @@ def launch(argv: list[str], nproc: int, nnodes: int, node_rank: int, master_addr
         return subprocess.run(cmd, env=env).returncode
     except KeyboardInterrupt:
         return 130
+
+
+def torchrun() -> None:
+    """`python -m torch.distributed.run` (same arguments, same agent), without its Python traceback
+    and failure box when a process fails: the process has said what went wrong, the launcher
+    says that the job failed; exits with the first failing process's status."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed.elastic"):  # its ERROR line repeats the failure box
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(sys.argv[1:]))
+    except ChildFailedError as e:
+        codes = [f.exitcode for _, f in sorted(e.failures.items()) if f.exitcode]
+        sys.exit(next((c for c in codes if c > 0), 1))
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def strip_launcher_args(argv: list[str]) -> list[str]:

@@ -186,3 +186,21 @@ def test_shards_make_the_single_process_gradient():
         assert scale / len(part) / 2 == pytest.approx(1 / 7)
     small = [shard(np.arange(1), Dist(r, 2), "mean") for r in range(2)]
     assert [p[0].tolist() for p in small] == [[0], [0]] and all(p[2] == 1.0 for p in small)
+
+
+def test_launcher_errors_read_like_one_process(tmp_path):
+    """`--nproc`: a spec error is reported once, before any process starts; a process that
+    fails at run time ends the job with its own message and the launcher's line, without
+    torchrun's Python traceback and failure box."""
+    spec = tmp_path / "t.net"
+    spec.write_text(TABLE.replace("epochs: 3", "epochs: 1").replace("Linear(3)", "Linear(3, bias=maybe)"))
+    r = subprocess.run([*netspec_cmd(), "train", str(spec), "--nproc", "2", "--out", "run"], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1 and r.stderr.count("error:") == 1 and "t.net:7:" in r.stderr, r.stderr
+    spec.write_text(TABLE.replace("SGD(lr=0.1, momentum=0.5)", "SGD(lr=1e30)").replace("BatchNorm1d\n", ""))
+    r = subprocess.run([*netspec_cmd(), "train", str(spec), "--nproc", "2", "--out", "run", "--quiet"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                       env={**os.environ, "NETSPEC_DIST_TIMEOUT": "60"})
+    assert r.returncode == 1, r.stderr
+    assert "error: loss became" in r.stderr and "the distributed job failed (exit status 1)" in r.stderr
+    assert "Traceback" not in r.stderr and "ChildFailedError" not in r.stderr and "FAILED" not in r.stderr, r.stderr
