@@ -1373,6 +1373,12 @@ EXPORT_SETTINGS = [
 SECTIONS = {"data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS}
 LOGS = ("csv", "tensorboard")
 
+def lower_is_better(key: str) -> bool:
+    """Whether a reported value (`loss`, `val_mae`, `test_accuracy`, ...) improves downwards."""
+    base = key.removeprefix("val_").removeprefix("test_")
+    return base in ("loss", "mae", "mse", "rmse")
+
+
 EARLY_STOPPING: tuple[P, ...] = (P("monitor", "str", "val_loss"), P("patience", "int", 3), P("min_delta", "float", 0.0),
                   P("mode", "choice(auto,min,max)", "auto"))
 

@@ -73,43 +73,64 @@ class Checker(ModelChecker, SectionChecker, CrossChecker):
             checked = check_data_files(checked)
         return checked
 
-    def load_definitions(self, spec: ir.Spec, stack: list[str]) -> None:
-        """Lets and blocks of imports (depth first), then of this file, in source order."""
+    def load_definitions(self, spec: ir.Spec, stack: list[str], loaded: set[str] | None = None,
+                         let_spans: dict[str, Span] | None = None) -> None:
+        """Lets and blocks of imports (depth first), then of this file, in source order.
+
+        A file imported twice (`import "a.net"` twice, or a diamond: two imports that both
+        import it) is one file by its real path and contributes its definitions once. A
+        name defined in two places is an error pointing at both, for lets and blocks
+        alike: two imported files defining it, or this file redefining an imported name."""
+        if loaded is None:
+            loaded = {os.path.realpath(p) for p in stack}
+        if let_spans is None:
+            let_spans = {}
         for imp in spec.of(ir.Import):
             path = self.import_path(spec, imp)
             if path is None:
                 continue
-            key = os.path.abspath(path)
-            if key in stack:
-                chain = " -> ".join(os.path.basename(p) for p in [*stack[stack.index(key):], key])
+            key = os.path.realpath(path)
+            real_stack = [os.path.realpath(p) for p in stack]
+            if key in real_stack:
+                cycle = stack[real_stack.index(key):]
+                chain = " -> ".join(os.path.basename(p) for p in [*cycle, path])
                 self.err(imp.span, f"import cycle: {chain}", "move the shared blocks into a third file")
                 continue
+            if key in loaded:  # already imported through another path: its definitions are in
+                continue
+            loaded.add(key)
             try:
                 sub = parse_file(path)
             except NetspecError as e:
                 self.diags.extend(replace(d, notes=d.notes + (Diagnostic("imported here", imp.span, "note"),))
                                   for d in e.diagnostics)
                 continue
-            self.load_definitions(sub, [*stack, key])
+            self.load_definitions(sub, [*stack, path], loaded, let_spans)
         for item in spec.items:
             if isinstance(item, ir.Let):
-                if item.name in self.consts and spec is self.spec:
-                    self.err(head(item.span, 3 + 1 + len(item.name)), f"`{item.name}` is defined twice")
+                name_span = head(item.span, 3 + 1 + len(item.name))
+                first = let_spans.get(item.name)
+                if first is not None:
+                    self.err(name_span, f"`{item.name}` is defined twice",
+                             notes=[Diagnostic("first defined here", first, "note")])
+                else:
+                    let_spans[item.name] = name_span
                 if item.name == "in_shape":
-                    self.err(head(item.span, 3 + 1 + len(item.name)), "`in_shape` is reserved: it names the "
-                             "shape arriving at a layer")
+                    self.err(name_span, "`in_shape` is reserved: it names the shape arriving at a layer")
                 try:
                     self.consts[item.name] = evaluate(item.value, self.consts)
                 except NetspecError as e:
                     self.absorb(e)
                     self.consts[item.name] = FAILED
             elif isinstance(item, ir.Block):
+                name_span = head(item.span, 5 + len(item.name) + 1)
                 prev = self.blocks.get(item.name)
-                if prev is not None and prev.span.file == item.span.file:
-                    self.err(head(item.span, 5 + len(item.name) + 1), f"block `{item.name}` is defined twice",
-                             notes=[Diagnostic("first defined here", head(prev.span, 5), "note")])
+                if prev is not None:
+                    self.err(name_span, f"block `{item.name}` is defined twice",
+                             notes=[Diagnostic("first defined here", head(prev.span, 5 + len(prev.name) + 1),
+                                               "note")])
                 if item.name in cat.LAYERS or item.name in cat.BRANCHES:
-                    self.err(head(item.span, 5 + len(item.name) + 1),
+                    self.err(name_span,
                              f"block `{item.name}` has the name of a catalogue "
                              f"{'layer' if item.name in cat.LAYERS else 'branch construct'}", "rename the block")
                 self.blocks[item.name] = item

@@ -186,6 +186,14 @@ class SectionChecker(CheckContext):
         if "early_stopping" in s and not isinstance(s["early_stopping"].value, ir.NoneLit):
             cfg["early_stopping"] = self.call_value(s["early_stopping"].value, {"EarlyStopping": cat.EARLY_STOPPING},
                                                     "early-stopping rule", lambda params: params)
+            es = cfg["early_stopping"]
+            if es is not None and es.get("mode", "auto") != "auto":
+                monitor = str(es.get("monitor", "val_loss"))
+                natural = "min" if cat.lower_is_better(monitor) else "max"
+                if es.get("mode") != natural:
+                    self.warn(es.span, f"`mode=\"{es.get('mode')}\"` treats a {'lower' if natural == 'max' else 'higher'} "
+                              f"`{monitor}` as better", f'`{monitor}` improves with mode="{natural}" (the default, '
+                              'mode="auto", picks it)')
         if "log" in s:
             cfg["log"] = self.logs(s["log"])
         self.simple_settings(s, cat.TRAIN_SETTINGS, cfg, defaults)

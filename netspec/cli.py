@@ -14,6 +14,7 @@ import errno
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -360,12 +361,23 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
     if epochs is not None:
         extra.append(f"train.epochs={epochs}")
     if device is not None:
+        if not re.fullmatch(r"[A-Za-z0-9:_-]+", device):
+            raise click.BadParameter(f"{device!r} is not a device; auto, cpu, cuda, cuda:N or mps",
+                                     param_hint="'--device'")
         extra.append(f'train.device="{device}"')
+    if nproc is None and (nnodes != 1 or node_rank or master_addr or master_port):
+        raise click.UsageError("--nnodes, --node-rank, --master-addr and --master-port launch processes: give --nproc "
+                               "(processes on this machine) too")
+    if node_rank >= nnodes:
+        raise click.BadParameter(f"{node_rank} is not below --nnodes {nnodes} (machines are numbered from 0)",
+                                 param_hint="'--node-rank'")
     if nproc is not None and "WORLD_SIZE" not in os.environ:
         from . import load
         from .distributed import launch, strip_launcher_args
+        from .train import check_launch
 
-        load(_spec(file), tuple(extra), read_data=True)  # a spec or data error once, before N processes start
+        # a spec, data or device error once, before N processes start
+        check_launch(load(_spec(file), tuple(extra), read_data=True), nproc)
         argv = strip_launcher_args(sys.argv[1:])
         code = launch(argv, nproc, nnodes, node_rank, master_addr, master_port)
         if code:
@@ -418,7 +430,7 @@ def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: t
 @click.option("-o", "--output", callback=_no_nul, help="the .onnx file (default: the export section, else <model>.onnx)")
 @click.option("--weights", callback=_no_nul, help="default: runs/<model>/model.pt (a run folder: its model.pt)")
 @click.option("--opset", type=click.IntRange(9, 23))
-@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
+@click.option("--tolerance", type=float, metavar="FLOAT",
               help="max torch vs onnxruntime difference (default 1e-4)")
 @SET_OPTION
 @handle_errors
@@ -434,8 +446,15 @@ def export(source: str, output: str | None, weights: str | None, opset: int | No
       netspec export runs/mnist_cnn -o m.onnx        # a run folder: its spec.net and model.pt
       netspec export mnist.net -o m.onnx             # a spec: runs/<model>/model.pt, or --weights
     """
+    import math
+
     from .export import export_file
 
+    if output is not None and not output.strip():  # not "use the default", as for eject
+        raise click.BadParameter("give a file name, e.g. -o model.onnx", param_hint="'-o' / '--output'")
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):  # nan and inf included
+        raise click.BadParameter(f"{tolerance} is not a finite number greater than 0, e.g. --tolerance 1e-4",
+                                 param_hint="'--tolerance'")
     export_file(source, output, weights, opset, tolerance, overrides)
 
 
@@ -506,6 +525,8 @@ def diagram(file: str, output: str | None, depth: int | None, overrides: tuple[s
     from . import load
     from .diagram import write_diagram
 
+    if output is not None and not output.strip():  # not "use the default", as for eject
+        raise click.BadParameter("give a file name, e.g. -o model.svg", param_hint="'-o' / '--output'")
     spec = _spec_or_run(file)
     checked = load(spec, overrides)
     written = write_diagram(checked, output or f"{checked.model.name}.svg", depth, (file, spec))

@@ -242,6 +242,9 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
         # sorted by class, and their first N samples would be a few classes only
         rows = np.sort(np.random.default_rng(seed + 7).choice(n, data.subset, replace=False))
     enc = Encoder(checked, saved)
+    if data.subset is not None and data.subset > n:
+        enc.warnings.append(Diagnostic(f"subset: {data.subset:,} asks for more samples than the training source "
+                                       f"holds ({n:,}); all {n:,} are used", data.train.span, "warning"))
     enc.learn(base, rows)
     x_all, y_all = enc.encode(base, "training data", data.train)
     pieces = split_rows(rows, data, seed, y_all if enc.pre.task in ("class", "binary") else None)

@@ -23,9 +23,11 @@ constructs add no depth: when one is visible its fork and join are drawn. Withou
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -953,14 +955,17 @@ def to_dot(p: Picture) -> str:
 
 
 def check_output(output: str, inputs: list[str]) -> str:
-    """The output's format (its suffix); refuse other suffixes, the inputs, folders, and
-    existing files of another kind (an empty file may be replaced)."""
-    suffix = Path(output).suffix.lower()
+    """The output's format (its suffix); refuse empty paths, folders ('/', '.', 'dir/'),
+    other suffixes, the inputs, and existing files that are not an unedited earlier output
+    of netspec diagram (an empty file may be replaced)."""
+    from .util import check_output_file
+
+    check_output_file(output, "model.svg")
+    path = Path(output)
+    suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise error(f"{output}: a diagram is written as .svg, .png or .dot, not {suffix or 'a file without a suffix'}",
-                    f"e.g. -o {Path(output).with_suffix('.svg').name}")
-    if os.path.isdir(output):
-        raise error(f"{output}: is a folder; give a file name ending in {suffix}")
+                    f"e.g. -o {path.with_name((path.stem.lstrip('.') or 'model') + '.svg')}")
     if not os.path.exists(output):
         return suffix
     for i in inputs:
@@ -968,37 +973,103 @@ def check_output(output: str, inputs: list[str]) -> str:
             raise error(f"{output}: that is the input; netspec diagram never overwrites it", "choose another -o")
     if not os.path.isfile(output):
         raise error(f"{output}: not a regular file; netspec diagram writes only files")
-    if os.path.getsize(output) and not _is_kind(output, suffix):
-        what = {".svg": "an SVG file", ".png": "a PNG image", ".dot": "a Graphviz digraph"}[suffix]
-        raise error(f"{output} exists and is not {what}; netspec diagram does not overwrite it",
+    if os.path.getsize(output) and not is_own_output(output, suffix):
+        raise error(f"{output} exists and is not an unedited output of netspec diagram (it was edited, or is "
+                    "another file); netspec diagram does not overwrite it",
                     "choose another -o, or remove the file first")
     return suffix
 
 
-def _is_kind(path: str, suffix: str) -> bool:
+# What diagram writes carries a mark with the sha256 of the rest of the file (eject's
+# trailer, in each format's comment syntax), so a later run replaces its own unedited
+# output and nothing else: not a hand-made SVG, not a .dot file the user tuned.
+MARK = "written by netspec diagram; sha256 "
+TEXT_MARKS = {".svg": ("<!-- ", " -->"), ".dot": ("// ", "")}
+PNG_KEYWORD = b"Software"
+MAX_OWN_BYTES = 256 << 20  # larger files are not ours (a 150-box SVG is well under 1 MiB)
+
+
+def sign_text(text: str, suffix: str) -> str:
+    """`text` (ending in a newline) with the mark as its last line."""
+    open_, close = TEXT_MARKS[suffix]
+    return f"{text}{open_}{MARK}{hashlib.sha256(text.encode('utf-8')).hexdigest()}{close}\n"
+
+
+def _signed_text(data: bytes, suffix: str) -> bool:
+    open_, close = TEXT_MARKS[suffix]
+    body, sep, tail = data.rstrip(b"\n").rpartition(b"\n")
+    head = f"{open_}{MARK}".encode()
+    if not sep or not tail.startswith(head) or not tail.endswith(close.encode()):
+        return False
+    digest = tail[len(head):len(tail) - len(close)].decode("ascii", "replace").strip()
+    return digest == hashlib.sha256(body + b"\n").hexdigest()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """(type, data) of each chunk, or None when `data` is not a well-formed PNG."""
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    chunks, at = [], len(PNG_SIGNATURE)
+    while at + 12 <= len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + size]
+        if len(body) != size or at + 12 + size > len(data):
+            return None
+        chunks.append((kind, body))
+        at += 12 + size
+        if kind == b"IEND":
+            return chunks
+    return None
+
+
+def _png_digest(chunks: list[tuple[bytes, bytes]]) -> str:
+    """sha256 of every chunk but the text ones (the image, not its notes)."""
+    h = hashlib.sha256()
+    for kind, body in chunks:
+        if kind not in PNG_TEXT_CHUNKS:
+            h.update(kind + len(body).to_bytes(4, "big") + body)
+    return h.hexdigest()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def sign_png(path: str) -> None:
+    """Add a tEXt chunk `Software: written by netspec diagram; sha256 ...` before IEND."""
+    with open(path, "rb") as f:
+        data = f.read()
+    chunks = _png_chunks(data)
+    if chunks is None:
+        raise error(f"{path}: Pillow wrote a PNG that netspec cannot read back")
+    text = _png_chunk(b"tEXt", PNG_KEYWORD + b"\0" + (MARK + _png_digest(chunks)).encode("latin-1"))
+    end = data.rindex(b"IEND") - 4
+    with open(path, "wb") as f:
+        f.write(data[:end] + text + data[end:])
+
+
+def _signed_png(data: bytes) -> bool:
+    chunks = _png_chunks(data)
+    if chunks is None:
+        return False
+    want = (MARK + _png_digest(chunks)).encode("latin-1")
+    return any(kind == b"tEXt" and body == PNG_KEYWORD + b"\0" + want for kind, body in chunks)
+
+
+def is_own_output(path: str, suffix: str) -> bool:
+    """`path` is what netspec diagram wrote, unedited (its mark matches its content)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(64 * 1024)
+            data = f.read(MAX_OWN_BYTES + 1)
     except OSError:
         return False
-    if suffix == ".png":
-        return head.startswith(b"\x89PNG\r\n\x1a\n")
-    if suffix == ".dot":
-        text = re.sub(rb"(//[^\n]*|#[^\n]*|/\*.*?\*/)", b" ", head, flags=re.S).split()
-        return bool(text) and (text[0] == b"digraph" or text[:2] == [b"strict", b"digraph"])
-    return _svg_root(path)
-
-
-def _svg_root(path: str) -> bool:
-    """The first element of the file is <svg> (read as XML; nothing past it is parsed)."""
-    import xml.etree.ElementTree as ET
-
-    try:
-        for _event, elem in ET.iterparse(path, events=("start",)):
-            return elem.tag in ("svg", "{http://www.w3.org/2000/svg}svg")
-    except (ET.ParseError, OSError, ValueError):
+    if len(data) > MAX_OWN_BYTES:
         return False
-    return False
+    return _signed_png(data) if suffix == ".png" else _signed_text(data, suffix)
 
 
 @dataclass
@@ -1017,12 +1088,17 @@ def write_diagram(checked: ir.CheckedSpec, output: str, depth: int | None = None
     suffix = check_output(output, [checked.spec.file, *inputs])
     pic = picture(checked.model, depth)
     if suffix == ".dot":
-        atomic_write_text(output, to_dot(pic))
+        atomic_write_text(output, sign_text(to_dot(pic), suffix))
     else:
         canvas = layout(pic)
         if suffix == ".svg":
-            atomic_write_text(output, to_svg(canvas))
+            atomic_write_text(output, sign_text(to_svg(canvas), suffix))
         else:
             png_scale(canvas)  # too tall: refused before anything is written
-            atomic_write(output, lambda tmp: to_png(canvas, tmp))
+
+            def write_png(tmp: str) -> None:
+                to_png(canvas, tmp)
+                sign_png(tmp)
+
+            atomic_write(output, write_png)
     return Written(output, pic.depth, pic.max_depth, count_boxes(pic.parts))

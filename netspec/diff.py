@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -398,14 +399,24 @@ def run_rows(d: Diff) -> list[tuple[str, Any, Any]]:
     ra, rb = d.a.run, d.b.run
     if ra is None and rb is None:
         return []
-    res_a = (ra or {}).get("result") or {}
-    res_b = (rb or {}).get("result") or {}
+    res_a, res_b = _result(ra), _result(rb)
     keys = [*res_a, *(k for k in res_b if k not in res_a)]
     return [(k, res_a.get(k), res_b.get(k)) for k in keys]
 
 
-def _hash(run: dict[str, Any] | None) -> str | None:
-    return None if run is None else run.get("spec_hash")
+# run.json is read as found: a hand-edited or damaged one may hold any JSON in any field
+# (a string for `result`, a number for `spec_hash`, NaN), and none of it may crash diff.
+
+
+def _result(run: Any) -> dict[str, Any]:
+    """The run's final metrics; {} when run.json has none or something else in their place."""
+    res = run.get("result") if isinstance(run, dict) else None
+    return {str(k): v for k, v in res.items()} if isinstance(res, dict) else {}
+
+
+def _hash(run: Any) -> str | None:
+    h = run.get("spec_hash") if isinstance(run, dict) else None
+    return h if isinstance(h, str) and h else None
 
 
 # ---------------------------------------------------------------- output
@@ -417,7 +428,7 @@ def to_json(d: Diff) -> dict[str, Any]:
 
     def side(s: Side) -> dict[str, Any]:
         return {"path": s.path, "spec": s.spec, "model": s.checked.model.name, "run": s.run is not None,
-                "spec_hash": _hash(s.run), "finished": bool(s.run and s.run.get("finished"))}
+                "spec_hash": _hash(s.run), "finished": isinstance(s.run, dict) and bool(s.run.get("finished"))}
 
     return {
         "a": side(d.a),
@@ -431,7 +442,7 @@ def to_json(d: Diff) -> dict[str, Any]:
         "params": {"a": pa, "b": pb, "change": pb - pa},
         "settings": [{"key": s.key, "a": s.a, "b": s.b} for s in d.settings],
         "metrics": None if d.a.run is None and d.b.run is None else
-        {k: [a, b] for k, a, b in run_rows(d)},
+        {k: [_json_value(a), _json_value(b)] for k, a, b in run_rows(d)},
     }
 
 
@@ -536,8 +547,7 @@ def _runs_text(d: Diff) -> list[str]:
         return out
     table = [("metric", "a", "b", "change")]
     for k, x, y in rows:
-        delta = f"{y - x:+.4g}" if _is_num(x) and _is_num(y) else ""
-        table.append((k, _metric(x), _metric(y), delta))
+        table.append((k, _metric(x), _metric(y), _delta(x, y)))
     return out + ["  " + line for line in _table(table, frozenset({1, 2, 3}))]
 
 
@@ -545,9 +555,37 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _delta(x: Any, y: Any) -> str:
+    if not (_is_num(x) and _is_num(y)):
+        return ""
+    try:
+        return f"{y - x:+.4g}"
+    except (OverflowError, ValueError):  # ints beyond a float's range
+        return ""
+
+
+MAX_METRIC_TEXT = 40
+
+
 def _metric(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
         return f"{v:.4g}"
-    return json.dumps(v) if not isinstance(v, str) else v
+    try:
+        text = v if isinstance(v, str) else json.dumps(v)
+    except (TypeError, ValueError):  # not JSON-able
+        text = repr(v)
+    text = " ".join(text.split())  # a newline in a metric would break the table
+    return text if len(text) <= MAX_METRIC_TEXT else text[:MAX_METRIC_TEXT - 1] + "…"
+
+
+def _json_value(v: Any) -> Any:
+    """Strict JSON: NaN and infinities (which json.loads accepts in run.json) become null."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_value(x) for x in v]
+    return v

@@ -1036,7 +1036,7 @@ def main() -> None:
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
-        stop = PATIENCE is not None and bad_epochs >= PATIENCE
+        stop = PATIENCE is not None and bad_epochs > 0 and bad_epochs >= PATIENCE
         print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
         if epoch % CHECKPOINT_EVERY == 0 or epoch == EPOCHS or stop:
             keep = best_weights if SAVE == "best" and best_weights is not None else model.state_dict()

@@ -150,3 +150,15 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
         close_l = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
         close = [lower[c] for c in close_l]
     return f"did you mean `{close[0]}`?" if close else None
+
+
+_AN_BUT_CONSONANT = ("uni", "use", "usu", "uti", "eu", "one", "once", "ure")  # "a unit", "a one-hot"
+_AN_SILENT_H = ("hour", "honest", "honor", "honour", "heir")
+
+
+def with_article(noun: str) -> str:
+    """`noun` after its indefinite article, by the sound it starts with:
+    "an early-stopping rule", "an optimizer", "a layer", "a unit", "an hour"."""
+    lower = noun.lower()
+    vowel = lower[:1] in ("a", "e", "i", "o", "u") and not lower.startswith(_AN_BUT_CONSONANT)
+    return f"{'an' if vowel or lower.startswith(_AN_SILENT_H) else 'a'} {noun}"

@@ -11,6 +11,7 @@ verification leaves nothing behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import warnings
@@ -261,15 +262,14 @@ def export_source(source: str, output: str | None, weights: str | None) -> tuple
 def check_output(out: Path, inputs: list[Path]) -> None:
     """Export writes .onnx files only, never over one of its inputs, and never over an
     existing file that is not an ONNX model."""
-    from .util import check_path
+    from .util import check_output_file
 
-    check_path(out)
+    check_output_file(out, "model.onnx")  # empty, '/', '.', '..', 'dir/', a folder
     if out.suffix.lower() != ".onnx":
-        raise error(f"-o {out}: export writes .onnx files", f"e.g. -o {out.with_suffix('.onnx').name}")
+        raise error(f"-o {out}: export writes files NAME.onnx",
+                    f"e.g. -o {out.with_name((out.stem.lstrip('.') or 'model') + '.onnx')}")
     if not out.exists() and not out.is_symlink():
         return
-    if out.is_dir():
-        raise error(f"-o {out}: is a folder", f"give a file name, e.g. -o {out / 'model.onnx'}")
     for p in inputs:
         try:
             if p.exists() and out.exists() and os.path.samefile(out, p):
@@ -296,8 +296,12 @@ def is_onnx_file(path: Path) -> bool:
 def export_file(source: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
                 tolerance: float | None = None, overrides: tuple[str, ...] = ()) -> dict:
     from .train import trained_model
-    from .util import clean_stale_temps
+    from .util import check_output_file, clean_stale_temps
 
+    if output is not None:  # as typed: Path() would turn '' into '.' and drop the '/' of 'dir/'
+        check_output_file(output, "model.onnx")
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):
+        raise error(f"tolerance {tolerance}: must be a number greater than 0 (and finite)", "e.g. --tolerance 1e-4")
     path, weights, default_out = export_source(source, output, weights)
     checked = load(path, overrides, target="onnx")
     model = checked.model

@@ -21,17 +21,13 @@ import numpy as np
 import torch
 
 from . import ir
+from .catalogue import lower_is_better  # noqa: F401 - re-exported
 
 LOGIT_LOSSES = ("BCEWithLogitsLoss", "SoftMarginLoss")
 
 
 def metric_key(m: ir.CallValue) -> str:
     return f"top_{m.get('k', 5)}" if m.name == "top_k" else m.name
-
-
-def lower_is_better(key: str) -> bool:
-    base = key.removeprefix("val_").removeprefix("test_")
-    return base in ("loss", "mae", "mse", "rmse")
 
 
 class MetricState:

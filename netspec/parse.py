@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,14 @@ MAX_SPEC_BYTES = 16 << 20  # a spec (or import) larger than this is refused unre
 MAX_NESTING = 100  # entries inside entries (repeat, residual, { }, branches)
 MAX_EXPR_NESTING = 200  # operators, calls, lists inside each other
 MAX_DIGITS = 400  # longer integer literals are "too large" (Python refuses > 4300 anyway)
+MAX_CHAIN = 200  # operators in one flat chain (`1 + 1 + ... + 1`): the evaluator recurses on them
+BOM = "\ufeff"
+
+
+def strip_bom(text: str) -> str:
+    """Text without a leading UTF-8 byte-order mark (editors on Windows write one); the
+    mark is invisible, so columns counted without it are the ones an editor shows."""
+    return text[1:] if text.startswith(BOM) else text
 
 
 def _grammar_hash(text: str) -> str:
@@ -120,6 +129,7 @@ def lexer_tokens(text: str) -> list[Token]:
     """All tokens including comments and newlines (for `netspec fmt`)."""
     from lark.lexer import LexerThread
 
+    text = strip_bom(text)
     lexer = _lark()._build_lexer(dont_ignore=True)
     try:  # the raw stream: no post-lexer, so newlines inside brackets are kept
         toks = list(LexerThread.from_text(lexer, text).lex(None))
@@ -383,23 +393,107 @@ def _describe(term: str) -> str:
     return f"`{term.lower()}`"
 
 
+# characters that look like ASCII syntax (pasted from documents), and the ASCII to type
+LOOKALIKES = {
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "*", "\u00b7": "*", "\u2215": "/",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": '"', "\u2019": '"',
+    "\uff1a": ":", "\uff1b": ";", "\uff0c": ",", "\uff1d": "=", "\uff08": "(", "\uff09": ")",
+    "\uff3b": "[", "\uff3d": "]", "\uff5b": "{", "\uff5d": "}", "\u00a0": " ", "\u3000": " ",
+}
+BRACKETS = {"(": ")", "[": "]", "{": "}"}
+
+
+def describe_char(ch: str) -> str:
+    """A character for a message: visible ASCII in backticks; anything else also by code
+    point and Unicode name, and an invisible one (a zero-width space, a control character)
+    only by those, since printing it raw would show nothing."""
+    if " " < ch < "\x7f":
+        return f"`{ch}`"
+    code = f"U+{ord(ch):04X}"
+    name = unicodedata.name(ch, "")
+    if not name:  # control characters have no name, only a category
+        return f"{code} (a control character)" if unicodedata.category(ch) == "Cc" else code
+    if ch.isprintable() and not ch.isspace() and unicodedata.category(ch)[0] != "M":
+        return f"`{ch}` ({code} {name})"
+    return f"{code} {name}"
+
+
+def _char_error(ch: str) -> tuple[str, str | None]:
+    """Message and help for a character no token starts with."""
+    shown = describe_char(ch)
+    if ch == "'":
+        return f"unexpected character {shown}", 'strings use double quotes: "like this"'
+    if ch in LOOKALIKES:
+        ascii_ = LOOKALIKES[ch]
+        return f"unexpected character {shown}", f"type the ASCII `{ascii_}` instead" if ascii_ != " " \
+            else "type an ordinary space instead"
+    if ("a" + ch).isidentifier():  # a letter or digit, just not an ASCII one
+        return (f"unexpected character {shown} in a name: identifiers are ASCII letters, digits and `_`",
+                "rename it with ASCII letters, digits and `_` only")
+    if not ch.isprintable() or ch.isspace() or unicodedata.category(ch)[0] == "M":
+        return f"unexpected character {shown}", "it is invisible or a stray mark; delete it"
+    return f"unexpected character {shown}", None
+
+
+def open_brackets(text: str, stop: int | None = None) -> list[tuple[str, int, int]]:
+    """The brackets opened and not closed in `text[:stop]`, outermost first, each with its
+    line and column; strings and comments are skipped. A closing bracket closes the
+    innermost opening one of its kind (a stray one closes nothing)."""
+    stack: list[tuple[str, int, int]] = []
+    line, line_start, i = 1, 0, 0
+    n = len(text) if stop is None else min(stop, len(text))
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+        elif c == "#":
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        elif c == '"':
+            i += 1
+            while i < n and text[i] not in '"\n':
+                i += 2 if text[i] == "\\" else 1
+        elif c in BRACKETS:
+            stack.append((c, line, i - line_start + 1))
+        elif c in ")]}":
+            for k in range(len(stack) - 1, -1, -1):
+                if BRACKETS[stack[k][0]] == c:
+                    del stack[k:]
+                    break
+        i += 1
+    return stack
+
+
+def _unclosed(file: str, text: str, stop: int | None) -> tuple[str, str, Diagnostic] | None:
+    """The closing bracket wanted, a help and an "opened here" note for the innermost
+    bracket left open before offset `stop`."""
+    stack = open_brackets(text, stop)
+    if not stack:
+        return None
+    ch, line, col = stack[-1]
+    note = Diagnostic(f"the `{ch}` opened here", Span(file, line, col, line, col + 1), "note")
+    return BRACKETS[ch], f"a `{ch}` is not closed; add `{BRACKETS[ch]}`", note
+
+
 def _syntax_error(e: UnexpectedInput, file: str, text: str) -> NetspecError:
     line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
     help_ = None
+    notes: tuple[Diagnostic, ...] = ()
     if isinstance(e, UnexpectedCharacters):
         pos = e.pos_in_stream if e.pos_in_stream is not None else -1
         ch = text[pos] if 0 <= pos < len(text) else "?"
-        msg = f"unexpected character `{ch}`"
-        if ch == "'":
-            help_ = 'strings use double quotes: "like this"'
+        msg, help_ = _char_error(ch)
         span = Span(file, line, col, line, col + 1)
     elif isinstance(e, UnexpectedEOF) or (
         isinstance(e, UnexpectedToken) and e.token.type == "$END"
     ):
         expected = sorted({_describe(t) for t in getattr(e, "expected", ()) or ()})
         msg = "unexpected end of file"
-        if "`}`" in expected:
-            help_ = "a `{` is not closed; add `}`"
+        unclosed = _unclosed(file, text, None)
+        if unclosed is not None:
+            _, help_, note = unclosed
+            notes = (note,)
         elif expected:
             help_ = "expected " + ", ".join(expected[:6])
         lines = text.splitlines() or [""]
@@ -416,16 +510,20 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> NetspecError:
             msg += "; expected " + ", ".join(expected[:6]) + (" ..." if len(expected) > 6 else "")
         if tok.type == "EQUAL" and "`:`" in expected:
             help_ = "entries are written `key: value`"
-        elif tok.type == "_NL" and "`)`" in expected:
-            help_ = "a `(` is not closed"
+        elif tok.type in ("_NL", "RPAR", "RSQB", "RBRACE") and ("`)`" in expected or "`]`" in expected):
+            unclosed = _unclosed(file, text, tok.start_pos)
+            if unclosed is not None and f"`{unclosed[0]}`" in expected:
+                _, help_, note = unclosed
+                notes = (note,)
         end_col = (tok.end_column or col + 1) if (tok.end_line or line) == line else col + 1
         if tok.type == "_NL":
             end_col = col + 1
         span = Span(file, line, col, line, end_col)
-    return NetspecError(Diagnostic(f"syntax error: {msg}", span, "error", help_))
+    return NetspecError(Diagnostic(f"syntax error: {msg}", span, "error", help_, notes))
 
 
 def _parse(start: str, text: str, file: str):
+    text = strip_bom(text)
     remember_source(file, text)
     try:
         tree = _parser(start).parse(text)
@@ -444,14 +542,17 @@ def _parse(start: str, text: str, file: str):
     return result
 
 
+# Names here are any Unicode word, so that `model 模型 {` counts as a spec (and gets a
+# positioned error about its name) while /etc/passwd does not.
 _SPEC_START = re.compile(
-    r"(let\s+[A-Za-z_]\w*\s*=|import\s+\"|block\s+[A-Za-z_]\w*\s*[({]|model\s+[A-Za-z_]\w*\s*\{|[A-Za-z_]\w*\s*\{)")
+    r"(let\s+[^\W\d]\w*\s*=|import\s+\"|block\s+[^\W\d]\w*\s*[({]|model\s+[^\W\d]\w*\s*\{|[^\W\d]\w*\s*\{)")
 
 
 def _looks_like_spec(text: str) -> bool:
     """Whether the first significant line starts like a spec item (or the file is empty)."""
     for line in text.splitlines():
-        stripped = line.strip()
+        # invisible format characters (a zero-width space) do not hide what the line starts with
+        stripped = "".join(c for c in line if unicodedata.category(c) != "Cf").strip()
         if not stripped or stripped.startswith("#"):
             continue
         return bool(_SPEC_START.match(stripped))
@@ -463,14 +564,21 @@ def validate(node: object, file: str) -> None:
     number literals too large to represent. Iterative, so no input can exhaust the stack."""
     from dataclasses import fields, is_dataclass
 
-    stack: list[tuple[object, int, int]] = [(node, 0, 0)]
+    # each item: node, entry depth, expression depth, operator group of the parent BinOp
+    stack: list[tuple[object, int, int, str | None]] = [(node, 0, 0, None)]
     while stack:
-        x, entries, exprs = stack.pop()
+        x, entries, exprs, parent_group = stack.pop()
         if isinstance(x, tuple):
-            stack.extend((c, entries, exprs) for c in x)
+            stack.extend((c, entries, exprs, parent_group) for c in x)
             continue
         if not is_dataclass(x):
             continue
+        group = None
+        if isinstance(x, ir.BinOp):
+            group = _CHAIN_GROUPS.get(x.op)
+            if group != parent_group and (n := _chain_length(x)) > MAX_CHAIN:  # the top of `a + b - c ...`
+                raise NetspecError.at(x.span, f"expression too long: {n} operators in a row; at most {MAX_CHAIN}",
+                                      "split it into parts with `let`, then combine the parts")
         if isinstance(x, _NESTING_ENTRIES):
             entries += 1
         elif isinstance(x, _NESTING_EXPRS):
@@ -484,7 +592,24 @@ def validate(node: object, file: str) -> None:
             raise NetspecError.at(x.span, "number too large", "numbers must fit a 64-bit float (about 1.8e308)")
         for f in fields(x):
             if not f.name.endswith("span"):
-                stack.append((getattr(x, f.name), entries, exprs))
+                stack.append((getattr(x, f.name), entries, exprs, group))
+
+
+# operators of one precedence level, which chain without nesting in the source
+_CHAIN_GROUPS = {"+": "sum", "-": "sum", "*": "product", "/": "product", "//": "product", "%": "product",
+                 "**": "power"}
+
+
+def _chain_length(x: ir.BinOp) -> int:
+    """Operators in the chain topped by `x`: `a + b - c` has 2. The evaluator recurses
+    once per operator, so a long chain is bounded like nesting, but said as length.
+    Sums and products chain to the left, powers (right-associative) to the right."""
+    group, n = _CHAIN_GROUPS[x.op], 0
+    node: ir.Expr = x
+    while isinstance(node, ir.BinOp) and _CHAIN_GROUPS.get(node.op) == group:
+        n += 1
+        node = node.right if group == "power" else node.left
+    return n
 
 
 _NESTING_ENTRIES = (ir.Repeat, ir.Residual, ir.Seq, ir.Branches)
@@ -509,7 +634,7 @@ def read_spec_text(path: str | Path) -> str:
     if b"\0" in raw:
         raise NetspecError(Diagnostic(f"{path}: not a text file (it contains NUL bytes)"))
     try:
-        return raw.decode("utf-8")
+        return strip_bom(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise NetspecError(Diagnostic(f"{path}: not a UTF-8 text file")) from None
 

@@ -13,6 +13,7 @@ finished run under ``./runs/``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -152,8 +153,11 @@ def finished_runs(root: Path = Path("runs")) -> list[Path]:
     found = []
     for run in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
         info = read_run_json(run)
-        if info.get("format") == RUN_FORMAT and info.get("finished") and (run / "model.pt").is_file():
-            found.append((float(info["finished"]), run))
+        finished = info.get("finished")
+        if not isinstance(finished, (int, float)) or isinstance(finished, bool) or not math.isfinite(finished):
+            continue  # unfinished, or a run.json edited into something else
+        if info.get("format") == RUN_FORMAT and finished and (run / "model.pt").is_file():
+            found.append((float(finished), run))
     return [run for _, run in sorted(found, key=lambda x: -x[0])]
 
 

@@ -84,6 +84,17 @@ def select_device(name: str, dist: Dist | None = None) -> torch.device:
     return torch.device(name)
 
 
+def check_launch(checked: ir.CheckedSpec, nproc: int) -> None:
+    """`--nproc N` on this machine: the device exists, and a GPU for each process."""
+    device = select_device(checked.train.device)
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and nproc > gpus:
+        raise error(f"--nproc {nproc}: this machine has {gpus} GPU(s); one process per GPU",
+                    f"use --nproc {gpus}, or device: cpu for processes on the CPU")
+    if device.type == "mps" and nproc > 1:
+        raise error("--nproc: PyTorch's distributed training does not run on MPS", "use device: cpu with --nproc")
+
+
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     """The sample order of one epoch: a function of (seed, epoch) only, so resume repeats it."""
     if not shuffle:
@@ -120,8 +131,29 @@ def spec_view(spec: ir.Spec) -> dict[str, str]:
 
 
 def diff_views(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
+    """The settings whose effective values differ: writing out a default (`seed: 0`) is no change."""
     keys = sorted(set(old) | set(new))
-    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
+    defaults = _default_view()
+    return [(k, old.get(k), new.get(k)) for k in keys
+            if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k))]
+
+
+def _default_view() -> dict[str, str]:
+    """`section.key -> source` of the catalogue's default for each section setting."""
+    def text(v: object) -> str | None:
+        if isinstance(v, bool) or v is None:
+            return {True: "true", False: "false", None: "none"}[v]
+        if isinstance(v, (int, float)):
+            return repr(v)
+        return f'"{v}"' if isinstance(v, str) else None
+
+    out: dict[str, str] = {}
+    for section, settings in cat.SECTIONS.items():
+        for st in settings:
+            value = str(st.default) if st.type.startswith("choice(") else text(st.default)  # choices are bare
+            if value is not None:
+                out[f"{section}.{st.key}"] = value
+    return out
 
 
 def metrics_csv(rows: list[dict]) -> str:
@@ -176,8 +208,11 @@ def load_torch(path: Path, what: str = "weights/checkpoint") -> Any:
     except NetspecError:
         raise
     except Exception as e:  # noqa: BLE001 - any unreadable/foreign file is a user error
-        raise error(f"{path}: not a readable netspec {what} file ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        detail = str(e).splitlines()[0] if str(e) else ""
+        if "weights_only" in detail or detail.startswith("Weights only load failed"):
+            # torch suggests weights_only=False, which would run code from the file: never repeat that
+            detail = "not a torch file of tensors; netspec loads nothing else"
+        raise error(f"{path}: not a readable netspec {what} file ({type(e).__name__}: {detail})") from None
 
 
 CHECKPOINT_KEYS = ("format", "model", "optimizer", "epoch", "rng", "history", "best_value", "best_epoch",
@@ -196,6 +231,22 @@ def load_checkpoint(path: Path) -> dict:
             not isinstance(ckpt["model"], dict) or not isinstance(ckpt["spec_view"], dict):
         raise error(f"{path}: damaged netspec checkpoint (fields of the wrong type)", "train again without --resume")
     return ckpt
+
+
+def state_problems(model: nn.Module, state: dict, limit: int = 3) -> list[str]:
+    """What keeps `state` from loading into `model`: the first `limit` misshapen, missing
+    and unexpected tensors (`fc1.weight: [16, 784] in the file, [32, 784] in the model`),
+    then how many more."""
+    own = model.state_dict()
+    shaped = [f"{k}: {list(getattr(v, 'shape', []))} in the file, {list(own[k].shape)} in the model"
+              for k, v in state.items() if k in own and getattr(v, "shape", None) != own[k].shape]
+    missing = [f"{k}: missing from the file" for k in own if k not in state]
+    unexpected = [f"{k}: in the file, not in the model" for k in state if k not in own]
+    every = shaped + missing + unexpected
+    out = every[:limit]
+    if len(every) > limit:
+        out.append(f"and {len(every) - limit} more")
+    return out
 
 
 def load_state_dict_file(path: Path) -> dict:
@@ -693,7 +744,7 @@ class Trainer:
             else:
                 self.state.bad_epochs += 1
             es = self.cfg.early_stopping
-            stop = es is not None and self.state.bad_epochs >= int(es.get("patience", 3))
+            stop = es is not None and patience_ran_out(self.state.bad_epochs, es)
             if epoch % self.cfg.checkpoint_every == 0 or epoch == self.cfg.epochs or stop:
                 self.checkpoint()
             self.log_epoch(row)
@@ -795,14 +846,19 @@ def check_before_training(checked: ir.CheckedSpec, data: Prepared) -> None:
     a last batch of one sample under BatchNorm, and an early-stopping monitor that the run
     never reports."""
     n, b = len(data.train), batch_size_of(checked, data)
-    if n % b == 1 and any(layer.type.startswith("BatchNorm") for layer in _layers(checked)):
+    if (b == 1 or n % b == 1) and any(layer.type.startswith("BatchNorm") for layer in _layers(checked)):
         # BatchNorm cannot train on one sample (under DDP only a global batch of one matters)
         spec_data = checked.data
-        raise NetspecError.at(spec_data.span if spec_data is not None else ir.NO_SPAN,
-                              f"the last batch of each epoch would hold 1 sample ({n:,} training samples in batches "
-                              f"of {b}), and BatchNorm cannot train on one sample",
+        where = spec_data.span if spec_data is not None else ir.NO_SPAN
+        if b == 1:
+            raise NetspecError.at(where, f"every batch would hold 1 sample ({n:,} training samples), and BatchNorm "
+                                  "cannot train on one sample", "set batch_size to 2 or more" if n > 1 else
+                                  "train on more than one sample")
+        raise NetspecError.at(where, f"the last batch of each epoch would hold 1 sample ({n:,} training samples in "
+                              f"batches of {b}), and BatchNorm cannot train on one sample",
                               f"choose a batch_size that leaves a larger last batch (e.g. {b + 1}), or change "
                               "`subset`/`validation` by a sample")
+    check_torch_accepts(checked, math.ceil(n / b))
     es = checked.train.early_stopping
     if es is None:
         return
@@ -818,6 +874,48 @@ def check_before_training(checked: ir.CheckedSpec, data: Prepared) -> None:
 
         raise NetspecError.at(es.span, f"early stopping monitors `{monitor}`, which this run does not report",
                               did_you_mean(monitor, reported) or "reported: " + ", ".join(reported))
+
+
+def check_torch_accepts(checked: ir.CheckedSpec, steps_per_epoch: int) -> None:
+    """torch as the oracle for what the catalogue checks one argument at a time: the loss,
+    the optimizer (built and stepped once on a stand-in parameter) and the scheduler (built,
+    and OneCycleLR's fixed length against the run's steps) accept these arguments together."""
+    cfg = checked.train
+    loss_kwargs = dict(cfg.loss.kwargs)
+    if loss_kwargs.get("reduction") == "none":
+        raise NetspecError.at(cfg.loss.span or cfg.span, f'{cfg.loss.name}(reduction="none") gives one loss per '
+                              "value; training needs one number", 'use reduction="mean" (the default) or "sum"')
+    what = cfg.loss
+    try:
+        build_loss(cfg.loss)
+        what = cfg.optimizer
+        stand_in = nn.Parameter(torch.ones(3))
+        optimizer = build_optimizer(cfg.optimizer, [stand_in])
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = (stand_in ** 2).sum()
+            loss.backward()
+            return loss
+
+        closure()
+        if cat.OPTIMIZERS[cfg.optimizer.name].closure:
+            optimizer.step(closure)  # type: ignore[arg-type]
+        else:
+            optimizer.step()
+        if cfg.scheduler is not None:
+            what = cfg.scheduler
+            build_scheduler(cfg.scheduler, optimizer, cfg.epochs, steps_per_epoch)
+    except (ValueError, TypeError, RuntimeError, KeyError, IndexError, ZeroDivisionError) as e:
+        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise NetspecError.at(what.span or cfg.span, f"{what.name}: torch refuses these arguments ({first})",
+                              f"see torch's documentation of {what.name} for the arguments it takes") from None
+    total = dict(cfg.scheduler.kwargs).get("total_steps") if cfg.scheduler is not None else None
+    if cfg.scheduler is not None and cfg.scheduler.name == "OneCycleLR" and total is not None \
+            and int(total) < cfg.epochs * steps_per_epoch:
+        raise NetspecError.at(cfg.scheduler.span, f"OneCycleLR(total_steps={total}) ends before the run: "
+                              f"{cfg.epochs} epoch(s) of {steps_per_epoch} steps are {cfg.epochs * steps_per_epoch} steps",
+                              "leave total_steps out (netspec fills in epochs x steps per epoch), or raise it")
 
 
 def _layers(checked: ir.CheckedSpec) -> list[ir.LayerNode]:
@@ -847,11 +945,22 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
     ckpt = None
     if resume:
         ckpt_path = out / "checkpoint.pt"
+        if out.exists() and not out.is_dir():
+            raise error(f"--resume: {out} is a file, not a run folder", "give --out the run folder to resume")
         if not ckpt_path.exists():
             raise error(f"--resume: {ckpt_path} does not exist", "train without --resume to start a run")
         ckpt = load_checkpoint(ckpt_path)
-        changes = diff_views(ckpt["spec_view"], spec_view(checked.spec))
+        view = spec_view(checked.spec)
+        changes = diff_views(ckpt["spec_view"], view)
         blocked = [c for c in changes if not c[0].startswith(RESUMABLE_CHANGES)]
+        sched = checked.train.scheduler
+        old_epochs = ckpt["spec_view"].get("train.epochs", _default_view()["train.epochs"])
+        if sched is not None and sched.name == "OneCycleLR" and sched.get("total_steps") is None and \
+                any(k == "train.epochs" for k, _, _ in changes) and not any(k == "train.scheduler" for k, _, _ in changes):
+            raise error(f"--resume: OneCycleLR's one cycle spans the run's epochs ({old_epochs}); it cannot "
+                        f"continue over {checked.train.epochs}",
+                        "start a new run (another --out) with the new epoch count"
+                        + (f", or resume with --set train.epochs={old_epochs}" if ckpt["epoch"] < int(old_epochs) else ""))
         if changes:
             text = "\n".join(f"  {k}: {a if a is not None else '(absent)'} -> {b if b is not None else '(absent)'}"
                              for k, a, b in changes)
@@ -868,6 +977,10 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
     run = RunDir(out, resume=resume, enabled=dist.main)
     trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist)
     if ckpt is not None:
+        wrong = state_problems(trainer.model, ckpt["model"])
+        if wrong:
+            raise error(f"--resume: the weights in {out / 'checkpoint.pt'} do not fit this model: {'; '.join(wrong)}",
+                        "resume with the spec that wrote the checkpoint, or start a new run (another --out)")
         run.claim_resumed(resolved_spec_text(checked.spec))
         trainer.restore(ckpt)
         if dist.main and not as_json:
@@ -888,7 +1001,13 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
 
 def _stopped_early(ckpt: dict, checked: ir.CheckedSpec) -> bool:
     es = checked.train.early_stopping
-    return es is not None and int(ckpt.get("bad_epochs", 0)) >= int(es.get("patience", 3))
+    return es is not None and patience_ran_out(int(ckpt.get("bad_epochs", 0)), es)
+
+
+def patience_ran_out(bad_epochs: int, es: ir.CallValue) -> bool:
+    """Stop at an epoch that did not improve, once `patience` such epochs ran in a row
+    (Keras' and Lightning's rule: patience 0 and 1 both stop at the first one)."""
+    return bad_epochs > 0 and bad_epochs >= int(es.get("patience", 3))
 
 
 def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) -> tuple[nn.Module, Path]:
@@ -898,11 +1017,13 @@ def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) 
         raise error(f"{weights_path}: no such file", f"train first (netspec train {spec_path}) or pass --weights PATH")
     ensure_fits(checked, "cpu", training=False)
     model = build_model(checked.model, checked.train.seed)
-    try:
-        model.load_state_dict(load_state_dict_file(weights_path))
-    except RuntimeError as e:
-        raise error(f"{weights_path}: weights do not fit model `{checked.model.name}`: "
-                    f"{str(e).splitlines()[0]}") from None
+    state = load_state_dict_file(weights_path)
+    problems = state_problems(model, state)
+    if problems:
+        raise error(f"{weights_path}: weights do not fit model `{checked.model.name}`: {'; '.join(problems)}",
+                    "these weights were trained for another model: use the run folder they came from, "
+                    "or pass the matching --weights")
+    model.load_state_dict(state)
     return model, weights_path
 
 

@@ -152,6 +152,28 @@ def check_path(path: str | os.PathLike, error_cls: type | None = None) -> None:
         raise cls(Diagnostic(f"{os.fspath(path)!r}: a path cannot contain a NUL byte"))
 
 
+def check_output_file(output: str | os.PathLike, example: str) -> Path:
+    """An output path from the user names a file that can be created: not empty, not a
+    folder ('/', '.', '..', a path ending in '/', an existing folder), and no existing
+    file where a folder on the way must be. `example` (a file name such as `model.onnx`)
+    is suggested in the errors. The suffix is the command's to check. Returns the path."""
+    from .errors import Diagnostic, NetspecError
+
+    text = os.fspath(output)
+    check_path(text)
+    if not text.strip():
+        raise NetspecError(Diagnostic("the output path is empty", help=f"give a file name, e.g. -o {example}"))
+    path = Path(text)
+    seps = tuple(s for s in (os.sep, os.altsep) if s)
+    if text.endswith(seps) or path.name in ("", ".", "..") or os.path.isdir(text):
+        raise NetspecError(Diagnostic(f"{text}: is a folder, not a file name",
+                                      help=f"give a file name, e.g. -o {os.path.join(text, example)}"))
+    for parent in path.parents:
+        if str(parent) not in ("", ".") and os.path.lexists(parent) and not parent.is_dir():
+            raise NetspecError(Diagnostic(f"{text}: cannot write under {parent}: it is not a folder"))
+    return path
+
+
 def open_regular(path: str | os.PathLike, max_bytes: int | None = None, what: str = "file",
                  error_cls: type | None = None):
     """Open a regular file for reading (binary). Devices, FIFOs, sockets and folders are

@@ -652,3 +652,110 @@ def test_predict_takes_a_folder_of_images(tmp_path):
     (tmp_path / "nothing").mkdir()
     r = cli("predict", "run", "nothing", cwd=tmp_path)
     assert r.returncode == 1 and "nothing: a folder without images" in r.stderr
+
+
+# ---------------------------------------------------------------- train settings torch would refuse mid-run
+
+
+def _prepared(tmp_path: Path, text: str):
+    from netspec.data import prepare
+
+    checked = netspec.load(str(_write(tmp_path, text)))
+    return checked, prepare(checked)
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("optimizer: SGD(lr=0.1, nesterov=true)", "SGD: torch refuses these arguments (Nesterov momentum requires"),
+    ("optimizer: SGD(lr=0.1, momentum=0.9, dampening=0.5, nesterov=true)", "Nesterov momentum requires"),
+    ("optimizer: Adam(fused=true, foreach=true)", "Adam: torch refuses these arguments"),
+    ("optimizer: Adam(betas=(0.9, 0.999, 0.1))", "Adam: torch refuses these arguments (too many values"),
+    ("optimizer: Rprop(etas=(2, 0.5))", "Rprop: torch refuses these arguments (Invalid eta values"),
+    ("optimizer: RMSprop(alpha=-1)", "RMSprop: torch refuses these arguments (Invalid alpha value"),
+    ("optimizer: SGD(lr=0.1); scheduler: OneCycleLR(max_lr=0.1, total_steps=5)",
+     "OneCycleLR(total_steps=5) ends before the run: 3 epoch(s) of 3 steps are 9 steps"),
+    ('optimizer: SGD(lr=0.1); loss: MSELoss(reduction="none")', 'MSELoss(reduction="none") gives one loss per value'),
+])
+def test_argument_combinations_torch_refuses_are_spec_errors(tmp_path, setting, message):
+    """Each argument passed its own check; together torch refused them inside the first step or
+    at the first scheduler step past its end (exit 3). torch itself is asked before training."""
+    from netspec.train import check_before_training
+
+    text = REGRESSION.replace("optimizer: SGD(lr=0.1)", setting)
+    if "loss: MSELoss(" in setting:
+        text = text.replace("loss: MSELoss; ", "")
+    checked, data = _prepared(tmp_path, text)
+    with pytest.raises(NetspecError) as e:
+        check_before_training(checked, data)
+    d = e.value.diagnostics[0]
+    assert message in d.message and d.span.line == 9, e.value.render()
+
+
+def test_batches_of_one_under_batchnorm_are_refused_before_training(tmp_path):
+    from netspec.train import check_before_training
+
+    text = REGRESSION.replace("Linear(1)", "Linear(4)\n    BatchNorm1d\n    Linear(1)").replace("batch_size: 16",
+                                                                                      "batch_size: 1")
+    checked, data = _prepared(tmp_path, text)
+    with pytest.raises(NetspecError, match="every batch would hold 1 sample"):
+        check_before_training(checked, data)
+
+
+def test_patience_counts_epochs_that_did_not_improve():
+    """patience=0 stopped after the first epoch although it improved."""
+    from netspec.ir import CallValue
+    from netspec.train import patience_ran_out
+
+    for patience, bad, stop in [(0, 0, False), (0, 1, True), (1, 0, False), (1, 1, True), (3, 2, False), (3, 3, True)]:
+        assert patience_ran_out(bad, CallValue("EarlyStopping", (("patience", patience),))) is stop
+
+
+def test_resume_refusals_leave_the_run_as_it_was(tmp_path):
+    """OneCycleLR cannot be stretched over more epochs (it stepped past its end: exit 3, and the
+    finished run lost its `finished` mark); a checkpoint whose tensors do not fit the model is
+    named; writing out a default value is no change; --out naming a file says so."""
+    spec = _write(tmp_path, REGRESSION.replace("optimizer: SGD(lr=0.1)",
+                                               "optimizer: SGD(lr=0.1); scheduler: OneCycleLR(max_lr=0.1)"))
+    assert cli("train", str(spec), "--out", "run", "--quiet", cwd=tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    r = cli("train", str(spec), "--out", "run", "--resume", "--set", "train.epochs=5", cwd=tmp_path)
+    assert r.returncode == 1 and "OneCycleLR's one cycle spans the run's epochs (3)" in r.stderr, r.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+    r = cli("train", str(spec), "--out", "run", "--resume", "--set", "train.epochs=5", "--set", "train.seed=0",
+            "--set", "data.shuffle=true", "--set", "train.scheduler=none", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0 and "train.seed" not in r.stderr and "data.shuffle" not in r.stderr, r.stderr
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    key = next(k for k in ckpt["model"] if k.endswith(".weight"))
+    ckpt["model"][key] = torch.zeros(3, 3)
+    torch.save(ckpt, tmp_path / "run" / "checkpoint.pt")
+    r = cli("train", str(spec), "--out", "run", "--resume", "--set", "train.epochs=7", "--set",
+            "train.scheduler=none", cwd=tmp_path)
+    assert r.returncode == 1 and f"do not fit this model: {key}: [3, 3] in the file, [1, 1] in the model" in r.stderr
+    (tmp_path / "afile").write_text("mine")
+    r = cli("train", str(spec), "--out", "afile", "--resume", cwd=tmp_path)
+    assert r.returncode == 1 and "afile is a file, not a run folder" in r.stderr
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--nproc", "1", "--nnodes", "2", "--node-rank", "5"], 2, "5 is not below --nnodes 2"),
+    (["--node-rank", "1"], 2, "give --nproc"),
+    (["--device", 'c" + "pu'], 2, "is not a device"),
+    (["--nproc", "2", "--device", "cuda"], 1, "CUDA is not available"),
+])
+def test_launcher_options_are_checked_before_launching(tmp_path, args, code, message):
+    """--node-rank beyond --nnodes hung for ever; --device was pasted into an expression; --nproc
+    with an absent device crashed in every process."""
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("CUDA is present")
+    spec = _write(tmp_path, REGRESSION)
+    r = cli("train", str(spec), "--out", "run", *args, cwd=tmp_path, timeout=60)
+    assert r.returncode == code and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_subset_beyond_the_data_and_a_contrary_mode_warn(tmp_path):
+    text = REGRESSION.replace("batch_size: 16", "batch_size: 16\n       subset: 1000").replace(
+        "metrics: [mse]", 'metrics: [mse]; early_stopping: EarlyStopping(monitor="val_loss", mode="max")')
+    checked, data = _prepared(tmp_path, text)
+    assert any("asks for more samples than the training source holds (64)" in w.message for w in data.warnings)
+    assert any('`mode="max"` treats a higher `val_loss` as better' in w.message for w in checked.warnings)

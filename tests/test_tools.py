@@ -142,15 +142,15 @@ def test_run_folder_and_packaged_name(tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("name, content, replaced", [
     ("x.svg", b"hello", False),
-    ("x.svg", b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', True),
+    ("x.svg", b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', False),  # a user's drawing
     ("x.svg", b"<html><body/></html>", False),
     ("x.png", b"not a png", False),
-    ("x.png", b"\x89PNG\r\n\x1a\n rest", True),
-    ("x.dot", b"// a graph\ndigraph g { a -> b }", True),
+    ("x.png", b"\x89PNG\r\n\x1a\n rest", False),
+    ("x.dot", b"// a graph\ndigraph g { a -> b }", False),
     ("x.dot", b"graph g { a -- b }", False),
     ("x.svg", b"", True),  # an empty file holds nothing to lose
 ])
-def test_overwrites_only_files_of_the_same_kind(tmp_path: Path, name: str, content: bytes, replaced: bool):
+def test_overwrites_only_its_own_unedited_outputs(tmp_path: Path, name: str, content: bytes, replaced: bool):
     out = tmp_path / name
     out.write_bytes(content)
     r = run("diagram", str(EXAMPLES / "mnist_mlp.net"), "-o", str(out))
