@@ -13,7 +13,7 @@ from typing import Any
 from . import catalogue as cat
 from . import ir
 from .catalogue import P, describe_domain, describe_type, in_domain, type_ok
-from .errors import Diagnostic, NetspecError, Span, did_you_mean
+from .errors import Diagnostic, NetspecError, Span, did_you_mean, with_article
 from .expr import evaluate, show, source
 
 
@@ -137,7 +137,7 @@ class CheckContext:
         """`SGD(lr=0.1)`, `StepLR(step_size=2)`, `top_k(5)`: a catalogue row with its arguments."""
         name = e.name if isinstance(e, ir.Ref) else e.func if isinstance(e, ir.Call) else None
         if name is None:
-            self.err(e.span, f"expected a {kind}, got `{source(e)}`",
+            self.err(e.span, f"expected {with_article(kind)}, got `{source(e)}`",
                      f"{kind}s: " + ", ".join(table) if len(table) < 30 else None)
             return None
         spec = table.get(name)

@@ -22,7 +22,7 @@ from . import catalogue as cat
 from . import ir
 from .catalogue import P, ShapeError, fmt_shape, type_ok
 from .check_args import CheckContext, head
-from .errors import Diagnostic, NetspecError, Span, did_you_mean
+from .errors import Diagnostic, NetspecError, Span, did_you_mean, with_article
 from .expr import evaluate, show, source
 
 # attributes of nn.Module: add_module refuses them as child names
@@ -266,7 +266,7 @@ class ModelChecker(CheckContext):
                                 ("augmentation", cat.AUGMENTS)):
                 if type_name in table:
                     where = "the data section's `augment: [...]`" if kind == "augmentation" else "the train section"
-                    hint = f"`{type_name}` is a {kind}; it belongs in {where}"
+                    hint = f"`{type_name}` is {with_article(kind)}; it belongs in {where}"
         if hint is None and type_name in cat.BRANCHES:
             hint = f"`{type_name}` takes branches: write `{type_name} {{ ...; ... }}`"
         if hint is None and type_name in self.consts:

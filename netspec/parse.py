@@ -55,7 +55,8 @@ MAX_SPEC_BYTES = 16 << 20  # a spec (or import) larger than this is refused unre
 MAX_NESTING = 100  # entries inside entries (repeat, residual, { }, branches)
 MAX_EXPR_NESTING = 200  # operators, calls, lists inside each other
 MAX_DIGITS = 400  # longer integer literals are "too large" (Python refuses > 4300 anyway)
-MAX_CHAIN = 200  # operators in one flat chain (`1 + 1 + ... + 1`): the evaluator recurses on them
+MAX_CHAIN = 100  # operators in one flat chain (`1 + 1 + ... + 1`): the evaluator recurses on
+# each, and they count towards MAX_EXPR_NESTING too, so a chain leaves room for nesting
 BOM = "\ufeff"
 
 
@@ -476,6 +477,13 @@ def _unclosed(file: str, text: str, stop: int | None) -> tuple[str, str, Diagnos
     return BRACKETS[ch], f"a `{ch}` is not closed; add `{BRACKETS[ch]}`", note
 
 
+def _starts_line(text: str, pos: int | None) -> bool:
+    """Whether only blanks precede offset `pos` on its line."""
+    if pos is None:
+        return False
+    return not text[text.rfind("\n", 0, pos) + 1:pos].strip()
+
+
 def _syntax_error(e: UnexpectedInput, file: str, text: str) -> NetspecError:
     line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
     help_ = None
@@ -510,7 +518,9 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> NetspecError:
             msg += "; expected " + ", ".join(expected[:6]) + (" ..." if len(expected) > 6 else "")
         if tok.type == "EQUAL" and "`:`" in expected:
             help_ = "entries are written `key: value`"
-        elif tok.type in ("_NL", "RPAR", "RSQB", "RBRACE") and ("`)`" in expected or "`]`" in expected):
+        elif ("`)`" in expected or "`]`" in expected) and (
+                tok.type in ("_NL", "RPAR", "RSQB", "RBRACE") or _starts_line(text, tok.start_pos)):
+            # `Linear(2` then `}` or a new entry on the next line: the bracket was left open
             unclosed = _unclosed(file, text, tok.start_pos)
             if unclosed is not None and f"`{unclosed[0]}`" in expected:
                 _, help_, note = unclosed
