@@ -10,6 +10,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 _UMASK: int | None = None
 
@@ -174,6 +175,16 @@ def check_output_file(output: str | os.PathLike, example: str) -> Path:
     return path
 
 
+def _folder_given(name: str, what: str) -> Any:
+    """The Diagnostic for a folder given where a file is read (with the way on for a run folder)."""
+    from .errors import Diagnostic
+
+    run = os.path.join(name, "spec.net")
+    hint = (f"a run folder: its spec is {run} (`netspec train {run}`; add `--out {name} --resume` to continue it)"
+            if os.path.isfile(run) else None)
+    return Diagnostic(f"{name}: is a folder, not a {what} file", help=hint)
+
+
 def open_regular(path: str | os.PathLike, max_bytes: int | None = None, what: str = "file",
                  error_cls: type | None = None):
     """Open a regular file for reading (binary). Devices, FIFOs, sockets and folders are
@@ -189,13 +200,13 @@ def open_regular(path: str | os.PathLike, max_bytes: int | None = None, what: st
     except FileNotFoundError:
         raise cls(Diagnostic(f"{name}: no such file")) from None
     except IsADirectoryError:
-        raise cls(Diagnostic(f"{name}: is a folder, not a {what} file")) from None
+        raise cls(_folder_given(name, what)) from None
     except OSError as e:
         raise cls(Diagnostic(f"{name}: cannot read ({e.strerror})")) from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise cls(Diagnostic(f"{name}: is a folder, not a {what} file"))
+            raise cls(_folder_given(name, what))
         if not stat.S_ISREG(st.st_mode):
             raise cls(Diagnostic(f"{name}: not a regular file (a device, FIFO or socket); netspec reads only files"))
         if max_bytes is not None and st.st_size > max_bytes:
