@@ -261,7 +261,7 @@ def export_source(source: str, output: str | None, weights: str | None) -> tuple
 
 def check_output(out: Path, inputs: list[Path]) -> None:
     """Export writes .onnx files only, never over one of its inputs, and never over an
-    existing file that is not an ONNX model."""
+    existing file that is not an ONNX model netspec exported."""
     from .util import check_output_file
 
     check_output_file(out, "model.onnx")  # empty, '/', '.', '..', 'dir/', a folder
@@ -278,19 +278,22 @@ def check_output(out: Path, inputs: list[Path]) -> None:
             continue
     if not out.is_file():
         raise error(f"-o {out}: exists and is not a regular file")
-    if not is_onnx_file(out):
-        raise error(f"-o {out}: exists and is not an ONNX model; netspec will not overwrite it",
-                    "choose another output path, or remove the file yourself")
+    if not is_netspec_onnx(out):
+        raise error(f"-o {out}: exists and is not an ONNX model that netspec exported; netspec will not "
+                    "overwrite it", "choose another output path, or remove the file yourself")
 
 
-def is_onnx_file(path: Path) -> bool:
+def is_netspec_onnx(path: Path) -> bool:
+    """An ONNX model written by `netspec export` (its producer and metadata say so): the only
+    kind of existing file an export replaces. Another tool's model is the user's."""
     import onnx
 
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - anything unparsable is not an ONNX model
         return False
-    return proto.ir_version > 0 and len(proto.graph.node) > 0 and len(proto.graph.output) > 0
+    keys = {p.key for p in proto.metadata_props}
+    return proto.producer_name == "netspec" and "netspec_version" in keys and len(proto.graph.node) > 0
 
 
 def export_file(source: str, output: str | None = None, weights: str | None = None, opset: int | None = None,

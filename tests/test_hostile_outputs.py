@@ -330,3 +330,19 @@ def test_state_problems_lists_at_most_the_limit():
 def test_existing_examples_still_draw(tmp_path: Path):
     r = run("diagram", str(EXAMPLES / "mnist_mlp.net"), "-o", str(tmp_path / "m.svg"))
     assert r.exit_code == 0, r.output
+
+
+def test_export_replaces_only_a_model_netspec_exported(tmp_path: Path, tiny: Path):
+    """A valid ONNX model from another tool at -o is the user's: it was replaced."""
+    import torch
+
+    theirs = tmp_path / "theirs.onnx"
+    torch.onnx.export(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), str(theirs), dynamo=False)
+    before = theirs.read_bytes()
+    args = ("export", str(tiny), "--weights", str(tmp_path / "model.pt"), "--tolerance", "1e-3", "-o")
+    r = run(*args, str(theirs))
+    assert r.exit_code == 1 and "not an ONNX model that netspec exported" in r.output, r.output
+    assert theirs.read_bytes() == before
+    ours = tmp_path / "ours.onnx"
+    assert run(*args, str(ours)).exit_code == 0
+    assert run(*args, str(ours)).exit_code == 0  # its own earlier export is replaced
