@@ -393,6 +393,9 @@ def test_skip_bad_skips_and_reports(tmp_path, cache, capsys):
     assert "warning: skipped:" in err and "0001x.png" in err and "0005.png" in err
     again = load_image_folder(root, (4, 4), 1, skip_bad=True, cache_root=cache)
     assert not again.built and again.skipped == got.skipped and again.files == got.files
+    assert capsys.readouterr().err.count("warning: skipped:") == 0  # said once per process (check, then training)
+    images._WARNED.clear()  # a later run: a new process
+    load_image_folder(root, (4, 4), 1, skip_bad=True, cache_root=cache)
     assert capsys.readouterr().err.count("warning: skipped:") == 2  # reported again when the cache is reused
 
 
