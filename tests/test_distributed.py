@@ -113,6 +113,18 @@ def test_uneven_batches_and_odd_validation_sets(tmp_path, samples, batchnorm):
     assert one["val_loss"] == pytest.approx(two["val_loss"], abs=1e-5)
 
 
+def _processes_running(marker: str) -> bool:
+    """Whether a process whose command line mentions `marker` is still alive (Linux /proc)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and proc.name != str(os.getpid()):
+            try:
+                if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 def test_resume_after_a_kill_under_ddp(tmp_path):
     spec = tmp_path / "t.net"
     spec.write_text(TABLE.replace("epochs: 3", "epochs: 30").replace("[31, 5]", "[2000, 5]").replace(
@@ -132,7 +144,11 @@ def test_resume_after_a_kill_under_ddp(tmp_path):
     job.wait()
     done = torch.load(ckpt, weights_only=True)["epoch"]
     assert 5 <= done < 30, done
-    time.sleep(1)  # the workers notice their launcher is gone within 20 steps and stop
+    # the workers (torchrun starts them in sessions of their own) notice that their launcher is
+    # gone within 20 steps and stop; resume once they have, as a user would after a crash
+    deadline = time.time() + 60
+    while time.time() < deadline and _processes_running(str(spec)):
+        time.sleep(0.1)
     resumed = run(tmp_path, spec, "cut", "--resume", nproc=2)
     assert resumed["epochs"] == 30
     assert max_diff(weights(tmp_path / "full"), weights(tmp_path / "cut")) == 0.0
