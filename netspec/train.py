@@ -960,7 +960,8 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
             raise error(f"--resume: OneCycleLR's one cycle spans the run's epochs ({old_epochs}); it cannot "
                         f"continue over {checked.train.epochs}",
                         "start a new run (another --out) with the new epoch count"
-                        + (f", or resume with --set train.epochs={old_epochs}" if ckpt["epoch"] < int(old_epochs) else ""))
+                        + (f", or resume with --set train.epochs={old_epochs}"
+                           if old_epochs.isdigit() and ckpt["epoch"] < int(old_epochs) else ""))
         if changes:
             text = "\n".join(f"  {k}: {a if a is not None else '(absent)'} -> {b if b is not None else '(absent)'}"
                              for k, a, b in changes)
