@@ -176,6 +176,12 @@ def check(files: tuple[str, ...], as_json: bool, target: str | None, no_data: bo
         sys.exit(1)
 
 
+def _named_output(output: str | None, example: str) -> None:
+    """`-o ''` (or blanks) is a usage error, not "use the default" (export, diagram, eject)."""
+    if output is not None and not output.strip():
+        raise click.BadParameter(f"give a file name, e.g. -o {example}", param_hint="'-o' / '--output'")
+
+
 def _spec_or_run(path: str) -> str:
     """A spec file, a packaged example's name, or a run folder (its spec.net)."""
     from pathlib import Path
@@ -446,13 +452,10 @@ def export(source: str, output: str | None, weights: str | None, opset: int | No
       netspec export runs/mnist_cnn -o m.onnx        # a run folder: its spec.net and model.pt
       netspec export mnist.net -o m.onnx             # a spec: runs/<model>/model.pt, or --weights
     """
-    import math
+    from .export import export_file, valid_tolerance
 
-    from .export import export_file
-
-    if output is not None and not output.strip():  # not "use the default", as for eject
-        raise click.BadParameter("give a file name, e.g. -o model.onnx", param_hint="'-o' / '--output'")
-    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):  # nan and inf included
+    _named_output(output, "model.onnx")
+    if tolerance is not None and not valid_tolerance(tolerance):  # nan and inf included
         raise click.BadParameter(f"{tolerance} is not a finite number greater than 0, e.g. --tolerance 1e-4",
                                  param_hint="'--tolerance'")
     export_file(source, output, weights, opset, tolerance, overrides)
@@ -525,8 +528,7 @@ def diagram(file: str, output: str | None, depth: int | None, overrides: tuple[s
     from . import load
     from .diagram import write_diagram
 
-    if output is not None and not output.strip():  # not "use the default", as for eject
-        raise click.BadParameter("give a file name, e.g. -o model.svg", param_hint="'-o' / '--output'")
+    _named_output(output, "model.svg")
     spec = _spec_or_run(file)
     checked = load(spec, overrides)
     written = write_diagram(checked, output or f"{checked.model.name}.svg", depth, (file, spec))
@@ -556,8 +558,7 @@ def eject(file: str, output: str | None, overrides: tuple[str, ...]) -> None:
     from . import load
     from .eject import write_program
 
-    if output is not None and not output.strip():
-        raise click.BadParameter("give a file name, e.g. -o train.py", param_hint="'-o' / '--output'")
+    _named_output(output, "train.py")
     spec = _spec_or_run(file)
     checked = load(spec, overrides, read_data=True)
     target = output or f"train_{checked.model.name}.py"

@@ -296,6 +296,11 @@ def is_netspec_onnx(path: Path) -> bool:
     return proto.producer_name == "netspec" and "netspec_version" in keys and len(proto.graph.node) > 0
 
 
+def valid_tolerance(tolerance: float) -> bool:
+    """A parity tolerance is a finite number above 0 (the CLI and export_file both ask)."""
+    return math.isfinite(tolerance) and tolerance > 0
+
+
 def export_file(source: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
                 tolerance: float | None = None, overrides: tuple[str, ...] = ()) -> dict:
     from .train import trained_model
@@ -303,7 +308,7 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
 
     if output is not None:  # as typed: Path() would turn '' into '.' and drop the '/' of 'dir/'
         check_output_file(output, "model.onnx")
-    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):
+    if tolerance is not None and not valid_tolerance(tolerance):
         raise error(f"tolerance {tolerance}: must be a number greater than 0 (and finite)", "e.g. --tolerance 1e-4")
     path, weights, default_out = export_source(source, output, weights)
     checked = load(path, overrides, target="onnx")

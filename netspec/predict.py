@@ -26,9 +26,10 @@ import numpy as np
 
 from .catalogue import fmt_shape
 from .errors import DataError, Diagnostic, error
+from .images import IMAGE_EXTENSIONS
 from .util import open_regular
 
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+IMAGE_EXT = frozenset(IMAGE_EXTENSIONS)  # what image folders read, predict reads
 
 
 def load_session(path: str):
