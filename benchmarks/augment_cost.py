@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from netspec.augment import Augmenter, fill_defaults  # noqa: E402
+from netspec.data.augment import Augmenter, fill_defaults  # noqa: E402
 
 Ops = list[tuple[str, dict[str, Any]]]
 CROP_FLIP: Ops = [("RandomCrop", {"size": 28, "padding": 2}), ("RandomHorizontalFlip", {})]

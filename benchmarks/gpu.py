@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import netspec  # noqa: E402
-from netspec.loader import to_units  # noqa: E402
-from netspec.runs import RunDir  # noqa: E402
-from netspec.train import Progress, Trainer  # noqa: E402
+from netspec.data.loader import to_units  # noqa: E402
+from netspec.train.runs import RunDir  # noqa: E402
+from netspec.train.trainer import Progress, Trainer  # noqa: E402
 
 ZOO = ROOT / "examples" / "zoo" / "resnet18.net"
 MODELS = {

@@ -49,8 +49,8 @@ train {{ loss: CrossEntropyLoss; optimizer: Adam(lr=1e-3); epochs: 3 }}
 
 def folder_table(root: Path) -> list[str]:
     import netspec
-    from netspec.runs import RunDir
-    from netspec.train import Progress, Trainer
+    from netspec.train.runs import RunDir
+    from netspec.train.trainer import Progress, Trainer
 
     work = Path(tempfile.mkdtemp())
     os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # a cold cache for the first epoch
@@ -193,7 +193,7 @@ def main() -> None:
     ap.add_argument("--big-gib", type=float, default=1.5)
     ap.add_argument("--limit-mib", type=int, default=768)
     args = ap.parse_args()
-    from netspec.datasets import cache_dir
+    from netspec.data.datasets import cache_dir
 
     root = cache_dir() / "mnist_png" / "train"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")

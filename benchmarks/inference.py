@@ -23,7 +23,7 @@ import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
 import netspec  # noqa: E402
-from netspec.export import export_model  # noqa: E402
+from netspec.deploy.export import export_model  # noqa: E402
 
 MODELS = {"mlp": ROOT / "examples" / "mnist_mlp.net", "cnn": ROOT / "examples" / "mnist.net"}
 CALLS = 2000

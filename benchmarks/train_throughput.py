@@ -29,9 +29,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import netspec  # noqa: E402
-from netspec.loader import to_units  # noqa: E402
-from netspec.runs import RunDir  # noqa: E402
-from netspec.train import Progress, Trainer  # noqa: E402
+from netspec.data.loader import to_units  # noqa: E402
+from netspec.train.runs import RunDir  # noqa: E402
+from netspec.train.trainer import Progress, Trainer  # noqa: E402
 
 MODELS = {"mlp": ROOT / "examples" / "mnist_mlp.net", "cnn": ROOT / "examples" / "mnist.net"}
 
@@ -148,7 +148,7 @@ HAND_SCRIPT = textwrap.dedent('''
 
 
 def whole_process_table(rounds: int) -> list[str]:
-    from netspec.datasets import find_dataset
+    from netspec.data.datasets import find_dataset
 
     folder, _ = find_dataset("mnist", None)
     if folder is None:

@@ -7,19 +7,17 @@ torch is imported only by build and the commands that need it.
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING
 
-from .check import apply_overrides
-from .check import check as _check
-from .errors import DataError, NetspecError
-from .parse import parse, parse_file
+from netspec.checker.checker import apply_overrides
+from netspec.checker.checker import check as _check
+from netspec.errors import DataError, NetspecError
+from netspec.syntax.parser import parse, parse_file
 
 if TYPE_CHECKING:
     import torch
 
-    from . import ir
+    from netspec import ir
 
 __version__ = "0.1.0"
 __all__ = ["parse", "parse_file", "check", "build", "compile_file", "load", "NetspecError", "DataError"]
@@ -42,7 +40,7 @@ def load(path: str, overrides: tuple[str, ...] = (), target: str | None = None,
 
 def build(checked: ir.CheckedSpec, seed: int | None = None) -> torch.nn.Sequential:
     """The checked model as nn.Sequential(OrderedDict), initialised deterministically."""
-    from .build import build_model
+    from netspec.builder import build_model
 
     return build_model(checked.model, checked.train.seed if seed is None else seed)
 
@@ -50,17 +48,3 @@ def build(checked: ir.CheckedSpec, seed: int | None = None) -> torch.nn.Sequenti
 def compile_file(path: str, seed: int | None = None) -> torch.nn.Sequential:
     """parse + check + build in one call."""
     return build(load(path), seed)
-
-
-class _Package(types.ModuleType):
-    """Keep `netspec.build` / `netspec.check` the phase functions: importing the
-    submodules of the same names (netspec/build.py, netspec/check.py) would otherwise
-    replace them on the package. The submodules stay reachable through sys.modules."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in ("build", "check") and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import catalogue as cat
-from . import ir
+from netspec import catalogue as cat
+from netspec import ir
 
 
 def first_layer(model: ir.CheckedModel) -> ir.LayerNode | None:

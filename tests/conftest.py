@@ -22,7 +22,7 @@ def write_spec(tmp_path: Path, text: str, name: str = "spec.net") -> str:
 
 
 def have_dataset(name: str) -> bool:
-    from netspec.datasets import find_dataset
+    from netspec.data.datasets import find_dataset
 
     return find_dataset(name, None)[0] is not None
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from netspec.augment import OPS, Augmenter, SettingError, augment_problems, fill_defaults, op_seed
 from netspec.catalogue import AUGMENTS
+from netspec.data.augment import OPS, Augmenter, SettingError, augment_problems, fill_defaults, op_seed
 
 
 def aug(name: str, shape: tuple[int, int, int] = (1, 8, 8), **given) -> Augmenter:
@@ -47,7 +47,7 @@ def test_every_catalogue_row_has_an_op_that_takes_its_defaults():
 
 
 def test_augment_imports_no_torch():
-    code = "import sys, netspec.augment; assert 'torch' not in sys.modules"
+    code = "import sys, netspec.data.augment; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 

@@ -116,7 +116,7 @@ def test_random_init_order_is_documented(spec_file):
 def test_examples_build_and_run(path):
     checked = netspec.load(str(path))
     net = netspec.build(checked)
-    from netspec.build import example_input
+    from netspec.builder import example_input
 
     out = net.eval()(example_input(checked.model))
     assert tuple(out.shape[1:]) == tuple(d if d is not None else out.shape[i + 1]
@@ -128,7 +128,7 @@ def test_examples_build_and_run(path):
 def test_fused_optimizer_matches_reference(opt):
     """netspec picks torch's fused kernels; they must agree with the per-tensor reference."""
     from netspec import ir
-    from netspec.build import build_optimizer
+    from netspec.builder import build_optimizer
 
     text = f"model m {{\n input: [1]\n Linear(1)\n}}\ntrain {{ optimizer: {opt} }}\n"
     value = netspec.check(netspec.parse(text, "opt.net")).train.optimizer

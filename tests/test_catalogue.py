@@ -9,8 +9,8 @@ import torch
 
 import netspec
 from netspec import catalogue as cat
-from netspec.build import build_model, example_input
-from netspec.check import flat_layers
+from netspec.builder import build_model, example_input
+from netspec.checker.checker import flat_layers
 
 CASES = [(row.name, shape, text) for row in cat.LAYERS_LIST for shape, text in row.examples]
 
@@ -57,7 +57,7 @@ def test_tables_are_consistent():
 
 
 def test_layer_factories_exist():
-    from netspec.build import _factory
+    from netspec.builder import _factory
 
     for row in cat.LAYERS_LIST:
         assert callable(_factory(row.factory)), row.name
@@ -75,7 +75,7 @@ def test_loss_optimizer_scheduler_defaults_match_torch():
     """Defaults in the catalogue are torch's own (inspect the signatures)."""
     import inspect
 
-    from netspec.build import _factory
+    from netspec.builder import _factory
 
     for table in (cat.LOSSES_LIST, cat.OPTIMIZERS_LIST, cat.SCHEDULERS_LIST):
         for row in table:

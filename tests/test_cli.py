@@ -136,11 +136,11 @@ def test_check_does_not_import_torch():
 
 
 def test_internal_errors_have_no_traceback(monkeypatch):
-    import netspec.summary
+    import netspec.tools.summary
 
     def boom(*a, **k):
         raise ValueError("kaboom")
 
-    monkeypatch.setattr(netspec.summary, "summary_text", boom)
+    monkeypatch.setattr(netspec.tools.summary, "summary_text", boom)
     r = runner.invoke(main, ["summary", str(EXAMPLES / "mnist.net")])
     assert r.exit_code == 3 and "internal error" in r.output and "Traceback" not in r.output

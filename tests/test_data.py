@@ -16,8 +16,8 @@ import pytest
 
 import netspec
 from netspec import ir
-from netspec.data import prepare, read_idx
-from netspec.datasets import find_dataset, locate
+from netspec.data.datasets import find_dataset, locate
+from netspec.data.prepare import prepare, read_idx
 from netspec.errors import DataError, NetspecError
 from tests.conftest import FIXTURES
 
@@ -432,7 +432,7 @@ def test_one_hot_for_mse(tmp_path):
 def test_missing_dataset_message(tmp_path, monkeypatch):
     monkeypatch.setenv("NETSPEC_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr("netspec.datasets.SYSTEM_DATA", tmp_path / "system")
+    monkeypatch.setattr("netspec.data.datasets.SYSTEM_DATA", tmp_path / "system")
     with pytest.raises(DataError) as e:
         locate("mnist", None, ("train_images", "train_labels"), allow_download=False)
     text = e.value.render()
@@ -488,7 +488,7 @@ def test_check_reads_the_data_quickly_and_no_data_skips_it(tmp_path):
 def test_uint8_statistics_equal_float64_statistics(tmp_path, layout):
     """uint8 images take the histogram path (torch.bincount); it must give the float64
     answer: per channel, over the chosen rows only, also from a read-only memory map."""
-    from netspec.data import _moments
+    from netspec.data.prepare import _moments
 
     rng = np.random.default_rng(3)
     shape = (257, 3, 9, 7) if layout == "rgb" else (257, 1, 9, 7)

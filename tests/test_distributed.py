@@ -161,7 +161,7 @@ def test_a_failing_process_ends_the_job_with_its_message(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(ROOT)!r})
-        import netspec.train as t
+        import netspec.train.trainer as t
         from netspec.errors import NetspecError, error
         original = t.Trainer.train_epoch
         def failing(self, epoch, progress):
@@ -182,7 +182,7 @@ def test_a_failing_process_ends_the_job_with_its_message(tmp_path):
 
 
 def test_launcher_arguments_are_passed_to_torchrun():
-    from netspec.distributed import strip_launcher_args
+    from netspec.train.distributed import strip_launcher_args
 
     argv = ["train", "a.net", "--nproc", "4", "--nnodes=2", "--node-rank", "1", "--master-addr", "10.0.0.1",
             "--master-port=29501", "--epochs", "3"]
@@ -192,7 +192,7 @@ def test_launcher_arguments_are_passed_to_torchrun():
 def test_shards_make_the_single_process_gradient():
     import numpy as np
 
-    from netspec.distributed import Dist, shard
+    from netspec.train.distributed import Dist, shard
 
     idx = np.arange(7)
     parts = [shard(idx, Dist(r, 2), "mean") for r in range(2)]

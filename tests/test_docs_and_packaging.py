@@ -9,13 +9,13 @@ import sys
 import sysconfig
 
 from netspec import catalogue as cat
-from netspec.docs import DOC, updated
+from netspec.tools.docs import DOC, updated
 from tests.conftest import EXAMPLES, ROOT
 
 
 def test_generated_docs_are_fresh():
     text = DOC.read_text()
-    assert updated(text) == text, "docs/language.md is stale: run python -m netspec.docs"
+    assert updated(text) == text, "docs/language.md is stale: run python -m netspec.tools.docs"
     for name in cat.LAYERS:
         assert f"`{name}`" in text
 

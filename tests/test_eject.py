@@ -45,7 +45,7 @@ def _available(name: str | None) -> bool:
     if name is None:
         return True
     if name == "mnist_png":
-        from netspec.datasets import cache_dir
+        from netspec.data.datasets import cache_dir
 
         return (cache_dir() / "mnist_png" / ".complete").is_file()
     return have_dataset(name)
@@ -60,8 +60,8 @@ def _ruff(path: Path) -> subprocess.CompletedProcess:
 def eject_and_compare(spec: Path, overrides: tuple[str, ...], tmp_path: Path) -> Path:
     """Train with netspec, eject, run the program without netspec; the weights must be equal."""
     from netspec import load
-    from netspec.eject import write_program
-    from netspec.train import train_file
+    from netspec.tools.eject import write_program
+    from netspec.train.trainer import train_file
 
     run = tmp_path / "run"
     train_file(str(spec), overrides, out_dir=str(run), quiet=True)

@@ -15,10 +15,10 @@ import torch
 
 import netspec
 from netspec import catalogue as cat
-from netspec.build import build_model
-from netspec.check import flat_layers
+from netspec.builder import build_model
+from netspec.checker.checker import flat_layers
+from netspec.deploy.export import export_model
 from netspec.errors import ExportError, NetspecError
-from netspec.export import export_model
 from tests.conftest import EXAMPLES, ROOT, have_dataset
 
 CASES = [(row.name, shape, text) for row in cat.LAYERS_LIST for shape, text in row.examples]
@@ -83,7 +83,7 @@ def test_unexportable_layer_refused_at_spec_line(spec_file):
 def trained_mlp(tmp_path_factory):
     if not have_dataset("mnist"):
         pytest.skip("MNIST not installed (make data)")
-    from netspec.train import train_file
+    from netspec.train.trainer import train_file
 
     out = tmp_path_factory.mktemp("mlp") / "run"
     train_file(str(EXAMPLES / "mnist_mlp.net"), ("data.subset=5000", "train.epochs=1"), out_dir=str(out), quiet=True)
@@ -109,8 +109,8 @@ def test_metadata_is_self_contained(trained_mlp):
 
 def test_onnx_eval_equals_torch_eval(trained_mlp):
     out, path = trained_mlp
-    from netspec.export import evaluate_onnx
-    from netspec.train import evaluate_file
+    from netspec.deploy.export import evaluate_onnx
+    from netspec.train.trainer import evaluate_file
 
     torch_res = evaluate_file(str(EXAMPLES / "mnist_mlp.net"), str(out / "model.pt"))
     onnx_res = evaluate_onnx(str(path), str(EXAMPLES / "mnist_mlp.net"))
@@ -119,8 +119,8 @@ def test_onnx_eval_equals_torch_eval(trained_mlp):
 
 
 def test_predict_inputs(trained_mlp, tmp_path):
-    from netspec.data import read_idx
-    from netspec.predict import predict_files
+    from netspec.data.prepare import read_idx
+    from netspec.deploy.predict import predict_files
 
     _, path = trained_mlp
     digits = sorted((EXAMPLES / "digits").glob("*.png"))
@@ -131,7 +131,7 @@ def test_predict_inputs(trained_mlp, tmp_path):
     # all ten classes: the probabilities are a distribution
     full = predict_files(str(path), tuple(str(d) for d in digits), top_k=10)
     assert all(abs(sum(p["probability"] for p in r["predictions"]) - 1) < 1e-4 for r in full)
-    from netspec.datasets import find_dataset
+    from netspec.data.datasets import find_dataset
 
     folder = find_dataset("mnist", None)[0]
     images = next(folder.glob("t10k-images-idx3-ubyte*"))
@@ -147,7 +147,7 @@ def test_predict_inputs(trained_mlp, tmp_path):
 
 
 def test_predict_bad_inputs(trained_mlp, tmp_path):
-    from netspec.predict import predict_files
+    from netspec.deploy.predict import predict_files
 
     _, path = trained_mlp
     (tmp_path / "bad.png").write_bytes(b"not an image")
@@ -164,7 +164,7 @@ def test_predict_bad_inputs(trained_mlp, tmp_path):
 
 def test_predict_does_not_import_torch(trained_mlp):
     _, path = trained_mlp
-    code = ("import sys\nfrom netspec.predict import predict_files\n"
+    code = ("import sys\nfrom netspec.deploy.predict import predict_files\n"
             f"predict_files({str(path)!r}, ({str(EXAMPLES / 'digits' / '7.png')!r},))\n"
             "assert 'torch' not in sys.modules\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -172,7 +172,7 @@ def test_predict_does_not_import_torch(trained_mlp):
 
 
 def test_predict_sequences_of_any_length(tmp_path):
-    from netspec.predict import predict_files
+    from netspec.deploy.predict import predict_files
 
     checked = netspec.load(str(EXAMPLES / "sequence_sum.net"))
     net = build_model(checked.model, 0).eval()

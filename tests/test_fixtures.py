@@ -14,7 +14,7 @@ import pytest
 import netspec
 from netspec import ir
 from netspec.errors import NetspecError
-from netspec.format import format_text
+from netspec.syntax.format import format_text
 
 HERE = Path(__file__).resolve().parent
 INVALID = sorted((HERE / "fixtures" / "invalid").glob("*.net"))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import netspec
 from netspec.errors import NetspecError
-from netspec.format import format_text
+from netspec.syntax.format import format_text
 from tests.conftest import EXAMPLES, FIXTURES
 
 SEEDS = [p.read_text() for p in sorted(EXAMPLES.glob("*.net"))] + [

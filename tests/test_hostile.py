@@ -230,7 +230,7 @@ def test_nested_repeats_are_bounded_before_expanding(tmp_path):
 
 
 def test_many_layers_are_named_linearly():
-    from netspec.check_model import _Namer
+    from netspec.checker.model import _Namer
 
     namer = _Namer({"relu2": None, "relu5": None})
     names = [namer.next("relu") for _ in range(20_000)]
@@ -252,13 +252,13 @@ def test_the_evaluator_bounds_every_value(tmp_path, text, message):
 
 
 def test_huge_models_stop_before_allocating(tmp_path, monkeypatch):
-    import netspec.resources as res
+    import netspec.train.resources as res
 
     monkeypatch.setattr(res, "available_bytes", lambda device="cpu": 8 << 30)
     spec = _write(tmp_path, "model big {\n    input: [100000]\n    Linear(100000)\n}\n"
                             "data { train: table(x=zeros([2, 100000]), y=zeros([2, 100000])) }\n"
                             "train { loss: MSELoss; optimizer: Adam }\n")
-    from netspec.train import train_file
+    from netspec.train.trainer import train_file
 
     with pytest.raises(NetspecError, match=r"has 10,000,100,000 parameters: weights, gradients and 2 optimizer "
                                            r"states \(Adam\) need about 149\.0 GiB, but only 8\.0 GiB"):
@@ -271,7 +271,7 @@ def test_huge_models_stop_before_allocating(tmp_path, monkeypatch):
 def test_disk_full_is_a_user_error_and_leaves_a_consistent_run(tmp_path, monkeypatch):
     spec = _write(tmp_path, REGRESSION, "reg.net")
     from netspec import util
-    from netspec.train import train_file
+    from netspec.train.trainer import train_file
 
     calls = {"n": 0}
     real = os.replace
@@ -371,7 +371,7 @@ def test_predict_bad_arrays_and_images(tmp_path):
 def test_decompression_bomb_refused_by_the_image_decoder(tmp_path):
     from PIL import Image
 
-    from netspec.images import decode_image
+    from netspec.data.images import decode_image
 
     Image.new("L", (16, 16)).save(tmp_path / "bomb.png")
     data = bytearray((tmp_path / "bomb.png").read_bytes())
@@ -462,8 +462,8 @@ def test_duplicate_csv_header(tmp_path):
 
 
 def test_resolved_spec_keeps_parentheses(tmp_path):
-    from netspec.expr import source
-    from netspec.parse import parse_value
+    from netspec.syntax.expr import source
+    from netspec.syntax.parser import parse_value
 
     for text in ("(2 + 2) * 4", "2 - (3 - 4)", "(2 ** 3) ** 2", "-(a - b)", "(-2) ** 2", "[1, 2][0] ** 2"):
         assert parse_value(source(parse_value(text))) == parse_value(text), text
@@ -527,7 +527,7 @@ def test_no_internal_errors_from_a_spread_of_bad_commands(tmp_path):
 def test_memory_cgroup_limits_what_is_available(tmp_path):
     """A container's or job's memory limit, not the machine's, decides what may be held in
     memory (a 1.5 GiB set under a 768 MiB cgroup was loaded whole and killed)."""
-    from netspec.resources import cgroup_available
+    from netspec.train.resources import cgroup_available
 
     v1 = tmp_path / "v1"
     (v1 / "memory" / "job").mkdir(parents=True)
@@ -658,7 +658,7 @@ def test_predict_takes_a_folder_of_images(tmp_path):
 
 
 def _prepared(tmp_path: Path, text: str):
-    from netspec.data import prepare
+    from netspec.data.prepare import prepare
 
     checked = netspec.load(str(_write(tmp_path, text)))
     return checked, prepare(checked)
@@ -678,7 +678,7 @@ def _prepared(tmp_path: Path, text: str):
 def test_argument_combinations_torch_refuses_are_spec_errors(tmp_path, setting, message):
     """Each argument passed its own check; together torch refused them inside the first step or
     at the first scheduler step past its end (exit 3). torch itself is asked before training."""
-    from netspec.train import check_before_training
+    from netspec.train.trainer import check_before_training
 
     text = REGRESSION.replace("optimizer: SGD(lr=0.1)", setting)
     if "loss: MSELoss(" in setting:
@@ -691,7 +691,7 @@ def test_argument_combinations_torch_refuses_are_spec_errors(tmp_path, setting, 
 
 
 def test_batches_of_one_under_batchnorm_are_refused_before_training(tmp_path):
-    from netspec.train import check_before_training
+    from netspec.train.trainer import check_before_training
 
     text = REGRESSION.replace("Linear(1)", "Linear(4)\n    BatchNorm1d\n    Linear(1)").replace("batch_size: 16",
                                                                                       "batch_size: 1")
@@ -703,7 +703,7 @@ def test_batches_of_one_under_batchnorm_are_refused_before_training(tmp_path):
 def test_patience_counts_epochs_that_did_not_improve():
     """patience=0 stopped after the first epoch although it improved."""
     from netspec.ir import CallValue
-    from netspec.train import patience_ran_out
+    from netspec.train.trainer import patience_ran_out
 
     for patience, bad, stop in [(0, 0, False), (0, 1, True), (1, 0, False), (1, 1, True), (3, 2, False), (3, 3, True)]:
         assert patience_ran_out(bad, CallValue("EarlyStopping", (("patience", patience),))) is stop

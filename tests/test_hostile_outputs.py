@@ -33,7 +33,7 @@ def tiny(tmp_path: Path) -> Path:
     """A spec and, beside it, weights that fit it (no training: built and saved)."""
     import torch
 
-    from netspec.build import build_model
+    from netspec.builder import build_model
 
     spec = tmp_path / "tiny.net"
     spec.write_text(TINY)
@@ -94,8 +94,8 @@ def test_empty_output_is_a_usage_error(tmp_path: Path, tiny: Path, command: str,
 
 
 def test_empty_output_in_the_functions_is_an_error(tmp_path: Path, tiny: Path):
-    from netspec.diagram import write_diagram
-    from netspec.export import export_file
+    from netspec.deploy.export import export_file
+    from netspec.tools.diagram import write_diagram
 
     with pytest.raises(NetspecError, match="the output path is empty"):
         write_diagram(netspec.load(str(tiny)), "")
@@ -112,7 +112,7 @@ def test_tolerance_must_be_a_finite_positive_number(tmp_path: Path, tiny: Path, 
 
 
 def test_tolerance_nan_in_the_function_is_an_error(tmp_path: Path, tiny: Path):
-    from netspec.export import export_file
+    from netspec.deploy.export import export_file
 
     with pytest.raises(NetspecError, match="must be a number greater than 0"):
         export_file(str(tiny), str(tmp_path / "m.onnx"), str(tmp_path / "model.pt"), tolerance=math.nan)
@@ -220,7 +220,7 @@ def test_diagram_replaces_an_empty_file(tmp_path: Path, tiny: Path):
 
 
 def test_signature_checks_reject_garbage(tmp_path: Path):
-    from netspec.diagram import is_own_output
+    from netspec.tools.diagram import is_own_output
 
     cases = {".png": [b"\x89PNG\r\n\x1a\n", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xffIHDR", b""],
              ".svg": [b"<!-- written by netspec diagram; sha256 00 -->\n", b"x\n<!-- written by netspec diagram; "
@@ -317,7 +317,7 @@ def test_export_names_the_tensors_that_do_not_fit(tmp_path: Path, tiny: Path):
 def test_state_problems_lists_at_most_the_limit():
     import torch
 
-    from netspec.train import state_problems
+    from netspec.train.trainer import state_problems
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3))
     assert state_problems(model, model.state_dict()) == []

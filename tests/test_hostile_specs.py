@@ -12,7 +12,7 @@ import pytest
 
 import netspec
 from netspec.errors import NetspecError, with_article
-from netspec.parse import MAX_CHAIN, MAX_EXPR_NESTING, describe_char, open_brackets, parse, parse_value
+from netspec.syntax.parser import MAX_CHAIN, MAX_EXPR_NESTING, describe_char, open_brackets, parse, parse_value
 
 MODEL = "model m {\n    input: [4]\n    Linear(2)\n}\n"
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from netspec import images
-from netspec.datasets import cache_dir, find_dataset
+from netspec.data import images
+from netspec.data.datasets import cache_dir, find_dataset
+from netspec.data.images import decode_image, load_image_folder, load_npy, load_npz, scan_folder
 from netspec.errors import DataError
-from netspec.images import decode_image, load_image_folder, load_npy, load_npz, scan_folder
 from tests.conftest import FIXTURES
 
 IMAGES = FIXTURES / "images"
@@ -574,8 +574,8 @@ MNIST_PNG = cache_dir() / "mnist_png"
 
 @pytest.mark.skipif(not (MNIST_PNG / ".complete").is_file(), reason="no MNIST PNG folder (scripts/get_data.py)")
 def test_real_mnist_png_folder(tmp_path):
-    from netspec.data import read_idx
-    from netspec.datasets import FILES, file_in
+    from netspec.data.datasets import FILES, file_in
+    from netspec.data.prepare import read_idx
 
     folder = find_dataset("mnist", None)[0]
     assert folder is not None

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import netspec.train as train_module
+import netspec.train.trainer as train_module
 from netspec.errors import NetspecError
-from netspec.train import train_file
+from netspec.train.trainer import train_file
 
 CNN = """
 model c {{
@@ -39,7 +39,7 @@ def test_mixed_precision_trains_and_exports_fp32(tmp_path, spec_file, precision)
     assert all(t.dtype in (torch.float32, torch.int64) for t in state.values())  # master weights stay fp32
     if precision == "fp16":
         assert torch.load(out / "checkpoint.pt", weights_only=True)["scaler"] is not None
-    from netspec.export import export_file
+    from netspec.deploy.export import export_file
 
     report = export_file(str(out), str(tmp_path / f"{precision}.onnx"))
     assert report["max_abs_diff"] < 1e-4

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 import netspec
 from netspec import ir
-from netspec.check_model import flatten
+from netspec.checker.model import flatten
 from netspec.cli import main
-from netspec.diagram import picture, to_dot, write_diagram
-from netspec.diff import diff_paths, to_json
+from netspec.tools.diagram import picture, to_dot, write_diagram
+from netspec.tools.diff import diff_paths, to_json
 from tests.conftest import EXAMPLES, ROOT
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -66,7 +66,7 @@ def test_every_example_draws_every_layer(spec: Path, tmp_path: Path):
 
 
 def _boxes(parts: list) -> list:
-    from netspec.diagram import boxes
+    from netspec.tools.diagram import boxes
 
     return boxes(parts)
 
@@ -97,7 +97,7 @@ def test_depth_reduces_the_box_count(tmp_path: Path):
 
 
 def test_automatic_depth_keeps_big_models_readable():
-    from netspec.diagram import AUTO_MAX_BOXES, count_boxes
+    from netspec.tools.diagram import AUTO_MAX_BOXES, count_boxes
 
     for name in ("densenet121", "resnet50", "mobilenet_v2"):
         pic = picture(netspec.load(str(EXAMPLES / "zoo" / f"{name}.net")).model)

@@ -16,7 +16,7 @@ import torch
 
 import netspec
 from netspec.errors import NetspecError
-from netspec.train import evaluate_file, train_file
+from netspec.train.trainer import evaluate_file, train_file
 from tests.conftest import EXAMPLES, ROOT, have_dataset
 
 needs_mnist = pytest.mark.skipif(not have_dataset("mnist"), reason="MNIST not installed (make data)")
@@ -223,7 +223,7 @@ train { loss: CrossEntropyLoss(weight=[1, 2]) }
     with pytest.raises(NetspecError, match=r"weight= has 2 values but there are 3 classes"):
         train_file(path, (), out_dir=str(tmp_path / "w"), quiet=True)
     # whatever torch still refuses inside a step is reported with the step and the tensors
-    import netspec.train as train_module
+    import netspec.train.trainer as train_module
 
     def broken(self, *a, **k):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import netspec
-from netspec.build import build_model, example_input
-from netspec.check_model import parameter_count
+from netspec.builder import build_model, example_input
+from netspec.checker.model import parameter_count
+from netspec.deploy.export import export_model
 from netspec.errors import ExportError
-from netspec.export import export_model
-from netspec.summary import summary_text
+from netspec.tools.summary import summary_text
 from tests.conftest import EXAMPLES, ROOT, netspec_cmd
 
 ZOO = EXAMPLES / "zoo"
@@ -52,7 +52,7 @@ def load(name: str, *overrides: str):
 
 
 def test_zoo_is_complete_and_formatted():
-    from netspec.format import format_text
+    from netspec.syntax.format import format_text
 
     assert sorted(p.stem for p in ZOO.glob("*.net")) == sorted(PUBLISHED)
     for path in sorted(ZOO.glob("*.net")):
@@ -599,7 +599,7 @@ def test_check_of_the_big_zoo_models_as_a_whole_process(name):
 def test_synthetic_task_is_learned(name, least, tmp_path):
     """Two epochs of the spec's own data and training (a few CPU seconds) are well above
     chance (the majority class is about 55% of either validation split)."""
-    from netspec.train import train_file
+    from netspec.train.trainer import train_file
 
     train_file(str(ZOO / f"{name}.net"), ("train.epochs=2",), out_dir=str(tmp_path / "run"), quiet=True)
     with open(tmp_path / "run" / "metrics.csv") as f:

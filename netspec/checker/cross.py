@@ -1,0 +1,100 @@
+"""Checker, part 4: checks across sections (model x loss x metrics x data).
+
+In: the checked model and the typed data/train configs. Out: errors and lints such as
+CrossEntropyLoss after Softmax, a class loss on a model that does not output [classes],
+value metrics on a classifier, a data set whose samples or classes do not fit the model.
+"""
+
+from __future__ import annotations
+
+import math
+
+from netspec import catalogue as cat
+from netspec import ir
+from netspec.catalogue import fmt_shape
+from netspec.checker.context import CheckContext, head
+from netspec.checker.model import flatten
+from netspec.data.datasets import DATASETS
+
+VALUE_LOSSES = ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss")
+
+
+class CrossChecker(CheckContext):
+    def cross_checks(self, model: ir.CheckedModel, data: ir.DataConfig | None, train: ir.TrainConfig) -> None:
+        layers = flatten(model.root)
+        last = _last_layer(model.root)
+        out = model.output_shape
+        loss = train.loss.name
+        loss_span = train.loss.span or train.span
+        last_type = last.type if last else None
+        where = last.span if last else model.span
+        if loss == "CrossEntropyLoss" and last_type in ("Softmax", "LogSoftmax"):
+            self.warn(where, f"CrossEntropyLoss after {last_type}: CrossEntropyLoss applies log-softmax itself",
+                      f"remove the {last_type} layer and train on logits")
+        if loss == "NLLLoss" and last_type != "LogSoftmax":
+            self.warn(loss_span, "NLLLoss expects log-probabilities, but the model does not end in LogSoftmax",
+                      "add LogSoftmax as the last layer, or use CrossEntropyLoss on logits")
+        if loss == "BCELoss" and last_type != "Sigmoid":
+            self.warn(loss_span, "BCELoss expects probabilities, but the model does not end in Sigmoid",
+                      "add Sigmoid as the last layer, or use BCEWithLogitsLoss")
+        if loss == "BCEWithLogitsLoss" and last_type == "Sigmoid":
+            self.warn(where, "BCEWithLogitsLoss after Sigmoid applies the sigmoid twice", "remove the Sigmoid layer")
+        spec_loss = cat.LOSSES.get(loss)
+        autoencoder = data is not None and data.target == "input"
+        if spec_loss is not None and spec_loss.target == "class" and train.span and len(out) != 1 and not autoencoder:
+            self.err(where, f"{loss} needs the model to output [classes], but it outputs {fmt_shape(out)}",
+                     self.class_output_help(model, layers))
+        one_hot = data is not None and data.one_hot
+        value_targets = data is not None and data.target_type == "value"
+        if data is not None and data.target_type == "value" and spec_loss is not None and spec_loss.target == "class":
+            self.err(loss_span, f"{loss} trains on class labels, but `target_type: value` makes the targets numbers",
+                     "use MSELoss (or another value loss) for regression, or drop `target_type: value`")
+        for m in train.metrics:
+            metric = cat.METRICS[m.name]
+            if metric.task == "value" and spec_loss is not None and spec_loss.target == "class" \
+                    and not (one_hot or value_targets):
+                self.err(m.span, f"`{m.name}` compares values, but {loss} trains on class labels",
+                         "use accuracy, top_k(k), precision, recall or f1 for classifiers")
+            if metric.task in ("class", "binary") and spec_loss is not None and spec_loss.target == "value" \
+                    and not one_hot and (value_targets or autoencoder):
+                self.err(m.span, f"`{m.name}` counts correct classes, but the targets are values",
+                         "use mae, mse, rmse or r2 for regression")
+            if m.name == "top_k" and out and out[-1] is not None and int(m.get("k", 5)) > out[-1]:
+                self.err(m.span, f"top_k({m.get('k')}) needs at least {m.get('k')} classes; the model outputs "
+                         f"{fmt_shape(out)}")
+        if data is None or data.train is None:
+            return
+        kind = data.train.kind
+        if kind in DATASETS and model.input_shape and None not in model.input_shape:
+            want = DATASETS[kind].sample_shape
+            if _elements(model.input_shape) != _elements(want):
+                self.err(head(model.span, 5),
+                         f"{kind} samples are {fmt_shape(want)} ({math.prod(want)} values) but the model input is "
+                         f"{fmt_shape(model.input_shape)}", f"set `input: {fmt_shape(want)}` or `input: [{math.prod(want)}]`")
+        classes = len(DATASETS[kind].labels) if kind in DATASETS else None
+        if classes and spec_loss is not None and spec_loss.target == "class" and out and out[-1] is not None \
+                and not autoencoder and out != (classes,):
+            self.err(where, f"the model outputs {fmt_shape(out)} but {kind} has {classes} classes",
+                     f"make the last layer produce {classes} values, e.g. Linear({classes})")
+
+    @staticmethod
+    def class_output_help(model: ir.CheckedModel, layers: list[ir.LayerNode]) -> str:
+        out = model.output_shape
+        if any(cat.LAYERS[x.type].category == "recurrent" for x in layers):
+            return "add Last after the recurrent layer (or Mean(1)) so each sample gives one row of class scores"
+        if len(out) > 1 and not any(x.type == "Flatten" for x in layers):
+            return "insert Flatten before the last Linear, so each sample gives one row of class scores"
+        return "make each sample produce one row of class scores, e.g. end with Flatten and Linear(classes)"
+
+
+def _last_layer(node: ir.Node) -> ir.LayerNode | None:
+    """The layer whose output is the model's output (a branch construct has none)."""
+    while not isinstance(node, ir.LayerNode):
+        if isinstance(node, ir.BranchNode) or not node.children or node.kind == "residual":
+            return None
+        node = node.children[-1]
+    return node
+
+
+def _elements(shape: ir.Shape) -> int:
+    return math.prod(int(d or 0) for d in shape)

@@ -1,0 +1,385 @@
+"""`netspec export` and `netspec eval MODEL.onnx`: ONNX out of torch, verified.
+
+In: a checked spec and trained weights (default runs/<model>/model.pt).
+Out: an .onnx file with dynamic batch (and `_`) axes, `onnx.checker` full check passed,
+outputs matching onnxruntime within tolerance on random and real inputs, and
+metadata_props (netspec version, spec hash, input shape, labels, preprocessing) so
+`netspec predict` needs nothing but the file. Written atomically; a failed
+verification leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netspec import __version__, ir, load
+from netspec.data.prepare import Preprocessing
+from netspec.errors import Diagnostic, ExportError, NetspecError, error
+from netspec.util import atomic_write
+
+INPUT, OUTPUT = "input", "output"
+
+
+class Graph(torch.nn.Module):
+    """What an exported file computes: the input transform (normalisation with the
+    training statistics, reshape) and then the model, so plain onnxruntime takes raw
+    inputs (images scaled to [0, 1], CSV rows as numbers) and answers as `predict` does."""
+
+    def __init__(self, transform: torch.nn.Module, model: torch.nn.Module):
+        super().__init__()
+        self.transform = transform
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.transform(x))
+
+
+def graph_input(checked: ir.CheckedSpec, pre: Preprocessing) -> tuple[tuple, bool]:
+    """(per-sample input shape of the exported graph, `_` dims as None; whether it takes token ids)."""
+    model_in = tuple(checked.model.input_shape)
+    source = tuple(pre.source_shape) or model_in
+    if len(source) == len(model_in):
+        source = tuple(None if m is None else s for s, m in zip(source, model_in))
+    return source, pre.tokens
+
+
+def sample_input(shape: tuple, tokens: int | None, batch: int, dynamic: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    full = (batch, *(dynamic if d is None else d for d in shape))
+    if tokens:
+        return torch.randint(0, tokens, full, generator=g)
+    return torch.rand(full, generator=g)
+
+
+def default_preprocessing(checked: ir.CheckedSpec) -> Preprocessing:
+    """No data at hand: the graph takes model inputs as they are."""
+    from netspec.data.prepare import takes_tokens
+
+    shape = [d for d in checked.model.input_shape]
+    return Preprocessing(source_shape=shape, input_shape=shape, tokens=takes_tokens(checked))
+
+
+def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path, *, opset: int = 18,
+                 tolerance: float = 1e-4, metadata: dict | None = None, real_inputs: np.ndarray | None = None,
+                 pre: Preprocessing | None = None) -> dict:
+    """Export the graph (input transform + `net`), verify it against onnxruntime, write it
+    atomically. Returns the parity report."""
+    import onnx
+
+    from netspec.catalogue import onnx_problem
+    from netspec.checker.checker import flat_layers
+    from netspec.train.trainer import build_transform
+
+    problems = []
+    for layer in flat_layers(checked.model):
+        reason = onnx_problem(layer.type, dict(layer.kwargs), layer.in_shape)
+        if reason:
+            problems.append(Diagnostic(f"cannot export to ONNX: {reason}", layer.span))
+    if problems:
+        raise ExportError(problems)
+    pre = pre or default_preprocessing(checked)
+    model = checked.model
+    net = net.eval().cpu()
+    transform = build_transform(pre).eval()
+    graph = Graph(transform, net).eval()
+    exported = Graph(transform, lower_for_onnx(net, model)).eval()
+    shape, tokens = graph_input(checked, pre)
+    vocab = _vocabulary(checked) if tokens else None
+    sample = sample_input(shape, vocab, 2, 5, 0)
+    axes = {INPUT: {0: "batch", **{i + 1: f"dim{i + 1}" for i, d in enumerate(shape) if d is None}},
+            OUTPUT: {0: "batch", **{i + 1: f"out_dim{i + 1}" for i, d in enumerate(model.output_shape) if d is None}}}
+    report: dict = {}
+
+    def write(tmp: str) -> None:
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        # attention layers' inference fast path is a fused op torch.onnx cannot export
+        torch.backends.mha.set_fastpath_enabled(False)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(exported, (sample,), tmp, input_names=[INPUT], output_names=[OUTPUT],
+                                  dynamic_axes=axes, opset_version=opset, dynamo=False)
+            except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
+                raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
+                                             model.span)) from None
+            finally:
+                torch.backends.mha.set_fastpath_enabled(fastpath)
+        proto = onnx.load(tmp)
+        props = {"netspec_version": __version__, "model_name": model.name,
+                 "input_shape": json.dumps(list(shape)),
+                 "model_input_shape": json.dumps(list(model.input_shape)),
+                 "output_shape": json.dumps(list(model.output_shape)),
+                 "preprocessing": json.dumps(pre.to_json()), **(metadata or {})}
+        for k, v in props.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
+        proto.producer_name = "netspec"
+        proto.doc_string = f"netspec model {model.name}"
+        onnx.save(proto, tmp)
+        try:
+            onnx.checker.check_model(tmp, full_check=True)
+        except Exception as e:  # noqa: BLE001 - onnx checker errors are user-facing export failures
+            raise ExportError(Diagnostic(f"onnx.checker rejected the export: {str(e).splitlines()[0]}")) from None
+        batches = [sample_input(shape, vocab, 3, 5, 1), sample_input(shape, vocab, 1, 9, 2)]
+        if real_inputs is not None and len(real_inputs):
+            batches.append(torch.from_numpy(np.ascontiguousarray(real_inputs)))
+        report.update(verify(graph, tmp, batches, tolerance))
+
+    atomic_write(path, write)
+    return report
+
+
+def _vocabulary(checked: ir.CheckedSpec) -> int:
+    from netspec.build_info import first_layer
+
+    first = first_layer(checked.model)
+    return int(dict(first.kwargs)["num_embeddings"]) if first is not None else 2
+
+
+def lower_for_onnx(net: torch.nn.Module, model: ir.CheckedModel) -> torch.nn.Module:
+    """`net` with every layer torch.onnx cannot export swapped for the exact equivalent the
+    catalogue names (a copy; `net` itself is untouched). The parity check compares the
+    exported graph with the original `net`, so a lowering that were not exact would fail."""
+    import copy
+
+    from netspec.builder import _factory
+    from netspec.catalogue import LAYERS, needs_lowering
+    from netspec.checker.model import children
+
+    swaps = []
+
+    def walk(node: ir.Node, prefix: str) -> None:
+        for c in children(node):
+            path = f"{prefix}{c.name}"
+            if isinstance(c, ir.LayerNode):
+                kwargs = dict(c.kwargs)
+                if needs_lowering(c.type, kwargs, c.in_shape):
+                    factory = _factory(LAYERS[c.type].onnx_lowering)
+                    swaps.append((path, factory.from_layer(c.type, kwargs, c.in_shape)))
+            else:
+                walk(c, path + ".")
+
+    walk(model.root, "")
+    if not swaps:
+        return net
+    lowered = copy.deepcopy(net)
+    for path, module in swaps:
+        lowered.set_submodule(path, module)
+    return lowered.eval()
+
+
+def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], tolerance: float) -> dict:
+    """torch's and onnxruntime's outputs on the same inputs, within `tolerance` (absolute,
+    relative for outputs larger than 1)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    worst_abs = worst_rel = worst_scaled = 0.0
+    for x in batches:
+        with torch.inference_mode():
+            want = graph(x).float().numpy()
+        try:
+            got = session.run([OUTPUT], {INPUT: x.numpy()})[0]
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types; the export is wrong
+            raise ExportError(Diagnostic(f"onnxruntime failed on an input of shape {list(x.shape)}: "
+                                         f"{str(e).splitlines()[0]}")) from None
+        if got.shape != want.shape:
+            raise ExportError(Diagnostic(f"onnxruntime output shape {list(got.shape)} differs from torch's "
+                                         f"{list(want.shape)}"))
+        diff = np.abs(got.astype(np.float64) - want)
+        worst_abs = max(worst_abs, float(diff.max(initial=0.0)))
+        worst_rel = max(worst_rel, float((diff / (np.abs(want) + 1e-6)).max(initial=0.0)))
+        worst_scaled = max(worst_scaled, float((diff / np.maximum(1.0, np.abs(want))).max(initial=0.0)))
+    report = {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "inputs_checked": sum(len(b) for b in batches)}
+    if not worst_scaled <= tolerance:
+        raise ExportError(Diagnostic(
+            f"onnxruntime disagrees with torch: max difference {worst_scaled:.3g} (absolute, relative for "
+            f"|outputs| > 1) > tolerance {tolerance:g}; max abs difference {worst_abs:.3g}",
+            help="the export was not written; raise `tolerance` in the export section only if the difference "
+                 "is acceptable"))
+    return report
+
+
+def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndarray | None, Preprocessing]:
+    """ONNX metadata (labels, task, loss, spec hash), the run's preprocessing (from its
+    checkpoint; recomputed from the data when there is none) and a few real raw inputs for
+    the parity check."""
+    from netspec.data.loader import Loader, to_units
+    from netspec.data.prepare import loss_task, prepare
+    from netspec.train.trainer import run_checkpoint
+
+    saved, spec_hash = run_checkpoint(weights)
+    meta: dict = {"spec_hash": spec_hash, "loss": checked.train.loss.name, "task": loss_task(checked)}
+    pre = Preprocessing.from_json(saved) if saved else None
+    real = None
+    if checked.data is not None and checked.data.train is not None:
+        try:
+            data = prepare(checked, allow_download=False, saved=saved)
+        except NetspecError:
+            data = None  # no data at hand: random inputs only
+        if data is not None:
+            pre = data.pre
+            split = data.test or data.val or data.train
+            xb, _ = Loader(split, pre, torch.device("cpu"), resident=False).fetch(np.arange(min(64, len(split))))
+            real = to_units(xb, pre).numpy()
+    pre = pre or default_preprocessing(checked)
+    if pre.classes:
+        meta["labels"] = list(pre.classes)
+    return meta, real, pre
+
+
+def export_source(source: str, output: str | None, weights: str | None) -> tuple[str, str | None, Path | None]:
+    """(spec path, weights path, default output) for what the user named: a spec, a run
+    folder, or (with no -o) an output path ending in .onnx: the latest finished run."""
+    from netspec.tools.packaged import resolve_spec
+    from netspec.train.runs import latest_finished_run, run_spec
+
+    src = Path(source)
+    if src.is_dir():
+        spec = run_spec(src)
+        return str(spec), weights or str(src / "model.pt"), None
+    if source.lower().endswith(".onnx") and output is not None:
+        raise error(f"{source}: an .onnx file is what export writes, not what it reads",
+                    f"export a spec or a run folder (`netspec export runs/NAME -o {output}`), or write "
+                    f"`netspec export {output}` for the latest finished run")
+    if source.lower().endswith(".onnx"):
+        run, others = latest_finished_run()
+        print(f"exporting the most recently finished run, {run}/" +
+              (f" ({len(others)} other finished run{'s' if len(others) > 1 else ''} under runs/: pick one with "
+               f"`netspec export {others[0]} -o {source}`)" if others else ""), file=sys.stderr)
+        return str(run_spec(run)), weights or str(run / "model.pt"), Path(source)
+    return resolve_spec(source), weights, None
+
+
+def check_output(out: Path, inputs: list[Path]) -> None:
+    """Export writes .onnx files only, never over one of its inputs, and never over an
+    existing file that is not an ONNX model netspec exported."""
+    from netspec.util import check_output_file
+
+    check_output_file(out, "model.onnx")  # empty, '/', '.', '..', 'dir/', a folder
+    if out.suffix.lower() != ".onnx":
+        raise error(f"-o {out}: export writes files NAME.onnx",
+                    f"e.g. -o {out.with_name((out.stem.lstrip('.') or 'model') + '.onnx')}")
+    if not out.exists() and not out.is_symlink():
+        return
+    for p in inputs:
+        try:
+            if p.exists() and out.exists() and os.path.samefile(out, p):
+                raise error(f"-o {out}: that is {p}, one of this export's inputs; netspec will not overwrite it")
+        except OSError:
+            continue
+    if not out.is_file():
+        raise error(f"-o {out}: exists and is not a regular file")
+    if not is_netspec_onnx(out):
+        raise error(f"-o {out}: exists and is not an ONNX model that netspec exported; netspec will not "
+                    "overwrite it", "choose another output path, or remove the file yourself")
+
+
+def is_netspec_onnx(path: Path) -> bool:
+    """An ONNX model written by `netspec export` (its producer and metadata say so): the only
+    kind of existing file an export replaces. Another tool's model is the user's."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - anything unparsable is not an ONNX model
+        return False
+    keys = {p.key for p in proto.metadata_props}
+    return proto.producer_name == "netspec" and "netspec_version" in keys and len(proto.graph.node) > 0
+
+
+def valid_tolerance(tolerance: float) -> bool:
+    """A parity tolerance is a finite number above 0 (the CLI and export_file both ask)."""
+    return math.isfinite(tolerance) and tolerance > 0
+
+
+def export_file(source: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
+                tolerance: float | None = None, overrides: tuple[str, ...] = ()) -> dict:
+    from netspec.train.trainer import trained_model
+    from netspec.util import check_output_file, clean_stale_temps
+
+    if output is not None:  # as typed: Path() would turn '' into '.' and drop the '/' of 'dir/'
+        check_output_file(output, "model.onnx")
+    if tolerance is not None and not valid_tolerance(tolerance):
+        raise error(f"tolerance {tolerance}: must be a number greater than 0 (and finite)", "e.g. --tolerance 1e-4")
+    path, weights, default_out = export_source(source, output, weights)
+    checked = load(path, overrides, target="onnx")
+    model = checked.model
+    net, weights_path = trained_model(checked, weights, path)
+    out = Path(output or default_out or checked.export.onnx or f"{model.name}.onnx")
+    if Path(source).is_dir() and not output:
+        out = Path(source) / f"{model.name}.onnx"
+    check_output(out, [Path(path), weights_path, weights_path.parent / "checkpoint.pt", *data_files(checked)])
+    clean_stale_temps(out.parent, [out.name])
+    meta, real, pre = _metadata_for(checked, weights_path)
+    meta["input_dtype"] = "int64" if pre.tokens else "float32"
+    report = export_model(checked, net, out, opset=opset or checked.export.opset,
+                          tolerance=tolerance if tolerance is not None else checked.export.tolerance,
+                          metadata={k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()},
+                          real_inputs=real, pre=pre)
+    print(f"exported {out} (opset {opset or checked.export.opset}); verified on {report['inputs_checked']} inputs "
+          f"against onnxruntime: max abs diff {report['max_abs_diff']:.2e}, max rel diff {report['max_rel_diff']:.2e}")
+    return report
+
+
+def data_files(checked: ir.CheckedSpec) -> list[Path]:
+    """The files the spec's data sources read (inputs an export must never overwrite)."""
+    from netspec import catalogue as cat
+
+    files: list[Path] = []
+    data = checked.data
+    for src in (data.train, data.test) if data is not None else ():
+        if src is None or src.kind not in cat.SOURCES:
+            continue
+        for key in cat.SOURCES[src.kind].paths:
+            v = src.get(key)
+            if isinstance(v, str):
+                files.append(Path(v))
+    return files
+
+
+def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = ()) -> dict:
+    """Test-split metrics and loss computed with onnxruntime on the spec's raw data (the
+    graph normalises as training did)."""
+    from netspec.builder import build_loss
+    from netspec.data.loader import Loader, to_units
+    from netspec.data.prepare import evaluation_split, prepare
+    from netspec.deploy.predict import load_session
+    from netspec.train.metrics import MetricState
+
+    checked = load(spec_file, overrides)
+    session, meta = load_session(onnx_path)
+    want = [None if d is None else int(d) for d in checked.model.input_shape]
+    have = meta.get("model_input_shape", meta.get("input_shape"))
+    if have != want:
+        raise error(f"{onnx_path} was exported from a model taking {have}, but {spec_file}'s model "
+                    f"`{checked.model.name}` takes {want}: this ONNX file was not exported from that spec",
+                    f"export the spec first: netspec export {spec_file} -o {onnx_path}")
+    pre = meta.get("preprocessing")
+    data = prepare(checked, saved=pre if isinstance(pre, dict) and "source_shape" in pre else None)
+    prefix, split = evaluation_split(data, spec_file)
+    loss_fn = build_loss(checked.train.loss)
+    reduction = str(checked.train.loss.get("reduction", "mean"))
+    state = MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes)
+    name = session.get_inputs()[0].name
+    for xb, yb in Loader(split, data.pre, torch.device("cpu"), resident=False).sequential(1024):
+        x = to_units(xb, data.pre)
+        try:
+            out = torch.from_numpy(session.run(None, {name: x.numpy()})[0]).float()
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
+            raise error(f"{onnx_path}: onnxruntime could not run it on {spec_file}'s data "
+                        f"({str(e).splitlines()[0][:200]})") from None
+        y = x if yb is None else yb
+        with torch.no_grad():
+            loss = loss_fn(out, y)
+        state.update(out, y, loss * len(x) if reduction == "mean" else loss)
+    res = state.result()
+    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}

@@ -1,0 +1,126 @@
+"""`netspec data FILE`: what the data section produces, and what the model will see.
+
+In: a spec. Out: a summary (splits and their sizes, sample shapes, classes and their
+counts, normalisation statistics, the image cache, the augmentation), and with
+`--preview -o grid.png` a grid of the first training batch's samples after augmentation
+(exactly the draws of epoch 1, step 1), captioned with their labels.
+
+    netspec data examples/mnist_folder.net
+    netspec data examples/fashion_resnet.net --preview -o grid.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from netspec import ir
+from netspec.data.prepare import Prepared, Split, prepare
+from netspec.errors import error
+from netspec.util import atomic_write
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
+    pre = data.pre
+    lines = [f"data of {checked.spec.file} (model `{checked.model.name}`, input {list(checked.model.input_shape)})"]
+    for name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
+        if split is not None:
+            lines.append(f"  {name + ':':<12}{len(split):>9,} samples")
+    lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
+                 + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
+    if pre.features and pre.kind == "table" and len(pre.features) <= 20:
+        lines.append(f"  features:   {', '.join(pre.features)}")
+    lines.append(f"  targets:    {pre.task}" + (f" ({', '.join(pre.targets)})" if pre.targets else ""))
+    if pre.classes:
+        counts = _class_counts(data.train, len(pre.classes))
+        shown = ", ".join(f"{c} {n:,}" for c, n in zip(pre.classes[:12], counts[:12]))
+        more = f", ... ({len(pre.classes)} classes)" if len(pre.classes) > 12 else ""
+        lines.append(f"  classes:    {shown}{more}")
+    if pre.normalize != "none" and pre.shift is not None:
+        what = "per channel" if pre.kind == "image" else "per column"
+        lines.append(f"  normalize:  {pre.normalize} {what}, from the training split: shift "
+                     f"{_short(pre.shift)}, divide by {_short(pre.div or [])}")
+    dc = checked.data
+    if dc is not None and dc.augment:
+        from netspec.syntax.expr import show
+
+        lines.append("  augment:    " + ", ".join(show(a) for a in dc.augment) + " (training batches only)")
+    lines += [f"  {note}" for note in data.notes]
+    return "\n".join(lines)
+
+
+def _short(values: list) -> str:
+    shown = ", ".join(f"{v:.4g}" for v in values[:4])
+    return f"[{shown}{', ...' if len(values) > 4 else ''}]"
+
+
+def _class_counts(split: Split, k: int) -> list[int]:
+    y = split.y
+    if y is None:
+        return [0] * k
+    y = np.asarray(y)
+    idx = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(len(y), -1)[:, 0].astype(np.int64)
+    return np.bincount(idx.astype(np.int64), minlength=k).tolist()
+
+
+def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32) -> int:
+    """The first training batch of epoch 1 as the model sees it (augmented, not yet
+    normalised), in a grid; returns the number of samples shown."""
+    import torch
+
+    from netspec.data.loader import Loader, to_units
+    from netspec.train.trainer import epoch_order
+
+    pre = data.pre
+    if pre.kind != "image" or len(pre.source_shape) != 3:
+        raise error("--preview shows images; this data set holds rows of numbers",
+                    "`netspec data FILE` without --preview summarises it")
+    if out.suffix.lower() != ".png":
+        raise error(f"-o {out}: the preview is a .png file")
+    if out.exists() and (not out.is_file() or out.read_bytes()[:8] != PNG_SIGNATURE):
+        raise error(f"-o {out}: exists and is not a PNG image; netspec will not overwrite it")
+    dc = checked.data
+    batch = min(dc.batch_size or len(data.train), len(data.train)) if dc else len(data.train)
+    order = epoch_order(len(data.train), checked.train.seed, 1, dc.shuffle if dc else True)[:batch]
+    idx = order[: min(count, batch)]
+    xb, yb = Loader(data.train, pre, torch.device("cpu"), resident=False).fetch(idx)
+    x = to_units(xb, pre)
+    if dc is not None and dc.augment:
+        from netspec.data.augment import Augmenter
+
+        aug = Augmenter([(a.name, dict(a.kwargs)) for a in dc.augment], tuple(pre.source_shape))  # type: ignore[arg-type]
+        x = aug(x, checked.train.seed, 1, 1, offset=0, total=len(order))
+    images = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    captions = _captions(yb, pre)
+    title = f"{checked.model.name}: first training batch, epoch 1" + (" (augmented)" if dc and dc.augment else "")
+    from netspec.train.plot import image_grid
+
+    grid = image_grid(list(images), captions, min(8, len(images)), title)
+    atomic_write(out, lambda tmp: grid.save(tmp, format="PNG"))
+    return len(images)
+
+
+def _captions(y, pre) -> list[str]:
+    if y is None:
+        return [""] * 0
+    arr = y.numpy() if hasattr(y, "numpy") else np.asarray(y)
+    out = []
+    for row in arr:
+        row = np.asarray(row).reshape(-1)
+        i = int(row.argmax()) if row.size > 1 else int(round(float(row[0])))
+        out.append(pre.classes[i] if pre.classes and 0 <= i < len(pre.classes) else f"{float(row[0]):.3g}")
+    return out
+
+
+def data_command(path: str, overrides: tuple[str, ...], preview_to: str | None, count: int) -> None:
+    from netspec import load
+
+    checked = load(path, overrides, read_data=True)
+    data = prepare(checked)
+    print(describe(checked, data))
+    if preview_to is not None:
+        n = preview(checked, data, Path(preview_to), count)
+        print(f"wrote {preview_to}: {n} training samples as the model sees them")

@@ -1,0 +1,115 @@
+"""The examples shipped inside the package, usable by name from any folder.
+
+In: a spec path as typed (`mnist.net`, `mnist`, `zoo/resnet18.net`). Out: the path to use:
+the file itself when it exists (a file in the current folder always wins), else the
+packaged example of that name (with a note on stderr saying so). `netspec new` copies an
+example (or a template) into the current folder, never overwriting a file.
+
+The wheel carries `examples/` as `netspec/examples/`; a source checkout reads the
+top-level `examples/` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from netspec.errors import error
+
+TEMPLATE = """\
+# {name}: a minimal spec to start from. `netspec check {file}` after every edit.
+model {name} {{
+    input: [4]              # the shape of one sample (the batch axis is implicit)
+    fc1: Linear(16)         # in_features is inferred from the shape flowing in
+    relu1: ReLU
+    output: Linear(3)
+}}
+
+data {{
+    train: csv("data.csv", target="label")   # a CSV with a header row
+    validation: 0.2
+    normalize: standard
+    batch_size: 32
+}}
+
+train {{
+    loss: CrossEntropyLoss
+    optimizer: Adam(lr=1e-3)
+    epochs: 20
+    metrics: [accuracy]
+}}
+"""
+
+
+def examples_dir() -> Path | None:
+    here = Path(__file__).resolve().parent.parent  # the netspec package
+    for candidate in (here / "examples", here.parent / "examples"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def packaged_examples() -> dict[str, Path]:
+    """name (file stem; zoo models by stem too) -> path."""
+    root = examples_dir()
+    if root is None:
+        return {}
+    found: dict[str, Path] = {}
+    for p in sorted(root.rglob("*.net")):
+        found.setdefault(p.stem, p)
+    return found
+
+
+def describe(path: Path) -> str:
+    """The first comment line of an example: what it is."""
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("#"):
+                return line.lstrip("# ").strip()
+            if line.strip():
+                break
+    except OSError:
+        pass
+    return ""
+
+
+def resolve_spec(path: str, quiet: bool = False) -> str:
+    """`path` itself when it exists; else the packaged example it names, said on stderr."""
+    if os.path.exists(path) or "\0" in path:
+        return path
+    name = Path(path).name
+    stem = name[:-4] if name.endswith(".net") else name
+    if os.sep in path.rstrip(os.sep) and not path.startswith(("zoo" + os.sep, "examples" + os.sep)):
+        return path  # an explicit folder that does not exist: report the path as given
+    example = packaged_examples().get(stem)
+    if example is None:
+        return path
+    if not quiet:
+        print(f"using the packaged example {example}; `netspec new {stem}` copies it here", file=sys.stderr)
+    return str(example)
+
+
+def new_spec(name: str, output: str | None) -> Path:
+    """Copy example `name` (or a template for a new model called `name`) to `output`
+    (default ./NAME.net); an existing file is never overwritten."""
+    stem = name[:-4] if name.endswith(".net") else name
+    example = packaged_examples().get(stem)
+    target = Path(output or f"{stem}.net")
+    if example is not None:
+        text = example.read_text(encoding="utf-8")
+    else:
+        if not stem.isidentifier():
+            raise error(f"`{name}` is neither a packaged example nor a valid model name",
+                        "`netspec examples` lists the examples; a new model's name is letters, digits and _")
+        text = TEMPLATE.format(name=stem, file=target.name)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        raise error(f"{target} already exists; netspec new never overwrites a file",
+                    f"pick another name with -o, e.g. -o {stem}_2.net") from None
+    except OSError as e:
+        raise error(f"{target}: cannot create ({e.strerror})") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return target
