@@ -22,8 +22,6 @@ from torch import nn
 
 from netspec import catalogue as cat
 from netspec import ir
-from netspec.build_info import first_layer
-from netspec.checker.model import children
 from netspec.errors import NetspecError
 
 
@@ -61,15 +59,6 @@ def _apply_init(tensor: torch.Tensor, init: ir.InitSpec) -> None:
         fn(tensor, **dict(init.kwargs))
 
 
-def _layer_modules(model: nn.Module, node: ir.Node, prefix: str = ""):
-    for c in children(node):
-        path = f"{prefix}{c.name}"
-        if isinstance(c, ir.LayerNode):
-            yield c, model.get_submodule(path)
-        else:
-            yield from _layer_modules(model, c, path + ".")
-
-
 def build_model(model: ir.CheckedModel, seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
     net = build_node(model.root)
@@ -79,7 +68,10 @@ def build_model(model: ir.CheckedModel, seed: int = 0) -> nn.Sequential:
             leaf = name.rsplit(".", 1)[-1]
             if leaf.startswith("weight") and p.dim() >= 2:
                 _apply_init(p, model.init)
-    for node, module in _layer_modules(net, model.root):
+    for path, node in ir.walk(model.root):
+        if not isinstance(node, ir.LayerNode):
+            continue
+        module = net.get_submodule(path)
         for key, init in node.inits:
             for name, p in module.named_parameters(recurse=False):
                 if name == key or name.startswith(key + "_"):
@@ -93,7 +85,7 @@ def example_input(model: ir.CheckedModel, batch: int = 2, dynamic: int = 5, seed
     """A random batch of the model's input shape (`_` dims set to `dynamic`)."""
     g = torch.Generator().manual_seed(seed)
     shape = (batch, *(dynamic if d is None else d for d in model.input_shape))
-    first = first_layer(model)
+    first = ir.first_layer(model)
     if first is not None and cat.LAYERS[first.type].int_input:
         return torch.randint(0, int(dict(first.kwargs)["num_embeddings"]), shape, generator=g)
     return torch.randn(shape, generator=g)

@@ -150,7 +150,7 @@ def check(files: tuple[str, ...], as_json: bool, target: str | None, no_data: bo
       netspec check --json --target onnx model.net
     """
     from netspec import load
-    from netspec.checker.checker import parameter_count
+    from netspec.ir import parameter_count
 
     failed = False
     for f in files:

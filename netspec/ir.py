@@ -1,4 +1,6 @@
-"""The intermediate representation: frozen dataclasses, every node with a source span.
+"""The intermediate representation: frozen dataclasses, every node with a source span, and
+the walk over the checked tree (``children``, ``walk``, ``layers``, ``first_layer``,
+``last_layer``, ``parameter_count``) that every back end uses instead of its own traversal.
 
 In: built by ``parse.py`` (syntax tree: ``Spec`` and friends) and ``check.py``
 (checked tree: ``CheckedSpec`` with resolved layers, shapes and configs).
@@ -10,6 +12,8 @@ IR. ``dump`` gives a stable text form (``netspec ir FILE``) for golden tests.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Union
 
@@ -387,6 +391,61 @@ class CheckedSpec:
     constants: tuple[tuple[str, Value], ...] = ()
     warnings: tuple = ()  # Diagnostic objects with severity "warning"
     has_train: bool = False
+
+
+# ---------------------------------------------------------------- walking the checked tree
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """A node's direct children: a sequence's entries, a branch construct's branches."""
+    if isinstance(node, SeqNode):
+        return node.children
+    if isinstance(node, BranchNode):
+        return node.branches
+    return ()
+
+
+def walk(node: Node, prefix: str = "") -> Iterator[tuple[str, Node]]:
+    """Every node below `node`, depth first in source order, with its path of names
+    (`layer1.add1.main.conv1`): the module path in the built nn.Sequential and the prefix
+    of its state_dict keys."""
+    for child in children(node):
+        path = prefix + child.name
+        yield path, child
+        yield from walk(child, path + ".")
+
+
+def layers(node: Node) -> list[LayerNode]:
+    """Every catalogue layer at or below `node`, in source (and state_dict) order."""
+    if isinstance(node, LayerNode):
+        return [node]
+    return [n for _, n in walk(node) if isinstance(n, LayerNode)]
+
+
+def first_layer(model: CheckedModel) -> LayerNode | None:
+    """The layer that receives the model's input (none when a branch construct does)."""
+    node: Node = model.root
+    while isinstance(node, SeqNode):
+        if not node.children:
+            return None
+        node = node.children[0]
+    return node if isinstance(node, LayerNode) else None
+
+
+def last_layer(node: Node) -> LayerNode | None:
+    """The layer whose output is `node`'s output (a branch construct or residual has none)."""
+    while not isinstance(node, LayerNode):
+        if isinstance(node, BranchNode) or not node.children or node.kind == "residual":
+            return None
+        node = node.children[-1]
+    return node
+
+
+def parameter_count(node: Node) -> int:
+    """Parameters at or below `node`, from the catalogue's parameter shapes (no torch)."""
+    from netspec.catalogue import parameter_shapes
+
+    return sum(math.prod(s) for layer in layers(node) for _, s in parameter_shapes(layer.type, dict(layer.kwargs)))
 
 
 # ---------------------------------------------------------------- stable dump

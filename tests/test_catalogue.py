@@ -10,7 +10,7 @@ import torch
 import netspec
 from netspec import catalogue as cat
 from netspec.builder import build_model, example_input
-from netspec.checker.checker import flat_layers
+from netspec.ir import layers
 
 CASES = [(row.name, shape, text) for row in cat.LAYERS_LIST for shape, text in row.examples]
 
@@ -28,7 +28,7 @@ def test_every_layer_has_examples():
 @pytest.mark.parametrize("layer,shape,text", CASES, ids=[f"{t}@{s}" for _, s, t in CASES])
 def test_inferred_shape_matches_torch(layer, shape, text):
     checked = compile_one(shape, text)
-    node = flat_layers(checked.model)[0]
+    node = layers(checked.model.root)[0]
     assert node.type == layer
     net = build_model(checked.model, seed=0).eval()
     x = example_input(checked.model, batch=2, dynamic=6)

@@ -36,7 +36,7 @@ def test_wheel_ships_grammar_and_checks_outside_tree(tmp_path):
     import zipfile
 
     names = zipfile.ZipFile(wheel).namelist()
-    assert "netspec/grammar/netspec.lark" in names and "netspec/parse_tables.py" in names
+    assert "netspec/grammar/netspec.lark" in names and "netspec/syntax/parse_tables.py" in names
     for example in ("mnist.net", "mnist_mlp.net", "fashion_mnist.net", "linear_regression.net", "sine_poly.net",
                     "zoo/resnet18.net", "digits/7.png"):
         assert f"netspec/examples/{example}" in names, example

@@ -16,9 +16,9 @@ import torch
 import netspec
 from netspec import catalogue as cat
 from netspec.builder import build_model
-from netspec.checker.checker import flat_layers
 from netspec.deploy.export import export_model
 from netspec.errors import ExportError, NetspecError
+from netspec.ir import layers
 from tests.conftest import EXAMPLES, ROOT, have_dataset
 
 CASES = [(row.name, shape, text) for row in cat.LAYERS_LIST for shape, text in row.examples]
@@ -31,7 +31,7 @@ def checked_for(shape: str, text: str):
 @pytest.mark.parametrize("layer,shape,text", CASES, ids=[f"{t}@{s}" for _, s, t in CASES])
 def test_layer_exports_with_parity(layer, shape, text, tmp_path):
     checked = checked_for(shape, text)
-    node = flat_layers(checked.model)[0]
+    node = layers(checked.model.root)[0]
     net = build_model(checked.model, seed=0)
     problem = cat.onnx_problem(node.type, dict(node.kwargs), node.in_shape)
     out = tmp_path / "m.onnx"

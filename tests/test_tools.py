@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 import netspec
 from netspec import ir
-from netspec.checker.model import flatten
 from netspec.cli import main
+from netspec.ir import layers as flatten
 from netspec.tools.diagram import picture, to_dot, write_diagram
 from netspec.tools.diff import diff_paths, to_json
 from tests.conftest import EXAMPLES, ROOT

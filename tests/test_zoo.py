@@ -22,9 +22,9 @@ from torch import nn
 
 import netspec
 from netspec.builder import build_model, example_input
-from netspec.checker.model import parameter_count
 from netspec.deploy.export import export_model
 from netspec.errors import ExportError
+from netspec.ir import parameter_count
 from netspec.tools.summary import summary_text
 from tests.conftest import EXAMPLES, ROOT, netspec_cmd
 

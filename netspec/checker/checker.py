@@ -24,13 +24,13 @@ from netspec import catalogue as cat
 from netspec import ir
 from netspec.checker.context import head
 from netspec.checker.cross import CrossChecker
-from netspec.checker.model import ModelChecker, flatten, parameter_count
+from netspec.checker.model import ModelChecker
 from netspec.checker.sections import SectionChecker
 from netspec.errors import NO_SPAN, Diagnostic, NetspecError, Span, did_you_mean
 from netspec.syntax.expr import FAILED, evaluate
 from netspec.syntax.parser import parse_file, parse_value
 
-__all__ = ["check", "apply_overrides", "flat_layers", "parameter_count", "Checker"]
+__all__ = ["check", "apply_overrides", "Checker"]
 
 
 class Checker(ModelChecker, SectionChecker, CrossChecker):
@@ -152,10 +152,6 @@ class Checker(ModelChecker, SectionChecker, CrossChecker):
             self.err(imp.span, f"cannot import \"{imp.path}\": not a regular file")
             return None
         return path
-
-
-def flat_layers(model: ir.CheckedModel) -> list[ir.LayerNode]:
-    return flatten(model.root)
 
 
 # ---------------------------------------------------------------- overrides

@@ -13,7 +13,6 @@ from netspec import catalogue as cat
 from netspec import ir
 from netspec.catalogue import fmt_shape
 from netspec.checker.context import CheckContext, head
-from netspec.checker.model import flatten
 from netspec.data.datasets import DATASETS
 
 VALUE_LOSSES = ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss")
@@ -21,8 +20,8 @@ VALUE_LOSSES = ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss")
 
 class CrossChecker(CheckContext):
     def cross_checks(self, model: ir.CheckedModel, data: ir.DataConfig | None, train: ir.TrainConfig) -> None:
-        layers = flatten(model.root)
-        last = _last_layer(model.root)
+        layers = ir.layers(model.root)
+        last = ir.last_layer(model.root)
         out = model.output_shape
         loss = train.loss.name
         loss_span = train.loss.span or train.span
@@ -85,15 +84,6 @@ class CrossChecker(CheckContext):
         if len(out) > 1 and not any(x.type == "Flatten" for x in layers):
             return "insert Flatten before the last Linear, so each sample gives one row of class scores"
         return "make each sample produce one row of class scores, e.g. end with Flatten and Linear(classes)"
-
-
-def _last_layer(node: ir.Node) -> ir.LayerNode | None:
-    """The layer whose output is the model's output (a branch construct has none)."""
-    while not isinstance(node, ir.LayerNode):
-        if isinstance(node, ir.BranchNode) or not node.children or node.kind == "residual":
-            return None
-        node = node.children[-1]
-    return node
 
 
 def _elements(shape: ir.Shape) -> int:

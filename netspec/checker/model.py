@@ -627,29 +627,3 @@ def _mentions(e: object, name: str) -> bool:
         elif isinstance(x, ir.Index):
             stack.extend((x.value, x.index))
     return False
-
-
-def flatten(node: ir.Node) -> list[ir.LayerNode]:
-    """Every catalogue layer under `node`, in source (and state_dict) order."""
-    out: list[ir.LayerNode] = []
-    stack: list[ir.Node] = [node]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, ir.LayerNode):
-            out.append(x)
-        else:
-            kids = x.children if isinstance(x, ir.SeqNode) else x.branches
-            stack.extend(reversed(kids))
-    return out
-
-
-def children(node: ir.Node) -> tuple[ir.Node, ...]:
-    if isinstance(node, ir.SeqNode):
-        return node.children
-    if isinstance(node, ir.BranchNode):
-        return node.branches
-    return ()
-
-
-def parameter_count(node: ir.Node) -> int:
-    return sum(math.prod(s) for layer in flatten(node) for _, s in cat.parameter_shapes(layer.type, dict(layer.kwargs)))

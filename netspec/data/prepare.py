@@ -195,9 +195,8 @@ def class_width(checked: ir.CheckedSpec) -> int | None:
 
 
 def takes_tokens(checked: ir.CheckedSpec) -> bool:
-    from netspec.build_info import first_layer_takes_indices
-
-    return first_layer_takes_indices(checked.model)
+    first = ir.first_layer(checked.model)
+    return first is not None and cat.LAYERS[first.type].int_input
 
 
 def image_geometry(checked: ir.CheckedSpec) -> tuple[tuple[int, int] | None, int | None]:
@@ -366,9 +365,7 @@ class Encoder:
         loss = self.checked.train.loss
         out = self.checked.model.output_shape
         shown = ", ".join(pre.classes[:6]) + (", ..." if k > 6 else "")
-        from netspec.checker.cross import _last_layer
-
-        last = _last_layer(self.checked.model.root)
+        last = ir.last_layer(self.checked.model.root)
         last_span = last.span if last is not None else self.checked.model.span
         if pre.task == "binary" and not pre.one_hot:
             if k > 2:

@@ -75,11 +75,10 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     import onnx
 
     from netspec.catalogue import onnx_problem
-    from netspec.checker.checker import flat_layers
     from netspec.train.trainer import build_transform
 
     problems = []
-    for layer in flat_layers(checked.model):
+    for layer in ir.layers(checked.model.root):
         reason = onnx_problem(layer.type, dict(layer.kwargs), layer.in_shape)
         if reason:
             problems.append(Diagnostic(f"cannot export to ONNX: {reason}", layer.span))
@@ -138,9 +137,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
 
 
 def _vocabulary(checked: ir.CheckedSpec) -> int:
-    from netspec.build_info import first_layer
-
-    first = first_layer(checked.model)
+    first = ir.first_layer(checked.model)
     return int(dict(first.kwargs)["num_embeddings"]) if first is not None else 2
 
 
@@ -152,22 +149,12 @@ def lower_for_onnx(net: torch.nn.Module, model: ir.CheckedModel) -> torch.nn.Mod
 
     from netspec.builder import _factory
     from netspec.catalogue import LAYERS, needs_lowering
-    from netspec.checker.model import children
 
     swaps = []
-
-    def walk(node: ir.Node, prefix: str) -> None:
-        for c in children(node):
-            path = f"{prefix}{c.name}"
-            if isinstance(c, ir.LayerNode):
-                kwargs = dict(c.kwargs)
-                if needs_lowering(c.type, kwargs, c.in_shape):
-                    factory = _factory(LAYERS[c.type].onnx_lowering)
-                    swaps.append((path, factory.from_layer(c.type, kwargs, c.in_shape)))
-            else:
-                walk(c, path + ".")
-
-    walk(model.root, "")
+    for path, c in ir.walk(model.root):
+        if isinstance(c, ir.LayerNode) and needs_lowering(c.type, dict(c.kwargs), c.in_shape):
+            factory = _factory(LAYERS[c.type].onnx_lowering)
+            swaps.append((path, factory.from_layer(c.type, dict(c.kwargs), c.in_shape)))
     if not swaps:
         return net
     lowered = copy.deepcopy(net)

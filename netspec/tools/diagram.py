@@ -37,8 +37,8 @@ from xml.sax.saxutils import escape
 from netspec import catalogue as cat
 from netspec import ir
 from netspec.catalogue import fmt_shape
-from netspec.checker.model import flatten, parameter_count
 from netspec.errors import SOURCES, Span, error
+from netspec.ir import parameter_count
 from netspec.syntax.expr import show
 
 FORMATS = (".svg", ".png", ".dot")
@@ -204,8 +204,7 @@ def _span_text(span: Span) -> str:
 
 def nesting(node: ir.Node) -> int:
     """How many Sequential frames deep the model goes (0: no nested Sequentials)."""
-    kids = node.children if isinstance(node, ir.SeqNode) else node.branches if isinstance(node, ir.BranchNode) else ()
-    below = max((nesting(k) for k in kids), default=0)
+    below = max((nesting(k) for k in ir.children(node)), default=0)
     return below + (1 if isinstance(node, ir.SeqNode) and node.kind == "sequential" else 0)
 
 
@@ -268,7 +267,7 @@ def _layer_box(node: ir.LayerNode) -> Box:
 
 def _collapsed_box(node: ir.SeqNode) -> Box:
     params = parameter_count(node)
-    layers = len(flatten(node))
+    layers = len(ir.layers(node))
     kind = written_as(node)
     return Box(node.name, kind, fmt_shape(node.out_shape), params, "collapsed", "collapsed", layers,
                f"{node.name}: {kind}, {layers} layers\n{fmt_shape(node.in_shape)} -> {fmt_shape(node.out_shape)}, "

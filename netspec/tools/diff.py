@@ -31,7 +31,7 @@ from typing import Any
 from netspec import catalogue as cat
 from netspec import ir
 from netspec.catalogue import fmt_shape
-from netspec.checker.model import flatten, parameter_count
+from netspec.ir import parameter_count
 from netspec.syntax.expr import show, source
 from netspec.tools.summary import node_type
 
@@ -150,16 +150,8 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _kids(node: ir.Node) -> tuple[ir.Node, ...]:
-    if isinstance(node, ir.SeqNode):
-        return node.children
-    if isinstance(node, ir.BranchNode):
-        return node.branches
-    return ()
-
-
 def _count(node: ir.Node) -> int:
-    return len(flatten(node))
+    return len(ir.layers(node))
 
 
 class _Aligner:
@@ -208,7 +200,7 @@ class _Aligner:
         own = _container_change(x, y, path_a, path_b)
         if own is not None:
             self.d.layers.append(own)
-        self.children(_kids(x), _kids(y), path_a, path_b)
+        self.children(ir.children(x), ir.children(y), path_a, path_b)
 
 
 MAX_ALIGN_CELLS = 4_000_000  # beyond this, difflib's faster (and rename-blind) matching

@@ -244,16 +244,6 @@ def _shape(shape: ir.Shape) -> str:
     return "[" + ", ".join("_" if d is None else str(d) for d in shape) + "]"
 
 
-def _layer_paths(node: ir.Node, prefix: str = ""):
-    for c in (node.branches if isinstance(node, ir.BranchNode) else
-              node.children if isinstance(node, ir.SeqNode) else ()):
-        path = f"{prefix}{c.name}"
-        if isinstance(c, ir.LayerNode):
-            yield c, path
-        else:
-            yield from _layer_paths(c, path + ".")
-
-
 def _init_call(init: ir.InitSpec, target: str) -> str:
     spec = cat.INITIALISERS[init.name]
     args = _nondefault(spec.params, dict(init.kwargs))
@@ -277,8 +267,8 @@ def model_code(model: ir.CheckedModel, seed_name: str = "SEED") -> tuple[str, li
                   "        for name, p in model.named_parameters():",
                   f'            if name.rsplit(".", 1)[-1].startswith("weight") and {matrix}:',
                   f"                {_init_call(model.init, 'p')}"]
-    for node, path in _layer_paths(model.root):
-        for key, init in node.inits:
+    for path, node in ir.walk(model.root):
+        for key, init in node.inits if isinstance(node, ir.LayerNode) else ():
             skip = " and p.dim() >= 2" if cat.INITIALISERS[init.name].matrix_only else ""
             lines += [f"    # {path}: {key}={init.name}",
                       "    with torch.no_grad():",
@@ -1151,7 +1141,7 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         'CHANNELS_LAST = False  # set in main(): conv models under autocast on CUDA',
         *(['FUSED = DEVICE.type in ("cpu", "cuda")  # netspec steps SGD/Adam/AdamW/Adagrad with the fused kernels']
           if "fused=FUSED" in _optimizer_code(cfg.optimizer) else []),
-        f"HAS_CONV = {py(any(n.type.startswith('Conv') for n, _ in _layer_paths(checked.model.root)))}"
+        f"HAS_CONV = {py(any(n.type.startswith('Conv') for n in ir.layers(checked.model.root)))}"
         "  # channels_last under autocast on CUDA, as netspec",
         f"OUT = {py(Path(out_name).stem + '_out')}",
         "",

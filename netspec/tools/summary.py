@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from netspec import ir
 from netspec.catalogue import fmt_shape
-from netspec.checker.model import children, parameter_count
+from netspec.ir import children, parameter_count
 
 
 def node_type(node: ir.Node) -> str:

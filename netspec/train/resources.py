@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 from netspec import ir
-from netspec.checker.model import parameter_count
 from netspec.errors import error
 
 BYTES = {"fp32": 4, "bf16": 4, "fp16": 4}  # master weights stay float32 under autocast
@@ -103,7 +102,7 @@ def cgroup_available(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgrou
 def ensure_fits(checked: ir.CheckedSpec, device: str = "cpu", training: bool = True) -> None:
     """Stop before allocating a model whose parameters (plus gradients and optimizer state
     when training) cannot fit in the memory available on `device`."""
-    params = parameter_count(checked.model.root)
+    params = ir.parameter_count(checked.model.root)
     copies = 1
     if training:
         copies += 1 + optimizer_states(checked.train.optimizer)

@@ -352,7 +352,7 @@ class Trainer:
         self.shuffle = checked.data.shuffle if checked.data else True
         self.autocast_dtype, self.scaler = self.precision()
         self.channels_last = self.device.type == "cuda" and self.autocast_dtype is not None and \
-            any(layer.type.startswith("Conv") for layer in _layers(checked))
+            any(layer.type.startswith("Conv") for layer in ir.layers(checked.model.root))
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if self.dist.enabled and checked.train.sync_batchnorm:
@@ -846,7 +846,7 @@ def check_before_training(checked: ir.CheckedSpec, data: Prepared) -> None:
     a last batch of one sample under BatchNorm, and an early-stopping monitor that the run
     never reports."""
     n, b = len(data.train), batch_size_of(checked, data)
-    if (b == 1 or n % b == 1) and any(layer.type.startswith("BatchNorm") for layer in _layers(checked)):
+    if (b == 1 or n % b == 1) and any(layer.type.startswith("BatchNorm") for layer in ir.layers(checked.model.root)):
         # BatchNorm cannot train on one sample (under DDP only a global batch of one matters)
         spec_data = checked.data
         where = spec_data.span if spec_data is not None else ir.NO_SPAN
@@ -916,12 +916,6 @@ def check_torch_accepts(checked: ir.CheckedSpec, steps_per_epoch: int) -> None:
         raise NetspecError.at(cfg.scheduler.span, f"OneCycleLR(total_steps={total}) ends before the run: "
                               f"{cfg.epochs} epoch(s) of {steps_per_epoch} steps are {cfg.epochs * steps_per_epoch} steps",
                               "leave total_steps out (netspec fills in epochs x steps per epoch), or raise it")
-
-
-def _layers(checked: ir.CheckedSpec) -> list[ir.LayerNode]:
-    from netspec.checker.model import flatten
-
-    return flatten(checked.model.root)
 
 
 # ---------------------------------------------------------------- entry points
