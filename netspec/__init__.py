@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from netspec.checker.checker import apply_overrides
-from netspec.checker.checker import check as _check
+from netspec.checker import apply_overrides
+from netspec.checker import check as _check
 from netspec.errors import DataError, NetspecError
 from netspec.syntax.parser import parse, parse_file
 

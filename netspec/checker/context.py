@@ -1,8 +1,9 @@
-"""Checker, part 1: the shared context and argument binding.
+"""The checker's one context: diagnostics, constants, blocks, results, argument binding.
 
-In: calls and settings from the syntax IR, schemas (``catalogue.P`` rows, ``SettingSpec``s).
-Out: evaluated, type- and domain-checked values, or diagnostics collected on the context.
-Every other check_*.py module builds on ``CheckContext``; check.py puts them together.
+In: the parsed spec; calls and settings from the syntax IR, schemas (``catalogue.P`` rows,
+``SettingSpec``s). Out: evaluated, type- and domain-checked values, or diagnostics collected
+on the context. Every pass (checker/pipeline.py's ``PASSES``) reads and fills one
+``CheckContext``; the passes own a reference to it rather than inheriting from it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def head(span: Span, width: int) -> Span:
 
 
 class CheckContext:
-    """Diagnostics, constants and blocks shared by every part of the checker."""
+    """What the passes share: diagnostics, constants, blocks, and each pass's result."""
 
     def __init__(self, spec: ir.Spec, target: str | None = None):
         self.spec = spec
@@ -34,6 +35,14 @@ class CheckContext:
         self.warnings: list[Diagnostic] = []
         self.blocks: dict[str, ir.Block] = {}
         self.consts: dict[str, Any] = {}
+        # results, filled in pass by pass
+        self.sections: dict[str, ir.Section] = {}
+        self.model_syntax: ir.Model | None = None
+        self.data: ir.DataConfig | None = None
+        self.train: ir.TrainConfig | None = None
+        self.export: ir.ExportConfig | None = None
+        self.model: ir.CheckedModel | None = None
+        self.model_clean = False  # the model pass added no error: its shapes can be judged
 
     # ------------------------------------------------------------ diagnostics
 

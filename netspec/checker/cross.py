@@ -18,7 +18,13 @@ from netspec.data.datasets import DATASETS
 VALUE_LOSSES = ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss")
 
 
-class CrossChecker(CheckContext):
+class CrossChecker:
+    """A pass over one ``CheckContext``: it reports through the context and reads its
+    constants and blocks; it holds only its own bookkeeping."""
+
+    def __init__(self, ctx: CheckContext):
+        self.ctx = ctx
+
     def cross_checks(self, model: ir.CheckedModel, data: ir.DataConfig | None, train: ir.TrainConfig) -> None:
         layers = ir.layers(model.root)
         last = ir.last_layer(model.root)
@@ -28,38 +34,38 @@ class CrossChecker(CheckContext):
         last_type = last.type if last else None
         where = last.span if last else model.span
         if loss == "CrossEntropyLoss" and last_type in ("Softmax", "LogSoftmax"):
-            self.warn(where, f"CrossEntropyLoss after {last_type}: CrossEntropyLoss applies log-softmax itself",
+            self.ctx.warn(where, f"CrossEntropyLoss after {last_type}: CrossEntropyLoss applies log-softmax itself",
                       f"remove the {last_type} layer and train on logits")
         if loss == "NLLLoss" and last_type != "LogSoftmax":
-            self.warn(loss_span, "NLLLoss expects log-probabilities, but the model does not end in LogSoftmax",
+            self.ctx.warn(loss_span, "NLLLoss expects log-probabilities, but the model does not end in LogSoftmax",
                       "add LogSoftmax as the last layer, or use CrossEntropyLoss on logits")
         if loss == "BCELoss" and last_type != "Sigmoid":
-            self.warn(loss_span, "BCELoss expects probabilities, but the model does not end in Sigmoid",
+            self.ctx.warn(loss_span, "BCELoss expects probabilities, but the model does not end in Sigmoid",
                       "add Sigmoid as the last layer, or use BCEWithLogitsLoss")
         if loss == "BCEWithLogitsLoss" and last_type == "Sigmoid":
-            self.warn(where, "BCEWithLogitsLoss after Sigmoid applies the sigmoid twice", "remove the Sigmoid layer")
+            self.ctx.warn(where, "BCEWithLogitsLoss after Sigmoid applies the sigmoid twice", "remove the Sigmoid layer")
         spec_loss = cat.LOSSES.get(loss)
         autoencoder = data is not None and data.target == "input"
         if spec_loss is not None and spec_loss.target == "class" and train.span and len(out) != 1 and not autoencoder:
-            self.err(where, f"{loss} needs the model to output [classes], but it outputs {fmt_shape(out)}",
+            self.ctx.err(where, f"{loss} needs the model to output [classes], but it outputs {fmt_shape(out)}",
                      self.class_output_help(model, layers))
         one_hot = data is not None and data.one_hot
         value_targets = data is not None and data.target_type == "value"
         if data is not None and data.target_type == "value" and spec_loss is not None and spec_loss.target == "class":
-            self.err(loss_span, f"{loss} trains on class labels, but `target_type: value` makes the targets numbers",
+            self.ctx.err(loss_span, f"{loss} trains on class labels, but `target_type: value` makes the targets numbers",
                      "use MSELoss (or another value loss) for regression, or drop `target_type: value`")
         for m in train.metrics:
             metric = cat.METRICS[m.name]
             if metric.task == "value" and spec_loss is not None and spec_loss.target == "class" \
                     and not (one_hot or value_targets):
-                self.err(m.span, f"`{m.name}` compares values, but {loss} trains on class labels",
+                self.ctx.err(m.span, f"`{m.name}` compares values, but {loss} trains on class labels",
                          "use accuracy, top_k(k), precision, recall or f1 for classifiers")
             if metric.task in ("class", "binary") and spec_loss is not None and spec_loss.target == "value" \
                     and not one_hot and (value_targets or autoencoder):
-                self.err(m.span, f"`{m.name}` counts correct classes, but the targets are values",
+                self.ctx.err(m.span, f"`{m.name}` counts correct classes, but the targets are values",
                          "use mae, mse, rmse or r2 for regression")
             if m.name == "top_k" and out and out[-1] is not None and int(m.get("k", 5)) > out[-1]:
-                self.err(m.span, f"top_k({m.get('k')}) needs at least {m.get('k')} classes; the model outputs "
+                self.ctx.err(m.span, f"top_k({m.get('k')}) needs at least {m.get('k')} classes; the model outputs "
                          f"{fmt_shape(out)}")
         if data is None or data.train is None:
             return
@@ -67,13 +73,13 @@ class CrossChecker(CheckContext):
         if kind in DATASETS and model.input_shape and None not in model.input_shape:
             want = DATASETS[kind].sample_shape
             if _elements(model.input_shape) != _elements(want):
-                self.err(head(model.span, 5),
+                self.ctx.err(head(model.span, 5),
                          f"{kind} samples are {fmt_shape(want)} ({math.prod(want)} values) but the model input is "
                          f"{fmt_shape(model.input_shape)}", f"set `input: {fmt_shape(want)}` or `input: [{math.prod(want)}]`")
         classes = len(DATASETS[kind].labels) if kind in DATASETS else None
         if classes and spec_loss is not None and spec_loss.target == "class" and out and out[-1] is not None \
                 and not autoencoder and out != (classes,):
-            self.err(where, f"the model outputs {fmt_shape(out)} but {kind} has {classes} classes",
+            self.ctx.err(where, f"the model outputs {fmt_shape(out)} but {kind} has {classes} classes",
                      f"make the last layer produce {classes} values, e.g. Linear({classes})")
 
     @staticmethod

@@ -47,10 +47,16 @@ class _Abort(Exception):
     """Stop checking the current layer; its diagnostic is already recorded."""
 
 
-class ModelChecker(CheckContext):
-    layer_count = 0
-    layers_made = 0
-    branch_depth = 0
+class ModelChecker:
+    """A pass over one ``CheckContext``: it reports through the context and reads its
+    constants and blocks; it holds only its own bookkeeping."""
+
+    def __init__(self, ctx: CheckContext):
+        self.ctx = ctx
+        self.layer_count = 0
+        self.layers_made = 0
+        self.branch_depth = 0
+        self.reported: set = set()
 
     # ------------------------------------------------------------ model
 
@@ -58,41 +64,41 @@ class ModelChecker(CheckContext):
         settings: dict[str, ir.Setting] = {}
         for s in m.settings:
             if s.key in settings:
-                self.err(s.key_span, f"duplicate `{s.key}:`")
+                self.ctx.err(s.key_span, f"duplicate `{s.key}:`")
             settings[s.key] = s
         input_shape = self.input_shape(m, settings.get("input"))
         init = None
         if "init" in settings:
-            init = self.init_spec(settings["init"].value, self.consts)
+            init = self.ctx.init_spec(settings["init"].value, self.ctx.consts)
         if input_shape is None:
             return None
-        if self.expanded_size(m.layers, self.consts) > MAX_LAYERS:
-            self.err(head(m.span, 5), f"the model expands to more than {MAX_LAYERS:,} layers",
+        if self.expanded_size(m.layers, self.ctx.consts) > MAX_LAYERS:
+            self.ctx.err(head(m.span, 5), f"the model expands to more than {MAX_LAYERS:,} layers",
                      "lower the repeat counts")
             return None
         # the model's input is the caller's tensor: no layer may change it in place
-        root, _out, _shared = self.sequence(m.layers, input_shape, self.consts, m.name, "sequential", m.span, (),
+        root, _out, _shared = self.sequence(m.layers, input_shape, self.ctx.consts, m.name, "sequential", m.span, (),
                                             shared=True)
         return ir.CheckedModel(m.name, input_shape, root, init, m.span)
 
     def input_shape(self, m: ir.Model, s: ir.Setting | None) -> Shape | None:
         if s is None:
-            self.err(head(m.span, 5 + 1 + len(m.name)), f"model `{m.name}` has no `input:`",
+            self.ctx.err(head(m.span, 5 + 1 + len(m.name)), f"model `{m.name}` has no `input:`",
                      "add the per-sample input shape as the first entry, e.g. `input: [784]` or `input: [1, 28, 28]`")
             return None
         try:
-            v = evaluate(s.value, {**self.consts, "_": None})
+            v = evaluate(s.value, {**self.ctx.consts, "_": None})
         except NetspecError as e:
-            self.absorb(e)
+            self.ctx.absorb(e)
             return None
         if isinstance(v, int) and not isinstance(v, bool):
             v = (v,)
         if not isinstance(v, tuple) or not v or not all(d is None or (type_ok(d, "int") and d > 0) for d in v):
-            self.err(s.value.span, f"`input` must be a list of positive sizes (or `_`), got {show(v)}",
+            self.ctx.err(s.value.span, f"`input` must be a list of positive sizes (or `_`), got {show(v)}",
                      "e.g. `input: [1, 28, 28]`; the batch dimension is implicit")
             return None
         if None not in v and math.prod(v) > 1 << 40:
-            self.err(s.value.span, f"`input` {fmt_shape(v)} has more than 2**40 values per sample")
+            self.ctx.err(s.value.span, f"`input` {fmt_shape(v)} has more than 2**40 values per sample")
             return None
         return tuple(v)
 
@@ -108,7 +114,7 @@ class ModelChecker(CheckContext):
         explicit: dict[str, Span] = {}
         for e, auto in expanded:
             if isinstance(e, ir.Setting):
-                self.err(e.key_span, f"`{e.key}:` belongs at the top of the model, not inside a block, repeat "
+                self.ctx.err(e.key_span, f"`{e.key}:` belongs at the top of the model, not inside a block, repeat "
                          "or branch" if e.key in ("input", "init") else f"unexpected `{e.key}:`")
                 continue
             if e.name is not None and not auto:
@@ -129,12 +135,12 @@ class ModelChecker(CheckContext):
     def check_name(self, name: str, span: Span, seen: dict[str, Span]) -> None:
         where = head(span, len(name))
         if name in seen:
-            self.err(where, f"duplicate layer name `{name}`",
+            self.ctx.err(where, f"duplicate layer name `{name}`",
                      "layer names must be unique within a model, block or branch",
                      [Diagnostic(f"`{name}` first used here", seen[name], "note")])
             return
         if name in RESERVED_NAMES or name.startswith("_"):
-            self.err(where, f"`{name}` cannot be a layer name: it is an attribute of torch.nn.Module",
+            self.ctx.err(where, f"`{name}` cannot be a layer name: it is an attribute of torch.nn.Module",
                      f"rename it, e.g. `{name.strip('_')}_layer`")
         seen[name] = where
 
@@ -180,10 +186,10 @@ class ModelChecker(CheckContext):
     def report_once(self, span: Span, msg: str, help: str | None = None, trail: Trail = ()) -> None:
         """An error about a construct that is checked again for every use of its block
         (noted at the first use that triggers it)."""
-        seen: set = self.__dict__.setdefault("_reported", set())
+        seen = self.reported
         if (span, msg) not in seen:
             seen.add((span, msg))
-            self.err(span, msg, help, self.trail_notes(trail))
+            self.ctx.err(span, msg, help, self.trail_notes(trail))
 
     def repeat_count(self, e: ir.Repeat, env: Mapping[str, Any], trail: Trail = ()) -> int:
         try:
@@ -221,7 +227,7 @@ class ModelChecker(CheckContext):
         self.layer_count += 1
         if self.layer_count > MAX_LAYERS:
             if self.layer_count == MAX_LAYERS + 1:
-                self.err(e.span, f"the model expands to more than {MAX_LAYERS:,} layers", None,
+                self.ctx.err(e.span, f"the model expands to more than {MAX_LAYERS:,} layers", None,
                          self.trail_notes(trail))
             return None, None, shared
         if isinstance(e, ir.Repeat):  # a named repeat: a nested Sequential of the repeated body
@@ -245,10 +251,10 @@ class ModelChecker(CheckContext):
         elif isinstance(x, ir.Call):
             type_name, type_span = x.func, x.name_span
         else:
-            self.err(x.span, f"expected a layer, got `{source(x)}`",
+            self.ctx.err(x.span, f"expected a layer, got `{source(x)}`",
                      "a layer is a type with optional arguments, e.g. Linear(10)", self.trail_notes(trail))
             return None, None, shared
-        if type_name in self.blocks:
+        if type_name in self.ctx.blocks:
             return self.block_use(e, type_name, name, shape, env, trail, shared)
         spec = cat.LAYERS.get(type_name)
         if spec is None:
@@ -260,7 +266,7 @@ class ModelChecker(CheckContext):
             return None, None, shared
 
     def unknown_layer(self, type_name: str, span: Span, trail: Trail) -> None:
-        hint = did_you_mean(type_name, [*cat.LAYERS, *self.blocks])
+        hint = did_you_mean(type_name, [*cat.LAYERS, *self.ctx.blocks])
         if hint is None:
             for kind, table in (("loss", cat.LOSSES), ("optimizer", cat.OPTIMIZERS),
                                 ("augmentation", cat.AUGMENTS)):
@@ -269,9 +275,9 @@ class ModelChecker(CheckContext):
                     hint = f"`{type_name}` is {with_article(kind)}; it belongs in {where}"
         if hint is None and type_name in cat.BRANCHES:
             hint = f"`{type_name}` takes branches: write `{type_name} {{ ...; ... }}`"
-        if hint is None and type_name in self.consts:
+        if hint is None and type_name in self.ctx.consts:
             hint = f"`{type_name}` is a constant (let), not a layer"
-        self.err(span, f"unknown layer `{type_name}`", hint or "run `netspec layers` to list the layers",
+        self.ctx.err(span, f"unknown layer `{type_name}`", hint or "run `netspec layers` to list the layers",
                  self.trail_notes(trail))
 
     @staticmethod
@@ -287,7 +293,7 @@ class ModelChecker(CheckContext):
         seq, out, _ = self.sequence(e.body, shape, env, name, "residual", e.span, trail, shared=True)
         self.branch_depth -= 1
         if shape is not None and out is not None and tuple(out) != tuple(shape):
-            self.err(head(e.span, len(e.name) + 2 + 8 if e.name else 8),
+            self.ctx.err(head(e.span, len(e.name) + 2 + 8 if e.name else 8),
                      f"residual body changes the shape from {fmt_shape(shape)} to {fmt_shape(out)}; "
                      "x + f(x) needs f to keep it",
                      "make the body's last layer produce " + fmt_shape(shape) +
@@ -305,22 +311,22 @@ class ModelChecker(CheckContext):
         if spec is None:
             shown = op or source(h)
             hint = did_you_mean(shown, cat.BRANCHES) or "branch constructs: " + ", ".join(cat.BRANCHES)
-            if op in self.blocks or op in cat.LAYERS:
-                hint = f"`{op}` is a {'block' if op in self.blocks else 'layer'}; only " + \
+            if op in self.ctx.blocks or op in cat.LAYERS:
+                hint = f"`{op}` is a {'block' if op in self.ctx.blocks else 'layer'}; only " + \
                     ", ".join(cat.BRANCHES) + " take `{ ... }` branches"
-            self.err(op_span, f"unknown branch construct `{shown}`", hint, self.trail_notes(trail))
+            self.ctx.err(op_span, f"unknown branch construct `{shown}`", hint, self.trail_notes(trail))
             return None, None, False
-        values, _, problems = self.bind(spec.name, spec.params, spec.params, h, env)
+        values, _, problems = self.ctx.bind(spec.name, spec.params, spec.params, h, env)
         if problems:
-            self.diags.extend(replace(p, notes=p.notes + tuple(self.trail_notes(trail))) for p in problems)
+            self.ctx.diags.extend(replace(p, notes=p.notes + tuple(self.trail_notes(trail))) for p in problems)
             return None, None, False
         kwargs = {p.name: values.get(p.name, p.default) for p in spec.params}
         entries = [x for x in e.body if not isinstance(x, ir.Setting)]
         for x in e.body:
             if isinstance(x, ir.Setting):
-                self.err(x.key_span, f"`{x.key}:` cannot be a branch", "branches are layers, blocks or `{ ... }`")
+                self.ctx.err(x.key_span, f"`{x.key}:` cannot be a branch", "branches are layers, blocks or `{ ... }`")
         if len(entries) < 2:
-            self.err(head(e.span, len(e.name or "") + 2 + len(op or "") if e.name else len(op or "")),
+            self.ctx.err(head(e.span, len(e.name or "") + 2 + len(op or "") if e.name else len(op or "")),
                      f"`{op}` needs at least two branches, got {len(entries)}",
                      "for x + f(x) write `residual { ... }`" if op == "add" else
                      "list the branches inside the braces, separated by newlines or `;`",
@@ -351,7 +357,7 @@ class ModelChecker(CheckContext):
             listing = ", ".join(f"{b} -> {fmt_shape(out)}" for b, _, out in outs if out is not None)
             notes = [Diagnostic(f"branch `{b}` outputs {fmt_shape(out)}", s, "note") for b, s, out in outs
                      if out is not None]
-            self.err(head(e.span, len(e.name) + 2 + len(op or "") if e.name else len(op or "")),
+            self.ctx.err(head(e.span, len(e.name) + 2 + len(op or "") if e.name else len(op or "")),
                      f"{op}: {se.message}: {listing}", se.help, [*notes, *self.trail_notes(trail)])
             return None, None, False
         node = ir.BranchNode(name, spec.name, tuple(kwargs.items()), tuple(nodes), tuple(shape), tuple(combined),
@@ -362,15 +368,15 @@ class ModelChecker(CheckContext):
 
     def block_use(self, e: ir.Layer, block_name: str, name: str, shape: Shape | None, env: Mapping[str, Any],
                   trail: Trail, shared: bool) -> tuple[ir.Node | None, Shape | None, bool]:
-        block = self.blocks[block_name]
+        block = self.ctx.blocks[block_name]
         use_span = e.expr.span
         def_note = Diagnostic(f"block `{block_name}` defined here", head(block.span, 6 + len(block_name)), "note")
         if any(b == block_name for b, _ in trail):
             chain = " -> ".join([*(b for b, _ in trail), block_name])
-            self.err(use_span, f"block `{block_name}` uses itself ({chain})", "blocks cannot be recursive", [def_note])
+            self.ctx.err(use_span, f"block `{block_name}` uses itself ({chain})", "blocks cannot be recursive", [def_note])
             return None, None, shared
         if e.inits:
-            self.err(e.inits[0].span, "`with` initialisers apply to layers, not to block uses",
+            self.ctx.err(e.inits[0].span, "`with` initialisers apply to layers, not to block uses",
                      "put `with` on the layers inside the block, or use model-wide `init:`")
         here = {**env, "in_shape": shape} if shape is not None else dict(env)
         try:
@@ -378,9 +384,9 @@ class ModelChecker(CheckContext):
         except _Abort:
             return None, None, shared
         if problems:
-            self.diags.extend(replace(p, notes=p.notes + tuple(self.trail_notes(trail))) for p in problems)
+            self.ctx.diags.extend(replace(p, notes=p.notes + tuple(self.trail_notes(trail))) for p in problems)
             return None, None, shared
-        return self.sequence(block.body, shape, {**self.consts, **bound}, name, "sequential", e.span,
+        return self.sequence(block.body, shape, {**self.ctx.consts, **bound}, name, "sequential", e.span,
                              (*trail, (block_name, use_span)), shared)
 
     def bind_block(self, block: ir.Block, e: ir.Layer, env: Mapping[str, Any], use_span: Span,
@@ -420,7 +426,7 @@ class ModelChecker(CheckContext):
                     bound[k.name] = evaluate(k.value, env)
                 except NetspecError as err:
                     problems.extend(err.diagnostics)
-        scope: dict[str, Any] = dict(self.consts)
+        scope: dict[str, Any] = dict(self.ctx.consts)
         if shape is not None:
             scope["in_shape"] = shape
         for p in block.params:
@@ -449,18 +455,18 @@ class ModelChecker(CheckContext):
         if shape is None and _mentions(call, "in_shape"):
             raise _Abort  # an earlier layer failed; in_shape is unknown: do not cascade
         here = {**env, "in_shape": shape} if shape is not None else env
-        values, spans, problems = self.bind(what, spec.params, spec.user_params, call, here)
+        values, spans, problems = self.ctx.bind(what, spec.params, spec.user_params, call, here)
         if spec.int_input and (self.layers_made or self.branch_depth):
-            self.err(call.span, f"{what} must be the first layer of the model: it takes integer token ids",
+            self.ctx.err(call.span, f"{what} must be the first layer of the model: it takes integer token ids",
                      None, notes)
             raise _Abort
         self.layers_made += 1
         if problems:
             torch_style = self.torch_style(e, spec, shape, here, name)
             if torch_style is not None:
-                self.diags.append(replace(torch_style, notes=tuple(notes)))
+                self.ctx.diags.append(replace(torch_style, notes=tuple(notes)))
             else:
-                self.diags.extend(replace(p, notes=p.notes + tuple(notes)) for p in problems)
+                self.ctx.diags.extend(replace(p, notes=p.notes + tuple(notes)) for p in problems)
             raise _Abort
         inits = self.layer_inits(e, spec, here)
         if shape is None:
@@ -472,22 +478,22 @@ class ModelChecker(CheckContext):
         except ShapeError as se:
             torch_style = self.torch_style(e, spec, shape, here, name)
             if torch_style is not None:
-                self.diags.append(replace(torch_style, notes=tuple(notes)))
+                self.ctx.diags.append(replace(torch_style, notes=tuple(notes)))
             else:
-                self.err(call.span, f"{what}: {se.message}" if not se.message.startswith(what) else se.message,
+                self.ctx.err(call.span, f"{what}: {se.message}" if not se.message.startswith(what) else se.message,
                          se.help, notes)
             return None, None, shared
         full = dict((p.name, args.get(p.name, p.default)) for p in spec.params)
         if shared and full.get("inplace"):
             full["inplace"] = False
-            self.warn(call.span, f"{what}(inplace=true) would overwrite its input, which "
+            self.ctx.warn(call.span, f"{what}(inplace=true) would overwrite its input, which "
                       + ("another branch also reads" if self.branch_depth else "belongs to the caller")
                       + "; netspec builds it out of place", "remove `inplace=true` here", notes)
         kwargs = tuple(full.items()) + spec.fixed
-        if self.target == "onnx":
+        if self.ctx.target == "onnx":
             problem = cat.onnx_problem(spec.name, dict(kwargs), shape)
             if problem:
-                self.err(call.span, f"cannot export to ONNX: {problem}", None, notes)
+                self.ctx.err(call.span, f"cannot export to ONNX: {problem}", None, notes)
         self.check_inits(inits, spec, dict(kwargs), what)
         node = ir.LayerNode(name, spec.name, kwargs, tuple(shape), tuple(out), tuple(inits), e.span)
         return node, tuple(out), shared and spec.aliases
@@ -500,10 +506,10 @@ class ModelChecker(CheckContext):
         for key, init in inits:
             if not any(n == key or n.startswith(key + "_") for n in names):
                 have = ", ".join(sorted({n.split("_")[0] for n in names})) or "none"
-                self.err(init.span, f"{what} has no `{key}` parameter to initialise (parameters: {have})")
+                self.ctx.err(init.span, f"{what} has no `{key}` parameter to initialise (parameters: {have})")
             elif cat.INITIALISERS[init.name].matrix_only and all(
                     len(s) < 2 for n, s in shapes if n == key or n.startswith(key + "_")):
-                self.err(init.span, f"`{init.name}` needs a weight with at least 2 dimensions; "
+                self.ctx.err(init.span, f"`{init.name}` needs a weight with at least 2 dimensions; "
                          f"{what}'s `{key}` has 1", "use normal, uniform, constant, zeros or ones")
 
     def apply_shape(self, spec: cat.LayerSpec, shape: Shape, args: dict, spans: dict) -> Shape:
@@ -547,7 +553,7 @@ class ModelChecker(CheckContext):
         inferred = [p for p in spec.params if p.inferred]
         if not inferred or not isinstance(call, ir.Call) or len(call.args) < 2:
             return None
-        values, _, problems = self.bind(spec.name, spec.params, spec.params, call, env)
+        values, _, problems = self.ctx.bind(spec.name, spec.params, spec.params, call, env)
         if problems:
             return None
         k = max(i for i, p in enumerate(spec.params) if p.inferred) + 1
@@ -574,9 +580,9 @@ class ModelChecker(CheckContext):
         out = []
         for k in e.inits:
             if spec.weights is None:
-                self.err(k.span, f"{spec.name} has no parameters to initialise")
+                self.ctx.err(k.span, f"{spec.name} has no parameters to initialise")
                 continue
-            init = self.init_spec(k.value, env)
+            init = self.ctx.init_spec(k.value, env)
             if init is not None:
                 out.append((k.name, replace(init, span=k.span)))
         return out

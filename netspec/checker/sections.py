@@ -20,54 +20,60 @@ from netspec.syntax.expr import evaluate, show, source, validate_table
 NOMINAL_IMAGE = (3, 1 << 20, 1 << 20)  # (C, H, W) for checking augmentation settings without the data
 
 
-class SectionChecker(CheckContext):
+class SectionChecker:
+    """A pass over one ``CheckContext``: it reports through the context and reads its
+    constants and blocks; it holds only its own bookkeeping."""
+
+    def __init__(self, ctx: CheckContext):
+        self.ctx = ctx
+
     # ------------------------------------------------------------ data
 
     def check_data(self, section: ir.Section | None) -> ir.DataConfig | None:
         if section is None:
             return None
-        s = self.settings(section, cat.DATA_SETTINGS)
+        s = self.ctx.settings(section, cat.DATA_SETTINGS)
         cfg: dict[str, Any] = {"span": section.span}
         for key in ("train", "test"):
             if key in s:
                 cfg[key] = self.source(s[key])
-        self.simple_settings(s, cat.DATA_SETTINGS, cfg, ir.DataConfig())
+        self.ctx.simple_settings(s, cat.DATA_SETTINGS, cfg, ir.DataConfig())
         if cfg.get("batch_size") == "full":
             cfg["batch_size"] = None
         if "image_size" in cfg and cfg["image_size"] is not None:
             size = cfg["image_size"]
             size = (size, size) if isinstance(size, int) else tuple(size)
             if len(size) != 2:
-                self.err(s["image_size"].value.span, f"image_size is [height, width], got {show(size)}")
+                self.ctx.err(s["image_size"].value.span, f"image_size is [height, width], got {show(size)}")
                 cfg.pop("image_size")
             else:
                 cfg["image_size"] = size
         if "split" in s:
-            v = self.value(s["split"], "floats")
+            v = self.ctx.value(s["split"], "floats")
             if isinstance(v, tuple):
                 if len(v) != 3 or any(x < 0 for x in v) or abs(sum(v) - 1) > 1e-6:
-                    self.err(s["split"].value.span, f"split must be three fractions [train, validation, test] "
+                    self.ctx.err(s["split"].value.span, f"split must be three fractions [train, validation, test] "
                              f"adding up to 1, got {show(v)}")
                 elif v[0] <= 0:
-                    self.err(s["split"].value.span, "split leaves no training data", "the first fraction is train")
+                    self.ctx.err(s["split"].value.span, "split leaves no training data", "the first fraction is train")
                 else:
                     cfg["split"] = v
             if "test" in s:
-                self.err(s["split"].key_span, "`split` divides one source; do not give `test:` as well")
+                self.ctx.err(s["split"].key_span, "`split` divides one source; do not give `test:` as well")
             if "validation" in s:
-                self.err(s["validation"].key_span, "`split` already holds out validation data; drop `validation:`")
+                self.ctx.err(s["validation"].key_span, "`split` already holds out validation data; drop `validation:`")
         if "labels" in s:
-            v = self.value(s["labels"], "any")
+            v = self.ctx.value(s["labels"], "any")
             if isinstance(v, tuple) and v and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v):
                 cfg["labels"] = tuple(str(x) for x in v)
                 if len(set(cfg["labels"])) != len(cfg["labels"]):
-                    self.err(s["labels"].value.span, "labels must be distinct")
+                    self.ctx.err(s["labels"].value.span, "labels must be distinct")
             else:
-                self.err(s["labels"].value.span, "labels must be a list of class names", 'e.g. labels: ["cat", "dog"]')
+                self.ctx.err(s["labels"].value.span, "labels must be a list of class names", 'e.g. labels: ["cat", "dog"]')
         if "augment" in s:
             cfg["augment"] = self.augmentations(s["augment"])
         if "train" not in s:
-            self.err(head(section.span, 4), "the data section needs a `train:` source",
+            self.ctx.err(head(section.span, 4), "the data section needs a `train:` source",
                      'e.g. `train: mnist(split="train")`')
         return ir.DataConfig(**cfg)
 
@@ -76,7 +82,7 @@ class SectionChecker(CheckContext):
         items = v.items if isinstance(v, ir.ListLit) else (v,)
         out = []
         for item in items:
-            call = self.call_value(item, cat.AUGMENTS, "augmentation")
+            call = self.ctx.call_value(item, cat.AUGMENTS, "augmentation")
             if call is not None:
                 spec = cat.AUGMENTS[call.name]
                 given = dict(call.kwargs)
@@ -94,7 +100,7 @@ class SectionChecker(CheckContext):
         if any(v is cat.REQUIRED for a in ops for _, v in a.kwargs):
             return  # a missing argument is reported already
         for index, message in augment_problems([(a.name, dict(a.kwargs)) for a in ops], NOMINAL_IMAGE):
-            self.err(ops[index].span, message)
+            self.ctx.err(ops[index].span, message)
 
     def source(self, s: ir.Setting) -> ir.Source | None:
         e = s.value
@@ -104,14 +110,14 @@ class SectionChecker(CheckContext):
             hint = did_you_mean(shown, cat.SOURCES) or "sources: " + ", ".join(cat.SOURCES)
             if isinstance(e, ir.Str):
                 hint = f'name the format: csv("{e.value}", target=...), image_folder("{e.value}"), npy(x=...), ...'
-            self.err(getattr(e, "name_span", None) or e.span, f"unknown data source `{shown}`", hint)
+            self.ctx.err(getattr(e, "name_span", None) or e.span, f"unknown data source `{shown}`", hint)
             return None
         spec = cat.SOURCES[name]
         if name == "table":
             return self.table_source(e, spec)
-        values, spans, problems = self.bind(name, spec.params, spec.params, e, self.consts)
+        values, spans, problems = self.ctx.bind(name, spec.params, spec.params, e, self.ctx.consts)
         if problems:
-            self.diags.extend(problems)
+            self.ctx.diags.extend(problems)
             return None
         full = {p.name: values.get(p.name, None if p.default is cat.REQUIRED else p.default) for p in spec.params}
         if name in ("mnist", "fashion_mnist") and "split" not in values:
@@ -120,42 +126,42 @@ class SectionChecker(CheckContext):
             if isinstance(full["target"], str):
                 full["target"] = (full["target"],)
             if not full["target"]:
-                self.err(spans.get("target", e.span), "csv needs at least one target column")
+                self.ctx.err(spans.get("target", e.span), "csv needs at least one target column")
             for key in ("target", "features", "categorical"):
                 items = full.get(key) or ()
                 dup = sorted({c for c in items if list(items).count(c) > 1})
                 if dup:
-                    self.err(spans.get(key, e.span), f"`{key}` lists {', '.join(map(show, dup))} twice")
+                    self.ctx.err(spans.get(key, e.span), f"`{key}` lists {', '.join(map(show, dup))} twice")
         for key in spec.paths:
             v = full.get(key)
             if isinstance(v, str):
                 if "\0" in v:
-                    self.err(spans.get(key, e.span), "a path cannot contain a NUL byte")
+                    self.ctx.err(spans.get(key, e.span), "a path cannot contain a NUL byte")
                     return None
                 if not v:
-                    self.err(spans.get(key, e.span), f"`{key}` is an empty path")
+                    self.ctx.err(spans.get(key, e.span), f"`{key}` is an empty path")
                     return None
-                full[key] = _resolve(v, self.spec.file)
+                full[key] = _resolve(v, self.ctx.spec.file)
         return ir.Source(name, tuple(full.items()), e.span, tuple((k, spans[k]) for k in spans))
 
     def table_source(self, e: ir.Expr, spec: cat.SourceSpec) -> ir.Source | None:
         if not isinstance(e, ir.Call):
-            self.err(e.span, "table needs columns: table(x=..., y=...)")
+            self.ctx.err(e.span, "table needs columns: table(x=..., y=...)")
             return None
         cols: dict[str, ir.Expr] = {}
         for a in e.args:
-            self.err(a.span, "table columns are named: table(x=..., y=...)")
+            self.ctx.err(a.span, "table columns are named: table(x=..., y=...)")
         for k in e.kwargs:
             if k.name not in ("x", "y"):
-                self.err(head(k.span, len(k.name)), f"table has no column `{k.name}`",
+                self.ctx.err(head(k.span, len(k.name)), f"table has no column `{k.name}`",
                          "columns: x (inputs) and y (targets)")
                 continue
-            for problem in validate_table(k.value, self.consts, set(cols)):
-                self.absorb(problem)
+            for problem in validate_table(k.value, self.ctx.consts, set(cols)):
+                self.ctx.absorb(problem)
             cols[k.name] = k.value
         for need in ("x", "y"):
             if need not in cols and not any(k.name == need for k in e.kwargs):
-                self.err(e.span, f"table needs a `{need}=` column")
+                self.ctx.err(e.span, f"table needs a `{need}=` column")
         return ir.Source("table", tuple(cols.items()), e.span)
 
     # ------------------------------------------------------------ train
@@ -163,49 +169,49 @@ class SectionChecker(CheckContext):
     def check_train(self, section: ir.Section | None) -> ir.TrainConfig:
         if section is None:
             return ir.TrainConfig()
-        s = self.settings(section, cat.TRAIN_SETTINGS)
+        s = self.ctx.settings(section, cat.TRAIN_SETTINGS)
         defaults = ir.TrainConfig()
         cfg: dict[str, Any] = {"span": section.span}
         if "loss" in s:
-            cfg["loss"] = self.call_value(s["loss"].value, cat.LOSSES, "loss") or defaults.loss
+            cfg["loss"] = self.ctx.call_value(s["loss"].value, cat.LOSSES, "loss") or defaults.loss
             ls = cat.LOSSES.get(cfg["loss"].name)
             if ls is not None and ls.target == "unsupported":
-                self.err(s["loss"].value.span, f"{ls.name} cannot be trained by netspec's loop: it {ls.doc}",
+                self.ctx.err(s["loss"].value.span, f"{ls.name} cannot be trained by netspec's loop: it {ls.doc}",
                          "the loop calls loss(model(x), y); choose a loss with one input and a target")
         if "optimizer" in s:
-            cfg["optimizer"] = self.call_value(s["optimizer"].value, cat.OPTIMIZERS, "optimizer") or defaults.optimizer
+            cfg["optimizer"] = self.ctx.call_value(s["optimizer"].value, cat.OPTIMIZERS, "optimizer") or defaults.optimizer
         if "scheduler" in s and not isinstance(s["scheduler"].value, ir.NoneLit):
-            cfg["scheduler"] = self.call_value(s["scheduler"].value, cat.SCHEDULERS, "scheduler")
+            cfg["scheduler"] = self.ctx.call_value(s["scheduler"].value, cat.SCHEDULERS, "scheduler")
         if "metrics" in s:
             v = s["metrics"].value
             items = v.items if isinstance(v, ir.ListLit) else (v,)
-            cfg["metrics"] = tuple(m for m in (self.call_value(i, cat.METRICS, "metric") for i in items) if m)
+            cfg["metrics"] = tuple(m for m in (self.ctx.call_value(i, cat.METRICS, "metric") for i in items) if m)
             keys = [m.name if m.name != "top_k" else f"top_{m.get('k', 5)}" for m in cfg["metrics"]]
             for k in sorted({k for k in keys if keys.count(k) > 1}):
-                self.err(v.span, f"metric `{k}` is listed twice")
+                self.ctx.err(v.span, f"metric `{k}` is listed twice")
         if "early_stopping" in s and not isinstance(s["early_stopping"].value, ir.NoneLit):
-            cfg["early_stopping"] = self.call_value(s["early_stopping"].value, {"EarlyStopping": cat.EARLY_STOPPING},
+            cfg["early_stopping"] = self.ctx.call_value(s["early_stopping"].value, {"EarlyStopping": cat.EARLY_STOPPING},
                                                     "early-stopping rule", lambda params: params)
             es = cfg["early_stopping"]
             if es is not None and es.get("mode", "auto") != "auto":
                 monitor = str(es.get("monitor", "val_loss"))
                 natural = "min" if cat.lower_is_better(monitor) else "max"
                 if es.get("mode") != natural:
-                    self.warn(es.span, f"`mode=\"{es.get('mode')}\"` treats a {'lower' if natural == 'max' else 'higher'} "
+                    self.ctx.warn(es.span, f"`mode=\"{es.get('mode')}\"` treats a {'lower' if natural == 'max' else 'higher'} "
                               f"`{monitor}` as better", f'`{monitor}` improves with mode="{natural}" (the default, '
                               'mode="auto", picks it)')
         if "log" in s:
             cfg["log"] = self.logs(s["log"])
-        self.simple_settings(s, cat.TRAIN_SETTINGS, cfg, defaults)
+        self.ctx.simple_settings(s, cat.TRAIN_SETTINGS, cfg, defaults)
         dev = cfg.get("device", "auto")
         if isinstance(dev, str) and not (dev in ("auto", "cpu", "cuda", "mps") or
                                          (dev.startswith("cuda:") and dev[5:].isdigit())):
-            self.err(s["device"].value.span, f"unknown device `{dev}`", "devices: auto, cpu, cuda, cuda:N, mps")
+            self.ctx.err(s["device"].value.span, f"unknown device `{dev}`", "devices: auto, cpu, cuda, cuda:N, mps")
         return ir.TrainConfig(**cfg)
 
     def logs(self, s: ir.Setting) -> tuple[str, ...]:
         try:
-            v = evaluate(s.value, self.consts, symbols=True)
+            v = evaluate(s.value, self.ctx.consts, symbols=True)
         except Exception:  # noqa: BLE001 - reported below as a type error
             v = None
         items = v if isinstance(v, tuple) else (v,)
@@ -213,7 +219,7 @@ class SectionChecker(CheckContext):
         for x in items:
             name = x.name if isinstance(x, ir.Symbol) else x
             if name not in cat.LOGS:
-                self.err(s.value.span, f"unknown log `{show(x)}`",
+                self.ctx.err(s.value.span, f"unknown log `{show(x)}`",
                          did_you_mean(str(name), cat.LOGS) or "logs: " + ", ".join(cat.LOGS))
                 return ir.TrainConfig().log
             out.append(name)
@@ -224,20 +230,20 @@ class SectionChecker(CheckContext):
     def check_export(self, section: ir.Section | None) -> ir.ExportConfig:
         if section is None:
             return ir.ExportConfig()
-        s = self.settings(section, cat.EXPORT_SETTINGS)
+        s = self.ctx.settings(section, cat.EXPORT_SETTINGS)
         cfg: dict[str, Any] = {"span": section.span}
-        self.simple_settings(s, cat.EXPORT_SETTINGS, cfg, ir.ExportConfig())
+        self.ctx.simple_settings(s, cat.EXPORT_SETTINGS, cfg, ir.ExportConfig())
         path = cfg.get("onnx")
         if path is not None:
             if "\0" in path or not path:
-                self.err(s["onnx"].value.span, "not a usable file path")
+                self.ctx.err(s["onnx"].value.span, "not a usable file path")
                 cfg.pop("onnx")
             elif path.endswith(("/", os.sep)):
-                self.err(s["onnx"].value.span, f"`onnx` names a folder ({path}); give a file name",
+                self.ctx.err(s["onnx"].value.span, f"`onnx` names a folder ({path}); give a file name",
                          f'e.g. onnx: "{path.rstrip("/")}/model.onnx"')
                 cfg.pop("onnx")
             else:
-                cfg["onnx"] = _resolve(path, self.spec.file)
+                cfg["onnx"] = _resolve(path, self.ctx.spec.file)
         return ir.ExportConfig(**cfg)
 
 
