@@ -1,7 +1,9 @@
-"""Output ownership: a command writes over an existing file only when it is its own.
+"""Output files: a path the user gave names a file that can be created, and a command
+writes over an existing file only when it is its own.
 
-In: an output path that exists, the command's inputs, how the command recognises its own
-files, and what it says when it refuses. Out: nothing, or a ``NetspecError``. export
+In: an output path (`check_output_file`); for one that exists, the command's inputs, how
+the command recognises its own files, and what it says when it refuses
+(`check_replaceable`). Out: nothing, or a ``NetspecError``. export
 replaces only an ONNX model netspec exported; diagram and eject only their own unedited
 outputs, which carry a last line with the sha256 of everything above it (`sign_text`;
 diagram's PNGs carry the same mark in a text chunk):
@@ -18,7 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from netspec.errors import error
+from netspec.errors import Diagnostic, NetspecError, error
+from netspec.util import check_path
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,26 @@ class Refusals:
     not_a_file: str
     not_own: str
     not_own_help: str | None
+
+
+def check_output_file(output: str | os.PathLike, example: str) -> Path:
+    """An output path from the user names a file that can be created: not empty, not a
+    folder ('/', '.', '..', a path ending in '/', an existing folder), and no existing
+    file where a folder on the way must be. `example` (a file name such as `model.onnx`)
+    is suggested in the errors. The suffix is the command's to check. Returns the path."""
+    text = os.fspath(output)
+    check_path(text)
+    if not text.strip():
+        raise NetspecError(Diagnostic("the output path is empty", help=f"give a file name, e.g. -o {example}"))
+    path = Path(text)
+    seps = tuple(s for s in (os.sep, os.altsep) if s)
+    if text.endswith(seps) or path.name in ("", ".", "..") or os.path.isdir(text):
+        raise NetspecError(Diagnostic(f"{text}: is a folder, not a file name",
+                                      help=f"give a file name, e.g. -o {os.path.join(text, example)}"))
+    for parent in path.parents:
+        if str(parent) not in ("", ".") and os.path.lexists(parent) and not parent.is_dir():
+            raise NetspecError(Diagnostic(f"{text}: cannot write under {parent}: it is not a folder"))
+    return path
 
 
 def check_replaceable(output: str | os.PathLike, inputs: Iterable[str | os.PathLike],

@@ -22,7 +22,7 @@ from netspec import __version__, ir, load
 from netspec.data.prepare import Preprocessing
 from netspec.deploy.runtime import INPUT, OUTPUT, load_session, open_session, run_session
 from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error
-from netspec.outputs import Refusals, check_replaceable
+from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.util import atomic_write
 
 
@@ -248,8 +248,6 @@ def export_source(source: str, output: str | None, weights: str | None,
 def check_output(out: Path, inputs: list[Path]) -> None:
     """Export writes .onnx files only, never over one of its inputs, and never over an
     existing file that is not an ONNX model netspec exported."""
-    from netspec.util import check_output_file
-
     check_output_file(out, "model.onnx")  # empty, '/', '.', '..', 'dir/', a folder
     if out.suffix.lower() != ".onnx":
         raise error(f"-o {out}: export writes files NAME.onnx",
@@ -289,7 +287,7 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
     """Export what `source` names (see export_source) and verify it. Returns the parity
     report with the file written (`output`) and the `opset` (`exported_line` says it)."""
     from netspec.train.trainer import trained_model
-    from netspec.util import check_output_file, clean_stale_temps
+    from netspec.util import clean_stale_temps
 
     if output is not None:  # as typed: Path() would turn '' into '.' and drop the '/' of 'dir/'
         check_output_file(output, "model.onnx")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from netspec import ir, outputs
 from netspec.errors import error
-from netspec.outputs import Refusals, check_replaceable
+from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.tools.diagram.layout import layout
 from netspec.tools.diagram.picture import count_boxes, picture
 from netspec.tools.diagram.render import png_scale, to_dot, to_png, to_svg
@@ -27,8 +27,6 @@ def check_output(output: str, inputs: list[str]) -> str:
     """The output's format (its suffix); refuse empty paths, folders ('/', '.', 'dir/'),
     other suffixes, the inputs, and existing files that are not an unedited earlier output
     of netspec diagram (an empty file may be replaced)."""
-    from netspec.util import check_output_file
-
     check_output_file(output, "model.svg")
     path = Path(output)
     suffix = path.suffix.lower()
