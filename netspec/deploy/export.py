@@ -5,7 +5,7 @@ Out: an .onnx file with dynamic batch (and `_`) axes, `onnx.checker` full check 
 outputs matching onnxruntime within tolerance on random and real inputs, and
 metadata_props (netspec version, spec hash, input shape, labels, preprocessing) so
 `netspec predict` needs nothing but the file. Written atomically; a failed
-verification leaves nothing behind.
+verification leaves nothing behind. This is the torch side; sessions are runtime.py's.
 """
 
 from __future__ import annotations
