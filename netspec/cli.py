@@ -108,11 +108,16 @@ def _no_nul(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def _tell(message: str) -> None:
+    """A note a library function handed over while it works (errors.Tell): stderr."""
+    click.echo(message, err=True)
+
+
 def _spec(path: str) -> str:
     """A spec argument: the file, else the packaged example of that name."""
     from netspec.tools.packaged import resolve_spec
 
-    return resolve_spec(path)
+    return resolve_spec(path, _tell)
 
 
 SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -452,13 +457,13 @@ def export(source: str, output: str | None, weights: str | None, opset: int | No
       netspec export runs/mnist_cnn -o m.onnx        # a run folder: its spec.net and model.pt
       netspec export mnist.net -o m.onnx             # a spec: runs/<model>/model.pt, or --weights
     """
-    from netspec.deploy.export import export_file, valid_tolerance
+    from netspec.deploy.export import export_file, exported_line, valid_tolerance
 
     _named_output(output, "model.onnx")
     if tolerance is not None and not valid_tolerance(tolerance):  # nan and inf included
         raise click.BadParameter(f"{tolerance} is not a finite number greater than 0, e.g. --tolerance 1e-4",
                                  param_hint="'--tolerance'")
-    export_file(source, output, weights, opset, tolerance, overrides)
+    click.echo(exported_line(export_file(source, output, weights, opset, tolerance, overrides, _tell)))
 
 
 @main.command("data")
@@ -476,9 +481,16 @@ def data_cmd(file: str, preview: bool, output: str, count: int, overrides: tuple
       netspec data mnist_folder.net
       netspec data fashion_resnet.net --preview -o grid.png
     """
-    from netspec.tools.inspect_data import data_command
+    from pathlib import Path
 
-    data_command(_spec_or_run(file), overrides, output if preview else None, count)
+    from netspec.tools.inspect_data import describe, inspect
+    from netspec.tools.inspect_data import preview as draw_preview
+
+    checked, data = inspect(_spec_or_run(file), overrides)
+    click.echo(describe(checked, data))
+    if preview:
+        n = draw_preview(checked, data, Path(output), count)
+        click.echo(f"wrote {output}: {n} training samples as the model sees them")
 
 
 @main.command()
@@ -498,11 +510,35 @@ def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as
       netspec predict model.onnx digit.png more/*.png photos/
       netspec predict runs/iris flowers.csv --json
     """
-    from netspec.deploy.predict import predict_files, run_model
+    from netspec.deploy.predict import format_result, predictions, run_model
+    from netspec.deploy.runtime import load_session
 
     if os.path.isdir(model):
-        model = run_model(model)
-    predict_files(model, inputs, top_k=top_k, batch_size=batch_size, as_json=as_json)
+        model = run_model(model) or _export_run(model)
+    session, meta = load_session(model)
+    everything = []
+    for r in predictions(session, meta, inputs, top_k, batch_size):
+        if as_json:
+            everything.append(r)
+        else:
+            click.echo(format_result(r))
+    if as_json:
+        click.echo(json.dumps(everything))
+
+
+def _export_run(run: str) -> str:
+    """A run folder with no exported model: export it now (said first), and return the file."""
+    from pathlib import Path
+
+    from netspec.deploy.export import export_file, exported_line
+    from netspec.deploy.predict import run_model
+
+    folder = Path(run)
+    _tell(f"{folder} has no exported model yet; exporting it first")
+    click.echo(exported_line(export_file(str(folder), tell=_tell)))
+    found = run_model(run)
+    assert found is not None  # export_file wrote it
+    return found
 
 
 @main.command()
@@ -586,7 +622,7 @@ def diff(a: str, b: str, as_json: bool, exit_code: bool) -> None:
     """
     from netspec.tools.diff import diff_paths, render_text, to_json
 
-    result = diff_paths(a, b)
+    result = diff_paths(a, b, _tell)
     click.echo(json.dumps(to_json(result), indent=2) if as_json else render_text(result))
     if exit_code and result.differ:
         sys.exit(1)

@@ -14,7 +14,7 @@ A phase collects ``Diagnostic``s and raises one ``NetspecError`` holding all of 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 
@@ -33,6 +33,10 @@ class Span:
 
 
 NO_SPAN = Span()
+
+# Where a library function hands a note for the user (one line of text, said while it works)
+# to its caller; the CLI prints it on stderr. Library code never prints.
+Tell = Callable[[str], None]
 MAX_SHOWN = 120  # source characters shown of a longer line
 
 # Source text of every file seen, so a diagnostic can show its line without re-reading.
@@ -91,6 +95,13 @@ class DataError(NetspecError):
 
 class ExportError(NetspecError):
     """An export that failed or did not match onnxruntime."""
+
+
+def data_error(message: str, help: str | None = None, *, span: Span = NO_SPAN) -> DataError:
+    """The one way to report a problem with data (a file, a row, a column, a value): the
+    message starts with what it is about (`FILE: `, `FILE:LINE: `, a column); `span` is the
+    spec position that can fix it, where there is one (a `target=` argument, the loss)."""
+    return DataError(Diagnostic(message, span, "error", help))
 
 
 def error(message: str, help: str | None = None) -> NetspecError:

@@ -1,5 +1,6 @@
 """Small shared helpers: atomic writes (temp file + rename, umask honoured, disk-full
-reported), reading only regular files of bounded size, hashing."""
+reported), reading only regular files of bounded size, hashing. Output paths and whose an
+existing output file is are outputs.py's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+
+from netspec.errors import Diagnostic, NetspecError
 
 _UMASK: int | None = None
 
@@ -26,8 +28,6 @@ def umask() -> int:
 
 def write_error(path: str | os.PathLike, e: OSError):
     """An OSError while writing `path`, as the user-facing error (disk full included)."""
-    from netspec.errors import Diagnostic, NetspecError
-
     reason = e.strerror or str(e)
     hint = None
     if e.errno == errno.ENOSPC:
@@ -40,8 +40,6 @@ def write_error(path: str | os.PathLike, e: OSError):
 
 def ensure_folder(folder: str | os.PathLike) -> None:
     """mkdir -p with user-facing errors (a path component that is a file, no permission)."""
-    from netspec.errors import Diagnostic, NetspecError
-
     folder = Path(folder)
     check_path(folder)
     for parent in [folder, *folder.parents]:
@@ -65,8 +63,6 @@ def atomic_write_many(items: list[tuple[str | os.PathLike, Callable[[str], None]
     """Several files that must change together (a run's weights, checkpoint and metrics):
     every temp file is written first, and only when all succeeded are they renamed into
     place, so a full disk or a kill while writing leaves the old set intact."""
-    from netspec.errors import Diagnostic, NetspecError
-
     staged: list[tuple[str, Path]] = []
     try:
         for raw, write in items:
@@ -147,38 +143,12 @@ def sha256_text(text: str) -> str:
 def check_path(path: str | os.PathLike, error_cls: type | None = None) -> None:
     """Paths come from users: a NUL byte would make the OS calls raise ValueError."""
     if "\0" in os.fspath(path):
-        from netspec.errors import Diagnostic, NetspecError
-
         cls = error_cls or NetspecError
         raise cls(Diagnostic(f"{os.fspath(path)!r}: a path cannot contain a NUL byte"))
 
 
-def check_output_file(output: str | os.PathLike, example: str) -> Path:
-    """An output path from the user names a file that can be created: not empty, not a
-    folder ('/', '.', '..', a path ending in '/', an existing folder), and no existing
-    file where a folder on the way must be. `example` (a file name such as `model.onnx`)
-    is suggested in the errors. The suffix is the command's to check. Returns the path."""
-    from netspec.errors import Diagnostic, NetspecError
-
-    text = os.fspath(output)
-    check_path(text)
-    if not text.strip():
-        raise NetspecError(Diagnostic("the output path is empty", help=f"give a file name, e.g. -o {example}"))
-    path = Path(text)
-    seps = tuple(s for s in (os.sep, os.altsep) if s)
-    if text.endswith(seps) or path.name in ("", ".", "..") or os.path.isdir(text):
-        raise NetspecError(Diagnostic(f"{text}: is a folder, not a file name",
-                                      help=f"give a file name, e.g. -o {os.path.join(text, example)}"))
-    for parent in path.parents:
-        if str(parent) not in ("", ".") and os.path.lexists(parent) and not parent.is_dir():
-            raise NetspecError(Diagnostic(f"{text}: cannot write under {parent}: it is not a folder"))
-    return path
-
-
-def _folder_given(name: str, what: str) -> Any:
+def _folder_given(name: str, what: str) -> Diagnostic:
     """The Diagnostic for a folder given where a file is read (with the way on for a run folder)."""
-    from netspec.errors import Diagnostic
-
     run = os.path.join(name, "spec.net")
     hint = (f"a run folder: its spec is {run} (`netspec train {run}`; add `--out {name} --resume` to continue it)"
             if os.path.isfile(run) else None)
@@ -190,8 +160,6 @@ def open_regular(path: str | os.PathLike, max_bytes: int | None = None, what: st
     """Open a regular file for reading (binary). Devices, FIFOs, sockets and folders are
     refused before anything is read (O_NONBLOCK: opening a FIFO does not wait for a writer),
     and so is a file larger than `max_bytes`."""
-    from netspec.errors import Diagnostic, NetspecError
-
     cls = error_cls or NetspecError
     check_path(path, cls)
     name = os.fspath(path)
@@ -220,8 +188,6 @@ def open_regular(path: str | os.PathLike, max_bytes: int | None = None, what: st
 
 def read_regular(path: str | os.PathLike, max_bytes: int | None = None, what: str = "file",
                  error_cls: type | None = None) -> bytes:
-    from netspec.errors import Diagnostic, NetspecError
-
     with open_regular(path, max_bytes, what, error_cls) as f:
         try:
             return f.read()

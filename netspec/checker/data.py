@@ -4,28 +4,25 @@ In: a checked spec. Out: the same spec with data warnings added, or a ``NetspecE
 whose diagnostics sit at the spec position that can fix them (the source expression, an
 argument such as `target=`, the model's last layer, the loss).
 
-What is read: CSV files up to MAX_ROWS rows (header, types, vocabularies, class counts);
-IDX headers (and label files, which are small); image folder listings (never an image);
-.npy/.npz headers and labels; `table(...)` expressions. Nothing is decoded or normalised,
-so `netspec check` stays fast; `--no-data` skips all of it.
+What is read (sources.py's readers in their `peek` mode): CSV files up to PEEK_ROWS rows
+(header, types, vocabularies, class counts); IDX headers (and label files, which are
+small); image folder listings (never an image); .npy/.npz headers and labels;
+`table(...)` expressions. Nothing is decoded or normalised, so `netspec check` stays fast;
+`--no-data` skips all of it. The Encoder (data/encode.py) says what preparing the data would.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
 from netspec import ir
 from netspec.catalogue import fmt_shape
-from netspec.data.datasets import DATASETS, file_in, find_dataset
-from netspec.data.prepare import Encoder, image_geometry, loss_task
-from netspec.data.sources import RawSet, idx_header, load_table, read_csv, read_idx
-from netspec.errors import DataError, Diagnostic, NetspecError
-
-MAX_ROWS = 200_000
+from netspec.data.encode import Encoder, image_geometry, loss_task
+from netspec.data.sources import RawSet, ReadOptions, read_source, table_env
+from netspec.errors import Diagnostic, NetspecError, data_error
 
 
 def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
@@ -77,74 +74,9 @@ def _rows(raw: RawSet) -> int:
 
 def peek(checked: ir.CheckedSpec, src: ir.Source, classes: list | None = None) -> RawSet | None:
     """The source's shapes, types and labels, without reading its samples."""
-    args = dict(src.kwargs)
-    kind = src.kind
-    if kind in DATASETS:
-        split = args.get("split") or "train"
-        roles = (f"{split}_images", f"{split}_labels")
-        folder, _ = find_dataset(kind, args.get("root"), roles)
-        if folder is None:
-            return None  # found (or downloaded, with a clear message) when training
-        ds = DATASETS[kind]
-        images, labels = file_in(folder, ds.files[roles[0]]), file_in(folder, ds.files[roles[1]])
-        assert images is not None and labels is not None
-        raw = _idx_peek(images, labels)
-        raw.classes = ds.labels
-        return raw
-    if kind == "idx":
-        return _idx_peek(Path(args["images"]), Path(args["labels"]))
-    if kind == "csv":
-        return RawSet("csv", str(args["path"]), table=read_csv(args["path"], args.get("delimiter") or ",", MAX_ROWS))
-    if kind == "table":
-        env = {k: v for k, v in checked.constants if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        x, y = load_table(args, checked.train.seed, env)
-        return RawSet("table", "table(...)", x, y)
-    if kind == "image_folder":
-        from netspec.data.images import scan_folder
-
-        index = scan_folder(args["path"], tuple(classes) if classes else None)
-        size, channels = image_geometry(checked)
-        if size is None or channels is None:
-            raise DataError(Diagnostic(
-                f"{args['path']}: the image size is unknown", src.span,
-                help="set `image_size: [height, width]` in the data section, or give the model an input "
-                     "[channels, height, width] (channels 1 or 3)"))
-        return RawSet("image", str(args["path"]), np.zeros((0, channels, *size), np.uint8), index.labels,
-                      index.classes)
-    if kind in ("npy", "npz"):
-        return _array_peek(args, kind)
-    return None
-
-
-def _idx_peek(images: Path, labels: Path) -> RawSet:
-    dtype, dims, _, _ = idx_header(images)
-    y = np.asarray(read_idx(labels))
-    if y.ndim != 1:
-        raise DataError(Diagnostic(f"{labels}: labels must be 1-dimensional, got shape {list(y.shape)}",
-                                   help="is this an images file? labels files are *-labels-idx1-ubyte"))
-    if len(dims) < 2:
-        raise DataError(Diagnostic(f"{images}: images need at least 2 dimensions, got {list(dims)}",
-                                   help="is this a labels file? images files are *-images-idx3-ubyte"))
-    if dims[0] != len(y):
-        raise DataError(Diagnostic(f"{images} has {dims[0]} images but {labels} has {len(y)} labels"))
-    shape = (1, *dims[1:]) if len(dims) == 3 else tuple(dims[1:])
-    kind = "image" if dtype == np.uint8 and len(shape) == 3 else "table"
-    return RawSet(kind, str(images), np.zeros((0, *shape), dtype.newbyteorder("=")),
-                  y.astype(np.float64) if y.dtype.kind == "f" else y)
-
-
-def _array_peek(args: dict, kind: str) -> RawSet:
-    from netspec.data.images import load_npy, load_npz
-
-    if kind == "npy":
-        x, y = load_npy(args["x"], args.get("y"))
-        where = str(args["x"])
-    else:
-        x, y = load_npz(args["path"], args.get("x") or "x", args.get("y"))
-        where = str(args["path"])
-    image = x.dtype == np.uint8 and x.ndim in (3, 4)
-    shape = (1, *x.shape[1:]) if image and x.ndim == 3 else x.shape[1:]
-    return RawSet("image" if image else "table", where, np.zeros((0, *shape), x.dtype), y)
+    size, channels = image_geometry(checked)
+    return read_source(src, ReadOptions(peek=True, seed=checked.train.seed, env=table_env(checked), image_size=size,
+                                        channels=channels, classes=tuple(classes) if classes else None))
 
 
 def check_shape(checked: ir.CheckedSpec, encoder: Encoder, src: ir.Source) -> None:
@@ -161,8 +93,8 @@ def check_shape(checked: ir.CheckedSpec, encoder: Encoder, src: ir.Source) -> No
         help_ = f"the data has {have[0]} channel(s); set `input: {fmt_shape(have)}`"
     elif src.kind == "image_folder" and len(want) == 3 and len(have) == 3 and want[0] == have[0]:
         help_ += f", or decode the images to the model's size with `image_size: {list(want[1:])}` in `data`"
-    raise DataError(Diagnostic(f"the {what} of {src.kind}(...) are {fmt_shape(have)} ({math.prod(have)} values) but "
-                               f"the model input is {fmt_shape(want)}", checked.model.span, help=help_))
+    raise data_error(f"the {what} of {src.kind}(...) are {fmt_shape(have)} ({math.prod(have)} values) but "
+                     f"the model input is {fmt_shape(want)}", help_, span=checked.model.span)
 
 
 def check_test(encoder: Encoder, raw: RawSet, src: ir.Source) -> None:
@@ -171,8 +103,8 @@ def check_test(encoder: Encoder, raw: RawSet, src: ir.Source) -> None:
         encoder.encode(raw, "test data", src)
         return
     if raw.x is not None and list(raw.x.shape[1:]) != list(encoder.pre.source_shape):
-        raise DataError(Diagnostic(f"{raw.file}: test samples have shape {fmt_shape(raw.x.shape[1:])}, the training "
-                                   f"samples {fmt_shape(tuple(encoder.pre.source_shape))}"))
+        raise data_error(f"{raw.file}: test samples have shape {fmt_shape(raw.x.shape[1:])}, the training "
+                         f"samples {fmt_shape(tuple(encoder.pre.source_shape))}")
     if raw.y is not None and loss_task(encoder.checked) != "input":
         encoder.encode_targets(raw.y, raw.classes, raw.file, "test data", None)
 

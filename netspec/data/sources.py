@@ -4,9 +4,12 @@ In: an ``ir.Source`` (mnist, fashion_mnist, idx, csv, image_folder, npy, npz, ta
 Out: ``RawSet``: inputs as stored (uint8 images [N, C, H, W] for IDX and image folders,
 numbers otherwise; memory-mapped where the file allows), targets as stored (numbers, or
 CSV cells as strings), the names needed for messages, and an intrinsic class list where
-the format has one (MNIST's digits, an image folder's subfolders). data.py then types,
-encodes and splits them. Every problem is a ``DataError`` naming the file (and for CSV
-the row and column); only regular files are read, with sizes checked against headers.
+the format has one (MNIST's digits, an image folder's subfolders). encode.py then types
+and encodes them, prepare.py splits them. Each kind has one reader (``READERS``), which
+reads in full for prepare.py or, with ``ReadOptions(peek=True)``, cheaply for check's data
+pass (headers and labels, no samples). Every problem is a ``DataError`` naming the file
+(and for CSV the row and column); only regular files are read, with sizes checked
+against headers.
 
 Rules stated in docs/language.md ("Data rules"):
 - IDX: the magic number, a type byte, 1 to 8 dimensions, a size that matches the header
@@ -23,6 +26,7 @@ import gzip
 import io
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,18 +34,14 @@ from typing import Any
 import numpy as np
 
 from netspec import ir
-from netspec.data.datasets import DATASETS, file_in, locate
-from netspec.errors import DataError, Diagnostic, NetspecError
+from netspec.data.datasets import DATASETS, file_in, find_dataset, locate
+from netspec.errors import DataError, data_error
 from netspec.util import open_regular
 
 IDX_TYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 MAX_IDX_DIMS = 8
 MAX_CSV_BYTES = 2 << 30
 MAX_GZ_BYTES = 8 << 30
-
-
-def data_error(message: str, help: str | None = None) -> DataError:
-    return DataError(Diagnostic(message, help=help))
 
 
 @dataclass
@@ -152,23 +152,35 @@ def first_non_finite(a: np.ndarray, chunk: int = 1 << 20) -> int | None:
     return None
 
 
-def load_idx_pair(images: Path, labels: Path) -> RawSet:
-    x = read_idx(images)
-    y = read_idx(labels)
+def read_idx_pair(images: Path, labels: Path, peek: bool = False) -> RawSet:
+    """An images file and a labels file. `peek`: the images file's header only (the samples
+    are an empty array of the right shape and type); the labels are always read."""
+    if peek:
+        dtype, dims, _, _ = idx_header(images)
+    else:
+        x = read_idx(images)
+        dtype, dims = x.dtype, tuple(x.shape)
+    y = np.asarray(read_idx(labels))
+    check_idx_pair(images, labels, dims, y)
+    if y.dtype.kind == "f":
+        y = np.asarray(y, dtype=np.float64)
+    sample = (1, *dims[1:]) if len(dims) == 3 else tuple(dims[1:])  # [N, H, W] images get a channel axis
+    x = np.zeros((0, *sample), dtype.newbyteorder("=")) if peek else x[:, None] if len(dims) == 3 else x
+    kind = "image" if dtype == np.uint8 and len(sample) == 3 else "table"
+    return RawSet(kind, str(images), x, y, extra={"labels_file": str(labels)})
+
+
+def check_idx_pair(images: Path, labels: Path, dims: tuple[int, ...], y: np.ndarray) -> None:
+    """An images file's dims and a labels file's labels belong together."""
     if y.ndim != 1:
         raise data_error(f"{labels}: labels must be 1-dimensional, got shape {list(y.shape)}",
                          "is this an images file? labels files are *-labels-idx1-ubyte")
-    if x.ndim < 2:
-        raise data_error(f"{images}: images need at least 2 dimensions, got shape {list(x.shape)}",
+    if len(dims) < 2:
+        raise data_error(f"{images}: images need at least 2 dimensions, got shape {list(dims)}",
                          "is this a labels file? images files are *-images-idx3-ubyte")
-    if len(x) != len(y):
-        raise data_error(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
-    if x.ndim == 3:
-        x = x[:, None]  # [N, 1, H, W]
-    if y.dtype.kind == "f":
-        y = np.asarray(y, dtype=np.float64)
-    kind = "image" if x.dtype == np.uint8 and x.ndim == 4 else "table"
-    return RawSet(kind, str(images), x, np.asarray(y), extra={"labels_file": str(labels)})
+    if dims[0] != len(y):
+        raise data_error(f"{images} has {dims[0]} images but {labels} has {len(y)} labels")
+
 
 
 # ---------------------------------------------------------------- CSV
@@ -230,54 +242,116 @@ def _check_header(path: Path, header: list[str], delimiter: str) -> None:
 # ---------------------------------------------------------------- sources
 
 
-def load_source(src: ir.Source, seed: int, env: dict, allow_download: bool = True,
-                image_size: tuple[int, int] | None = None, channels: int | None = None,
-                classes: tuple[str, ...] | None = None, skip_bad: bool = False) -> RawSet:
-    """Read one source. `image_size`/`channels`/`classes` apply to image folders (the class
-    list of the training folder is reused by the others)."""
-    kind = src.kind
-    args = dict(src.kwargs)
-    if kind in DATASETS:
-        split = args.get("split") or "train"
-        roles = (f"{split}_images", f"{split}_labels")
-        folder = locate(kind, args.get("root"), roles, allow_download)
-        ds = DATASETS[kind]
-        images = file_in(folder, ds.files[roles[0]])
-        labels = file_in(folder, ds.files[roles[1]])
-        if images is None or labels is None:
-            raise data_error(f"{kind}: files missing in {folder}")
-        raw = load_idx_pair(images, labels)
-        raw.classes = ds.labels
-        return raw
-    if kind == "idx":
-        return load_idx_pair(Path(args["images"]), Path(args["labels"]))
-    if kind == "csv":
-        table = read_csv(args["path"], args.get("delimiter") or ",")
-        return RawSet("csv", str(table.path), table=table)
-    if kind == "table":
-        tx, ty = load_table(args, seed, env)
-        return RawSet("table", "table(...)", tx, ty)
-    if kind == "image_folder":
-        from netspec.data.images import load_image_folder
+PEEK_ROWS = 200_000  # CSV rows check's data pass reads
 
-        if image_size is None or channels is None:
-            raise data_error(f"{args['path']}: image folders need `image_size` (or a model input [C, H, W])")
-        arr = load_image_folder(args["path"], image_size, channels, classes, skip_bad)
-        return RawSet("image", str(args["path"]), arr.x, arr.y, arr.classes,
-                      extra={"cache": str(arr.cache), "built": arr.built, "files": arr.files})
-    if kind in ("npy", "npz"):
-        from netspec.data.images import load_npy, load_npz
 
-        pair = load_npy(args["x"], args.get("y")) if kind == "npy" else \
-            load_npz(args["path"], args.get("x") or "x", args.get("y"))
-        x: Any = pair[0]
-        y: Any = pair[1]
-        where = str(args["x"] if kind == "npy" else args["path"])
-        image = x.dtype == np.uint8 and x.ndim in (3, 4)
-        if image and x.ndim == 3:
-            x = x[:, None]
-        return RawSet("image" if image else "table", where, x, y)
-    raise data_error(f"unknown data source {kind}")
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a source is read. `peek` is check's cheap pass: headers, labels, folder listings
+    and at most PEEK_ROWS CSV rows, no image decoded and nothing downloaded (a data set not
+    found reads as None). `image_size`/`channels`/`classes` apply to image folders (the
+    class list of the training folder is reused by the others)."""
+
+    peek: bool = False
+    seed: int = 0
+    env: dict = field(default_factory=dict)  # the spec's numeric constants, for table(...)
+    allow_download: bool = True
+    image_size: tuple[int, int] | None = None
+    channels: int | None = None
+    classes: tuple[str, ...] | None = None
+    skip_bad: bool = False
+
+
+def read_source(src: ir.Source, opts: ReadOptions) -> RawSet | None:
+    """Read one source with the reader its kind names (None: peeking at a source that has
+    nothing to peek at)."""
+    reader = READERS.get(src.kind)
+    if reader is None:
+        if opts.peek:
+            return None
+        raise data_error(f"unknown data source {src.kind}")
+    return reader(src, dict(src.kwargs), opts)
+
+
+def table_env(checked: ir.CheckedSpec) -> dict:
+    """The spec's numeric constants: the names `table(...)` expressions may use."""
+    return {k: v for k, v in checked.constants if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _read_dataset(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet | None:
+    split = args.get("split") or "train"
+    roles = (f"{split}_images", f"{split}_labels")
+    if opts.peek:
+        folder, _ = find_dataset(src.kind, args.get("root"), roles)
+        if folder is None:
+            return None  # found (or downloaded, with a clear message) when training
+    else:
+        folder = locate(src.kind, args.get("root"), roles, opts.allow_download)
+    ds = DATASETS[src.kind]
+    images, labels = file_in(folder, ds.files[roles[0]]), file_in(folder, ds.files[roles[1]])
+    if images is None or labels is None:
+        raise data_error(f"{src.kind}: files missing in {folder}")
+    raw = read_idx_pair(images, labels, opts.peek)
+    raw.classes = ds.labels
+    return raw
+
+
+def _read_idx(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
+    return read_idx_pair(Path(args["images"]), Path(args["labels"]), opts.peek)
+
+
+def _read_csv(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
+    table = read_csv(args["path"], args.get("delimiter") or ",", PEEK_ROWS if opts.peek else None)
+    return RawSet("csv", str(args["path"]), table=table)
+
+
+def _read_table(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
+    x, y = load_table(args, opts.seed, opts.env)
+    return RawSet("table", "table(...)", x, y)
+
+
+def _read_image_folder(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
+    from netspec.data.images import load_image_folder, scan_folder
+
+    index = scan_folder(args["path"], opts.classes) if opts.peek else None
+    if opts.image_size is None or opts.channels is None:
+        raise data_error(f"{args['path']}: the image size is unknown",
+                         "set `image_size: [height, width]` in the data section, or give the model an input "
+                         "[channels, height, width] (channels 1 or 3)", span=src.span)
+    if index is not None:
+        return RawSet("image", str(args["path"]), np.zeros((0, opts.channels, *opts.image_size), np.uint8),
+                      index.labels, index.classes)
+    arr = load_image_folder(args["path"], opts.image_size, opts.channels, opts.classes, opts.skip_bad)
+    return RawSet("image", str(args["path"]), arr.x, arr.y, arr.classes,
+                  extra={"cache": str(arr.cache), "built": arr.built, "files": arr.files})
+
+
+def _read_arrays(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
+    from netspec.data.images import load_npy, load_npz
+
+    pair = load_npy(args["x"], args.get("y")) if src.kind == "npy" else \
+        load_npz(args["path"], args.get("x") or "x", args.get("y"))
+    x: Any = pair[0]
+    y: Any = pair[1]
+    where = str(args["x"] if src.kind == "npy" else args["path"])
+    image = x.dtype == np.uint8 and x.ndim in (3, 4)
+    if image and x.ndim == 3:
+        x = x[:, None]
+    if opts.peek:
+        x = np.zeros((0, *x.shape[1:]), x.dtype)
+    return RawSet("image" if image else "table", where, x, y)
+
+
+Reader = Callable[[ir.Source, dict, ReadOptions], RawSet | None]
+READERS: dict[str, Reader] = {
+    **{name: _read_dataset for name in DATASETS},
+    "idx": _read_idx,
+    "csv": _read_csv,
+    "table": _read_table,
+    "image_folder": _read_image_folder,
+    "npy": _read_arrays,
+    "npz": _read_arrays,
+}
 
 
 def load_table(args: dict, seed: int, env: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -289,17 +363,17 @@ def load_table(args: dict, seed: int, env: dict) -> tuple[np.ndarray, np.ndarray
     x = np.asarray(evaluate_table(args["x"], env, rng), dtype=np.float64)
     y = np.asarray(evaluate_table(args["y"], {**env, "x": x}, rng), dtype=np.float64)
     if x.ndim == 0 or y.ndim == 0:
-        raise NetspecError.at(args["x"].span if x.ndim == 0 else args["y"].span,
-                              "a table column needs one value per sample, got a single number")
+        raise data_error("a table column needs one value per sample, got a single number",
+                         span=args["x"].span if x.ndim == 0 else args["y"].span)
     if len(x) != len(y):
-        raise NetspecError.at(args["y"].span, f"table columns differ in length: x has {len(x)} rows, y has {len(y)}")
+        raise data_error(f"table columns differ in length: x has {len(x)} rows, y has {len(y)}", span=args["y"].span)
     for name, a in (("x", x), ("y", y)):
         bad = first_non_finite(a)
         if bad is not None:
-            raise NetspecError.at(args[name].span, f"table column {name} holds NaN or an infinite value "
-                                  f"(sample {bad})", "check log/sqrt of negative numbers and divisions")
+            raise data_error(f"table column {name} holds NaN or an infinite value (sample {bad})",
+                             "check log/sqrt of negative numbers and divisions", span=args[name].span)
         if a.dtype.kind == "f" and np.abs(a).max(initial=0) > np.finfo(np.float32).max:
-            raise NetspecError.at(args[name].span, f"table column {name} holds values beyond float32's range")
+            raise data_error(f"table column {name} holds values beyond float32's range", span=args[name].span)
     x = x[:, None] if x.ndim == 1 else x
     y = y[:, None] if y.ndim == 1 else y
     return x.astype(np.float32), y

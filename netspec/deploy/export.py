@@ -5,15 +5,13 @@ Out: an .onnx file with dynamic batch (and `_`) axes, `onnx.checker` full check 
 outputs matching onnxruntime within tolerance on random and real inputs, and
 metadata_props (netspec version, spec hash, input shape, labels, preprocessing) so
 `netspec predict` needs nothing but the file. Written atomically; a failed
-verification leaves nothing behind.
+verification leaves nothing behind. This is the torch side; sessions are runtime.py's.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -22,10 +20,10 @@ import torch
 
 from netspec import __version__, ir, load
 from netspec.data.prepare import Preprocessing
-from netspec.errors import Diagnostic, ExportError, NetspecError, error
+from netspec.deploy.runtime import INPUT, OUTPUT, load_session, open_session, run_session
+from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error
+from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.util import atomic_write
-
-INPUT, OUTPUT = "input", "output"
 
 
 class Graph(torch.nn.Module):
@@ -166,15 +164,13 @@ def lower_for_onnx(net: torch.nn.Module, model: ir.CheckedModel) -> torch.nn.Mod
 def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], tolerance: float) -> dict:
     """torch's and onnxruntime's outputs on the same inputs, within `tolerance` (absolute,
     relative for outputs larger than 1)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    session = open_session(onnx_path)
     worst_abs = worst_rel = worst_scaled = 0.0
     for x in batches:
         with torch.inference_mode():
             want = graph(x).float().numpy()
         try:
-            got = session.run([OUTPUT], {INPUT: x.numpy()})[0]
+            got = run_session(session, x.numpy())
         except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types; the export is wrong
             raise ExportError(Diagnostic(f"onnxruntime failed on an input of shape {list(x.shape)}: "
                                          f"{str(e).splitlines()[0]}")) from None
@@ -223,9 +219,11 @@ def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndar
     return meta, real, pre
 
 
-def export_source(source: str, output: str | None, weights: str | None) -> tuple[str, str | None, Path | None]:
+def export_source(source: str, output: str | None, weights: str | None,
+                  tell: Tell | None = None) -> tuple[str, str | None, Path | None]:
     """(spec path, weights path, default output) for what the user named: a spec, a run
-    folder, or (with no -o) an output path ending in .onnx: the latest finished run."""
+    folder, or (with no -o) an output path ending in .onnx: the latest finished run (which
+    run, and a packaged example standing in for a missing spec, are said to `tell`)."""
     from netspec.tools.packaged import resolve_spec
     from netspec.train.runs import latest_finished_run, run_spec
 
@@ -239,38 +237,34 @@ def export_source(source: str, output: str | None, weights: str | None) -> tuple
                     f"`netspec export {output}` for the latest finished run")
     if source.lower().endswith(".onnx"):
         run, others = latest_finished_run()
-        print(f"exporting the most recently finished run, {run}/" +
-              (f" ({len(others)} other finished run{'s' if len(others) > 1 else ''} under runs/: pick one with "
-               f"`netspec export {others[0]} -o {source}`)" if others else ""), file=sys.stderr)
+        if tell is not None:
+            tell(f"exporting the most recently finished run, {run}/" +
+                 (f" ({len(others)} other finished run{'s' if len(others) > 1 else ''} under runs/: pick one with "
+                  f"`netspec export {others[0]} -o {source}`)" if others else ""))
         return str(run_spec(run)), weights or str(run / "model.pt"), Path(source)
-    return resolve_spec(source), weights, None
+    return resolve_spec(source, tell), weights, None
 
 
 def check_output(out: Path, inputs: list[Path]) -> None:
     """Export writes .onnx files only, never over one of its inputs, and never over an
     existing file that is not an ONNX model netspec exported."""
-    from netspec.util import check_output_file
-
     check_output_file(out, "model.onnx")  # empty, '/', '.', '..', 'dir/', a folder
     if out.suffix.lower() != ".onnx":
         raise error(f"-o {out}: export writes files NAME.onnx",
                     f"e.g. -o {out.with_name((out.stem.lstrip('.') or 'model') + '.onnx')}")
-    if not out.exists() and not out.is_symlink():
-        return
-    for p in inputs:
-        try:
-            if p.exists() and out.exists() and os.path.samefile(out, p):
-                raise error(f"-o {out}: that is {p}, one of this export's inputs; netspec will not overwrite it")
-        except OSError:
-            continue
-    if not out.is_file():
-        raise error(f"-o {out}: exists and is not a regular file")
-    if not is_netspec_onnx(out):
-        raise error(f"-o {out}: exists and is not an ONNX model that netspec exported; netspec will not "
-                    "overwrite it", "choose another output path, or remove the file yourself")
+    if out.exists() or out.is_symlink():
+        check_replaceable(out, inputs, is_netspec_onnx, EXPORT_REFUSALS, empty_is_free=False)
 
 
-def is_netspec_onnx(path: Path) -> bool:
+EXPORT_REFUSALS = Refusals(
+    is_input="-o {output}: that is {input}, one of this export's inputs; netspec will not overwrite it",
+    is_input_help=None,
+    not_a_file="-o {output}: exists and is not a regular file",
+    not_own="-o {output}: exists and is not an ONNX model that netspec exported; netspec will not overwrite it",
+    not_own_help="choose another output path, or remove the file yourself")
+
+
+def is_netspec_onnx(path: str | Path) -> bool:
     """An ONNX model written by `netspec export` (its producer and metadata say so): the only
     kind of existing file an export replaces. Another tool's model is the user's."""
     import onnx
@@ -289,15 +283,17 @@ def valid_tolerance(tolerance: float) -> bool:
 
 
 def export_file(source: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
-                tolerance: float | None = None, overrides: tuple[str, ...] = ()) -> dict:
+                tolerance: float | None = None, overrides: tuple[str, ...] = (), tell: Tell | None = None) -> dict:
+    """Export what `source` names (see export_source) and verify it. Returns the parity
+    report with the file written (`output`) and the `opset` (`exported_line` says it)."""
     from netspec.train.trainer import trained_model
-    from netspec.util import check_output_file, clean_stale_temps
+    from netspec.util import clean_stale_temps
 
     if output is not None:  # as typed: Path() would turn '' into '.' and drop the '/' of 'dir/'
         check_output_file(output, "model.onnx")
     if tolerance is not None and not valid_tolerance(tolerance):
         raise error(f"tolerance {tolerance}: must be a number greater than 0 (and finite)", "e.g. --tolerance 1e-4")
-    path, weights, default_out = export_source(source, output, weights)
+    path, weights, default_out = export_source(source, output, weights, tell)
     checked = load(path, overrides, target="onnx")
     model = checked.model
     net, weights_path = trained_model(checked, weights, path)
@@ -312,9 +308,14 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
                           tolerance=tolerance if tolerance is not None else checked.export.tolerance,
                           metadata={k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()},
                           real_inputs=real, pre=pre)
-    print(f"exported {out} (opset {opset or checked.export.opset}); verified on {report['inputs_checked']} inputs "
-          f"against onnxruntime: max abs diff {report['max_abs_diff']:.2e}, max rel diff {report['max_rel_diff']:.2e}")
-    return report
+    return {**report, "output": str(out), "opset": opset or checked.export.opset}
+
+
+def exported_line(report: dict) -> str:
+    """What `netspec export` says about a finished export_file."""
+    return (f"exported {report['output']} (opset {report['opset']}); verified on {report['inputs_checked']} inputs "
+            f"against onnxruntime: max abs diff {report['max_abs_diff']:.2e}, "
+            f"max rel diff {report['max_rel_diff']:.2e}")
 
 
 def data_files(checked: ir.CheckedSpec) -> list[Path]:
@@ -339,7 +340,6 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
     from netspec.builder import build_loss
     from netspec.data.loader import Loader, to_units
     from netspec.data.prepare import evaluation_split, prepare
-    from netspec.deploy.predict import load_session
     from netspec.train.metrics import MetricState
 
     checked = load(spec_file, overrides)
@@ -356,11 +356,10 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
     loss_fn = build_loss(checked.train.loss)
     reduction = str(checked.train.loss.get("reduction", "mean"))
     state = MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes)
-    name = session.get_inputs()[0].name
     for xb, yb in Loader(split, data.pre, torch.device("cpu"), resident=False).sequential(1024):
         x = to_units(xb, data.pre)
         try:
-            out = torch.from_numpy(session.run(None, {name: x.numpy()})[0]).float()
+            out = torch.from_numpy(run_session(session, x.numpy())).float()
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
             raise error(f"{onnx_path}: onnxruntime could not run it on {spec_file}'s data "
                         f"({str(e).splitlines()[0][:200]})") from None

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,41 +25,11 @@ import numpy as np
 
 from netspec.catalogue import fmt_shape
 from netspec.data.images import IMAGE_EXTENSIONS
-from netspec.errors import DataError, Diagnostic, error
+from netspec.deploy.runtime import load_session, run_session
+from netspec.errors import DataError, data_error
 from netspec.util import open_regular
 
 IMAGE_EXT = frozenset(IMAGE_EXTENSIONS)  # what image folders read, predict reads
-
-
-def load_session(path: str):
-    import onnxruntime as ort
-
-    from netspec.util import check_path
-
-    check_path(path)
-    p = Path(path)
-    if not p.exists():
-        raise error(f"{path}: no such file")
-    if not p.is_file():
-        raise error(f"{path}: not a regular file")
-    try:
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise error(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
-    meta = dict(session.get_modelmeta().custom_metadata_map)
-    parsed = {}
-    for k, v in meta.items():
-        try:
-            parsed[k] = json.loads(v)
-        except ValueError:
-            parsed[k] = v
-    if "input_shape" not in parsed:
-        raise error(f"{path}: has no netspec metadata (input_shape)", "export it with `netspec export`")
-    return session, parsed
-
-
-def _bad(path: Path, message: str, help: str | None = None) -> DataError:
-    return DataError(Diagnostic(f"{path}: {message}", help=help))
 
 
 def expand_folder(path: Path) -> list[Path]:
@@ -70,8 +39,8 @@ def expand_folder(path: Path) -> list[Path]:
     found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXT and p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(path).parts))
     if not found:
-        raise _bad(path, "a folder without images", f"predict reads {' '.join(sorted(IMAGE_EXT))} images in a "
-                   "folder; pass other inputs by name (e.g. samples.npy)")
+        raise data_error(f"{path}: a folder without images", f"predict reads {' '.join(sorted(IMAGE_EXT))} images in a "
+                         "folder; pass other inputs by name (e.g. samples.npy)")
     return found
 
 
@@ -81,7 +50,7 @@ def read_inputs(path: Path, meta: dict) -> np.ndarray:
     shape = tuple(meta["input_shape"])
     suffix = path.suffix.lower()
     if not path.exists():
-        raise _bad(path, "no such file")
+        raise data_error(f"{path}: no such file")
     if suffix in IMAGE_EXT:
         return read_image(path, shape, pre)[None]
     if suffix == ".npy":
@@ -94,8 +63,8 @@ def read_inputs(path: Path, meta: dict) -> np.ndarray:
         arr = np.asarray(read_idx(path))
         x = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
         return _fit(path, x if x.ndim > 1 else x[:, None], shape, "IDX samples")
-    raise _bad(path, f"unsupported input type `{suffix or path.name}`",
-               "inputs: images (.png, .jpg, .bmp, .webp), .npy, .csv, IDX")
+    raise data_error(f"{path}: unsupported input type `{suffix or path.name}`",
+                     "inputs: images (.png, .jpg, .bmp, .webp), .npy, .csv, IDX")
 
 
 def _fit(path: Path, x: np.ndarray, shape: tuple, what: str) -> np.ndarray:
@@ -105,21 +74,23 @@ def _fit(path: Path, x: np.ndarray, shape: tuple, what: str) -> np.ndarray:
             return x
         if x.ndim == len(shape) and all(d is None or d == n for d, n in zip(shape, x.shape)):
             return x[None]
-        raise _bad(path, f"{what} of shape {list(x.shape[1:])} do not fit the model's input {fmt_shape(shape)}")
+        raise data_error(f"{path}: {what} of shape {list(x.shape[1:])} do not fit the model's input "
+                         f"{fmt_shape(shape)}")
     n_values = math.prod(shape)
     if x.size == n_values and (x.ndim == len(shape) or x.ndim == 1):
         return x.reshape(1, *shape)
     if x.ndim >= 1 and len(x) and x[0].size == n_values:
         return x.reshape(len(x), *shape)
-    raise _bad(path, f"{what} of shape {list(x.shape)} do not hold samples of the model's input {fmt_shape(shape)} "
-                     f"({n_values} values each)")
+    raise data_error(f"{path}: {what} of shape {list(x.shape)} do not hold samples of the model's input "
+                     f"{fmt_shape(shape)} ({n_values} values each)")
 
 
 def read_image(path: Path, shape: tuple, pre: dict) -> np.ndarray:
     if pre.get("kind") == "table" or len(shape) != 3 or shape[0] not in (1, 3):
         trained = "CSV rows" if pre.get("columns") else "rows of numbers"
-        raise _bad(path, f"this model was trained on {trained} ({fmt_shape(shape)} values per sample), not on images",
-                   "give it the same kind of data: a CSV with the training columns, or a .npy of such rows")
+        raise data_error(f"{path}: this model was trained on {trained} ({fmt_shape(shape)} values per sample), "
+                         "not on images",
+                         "give it the same kind of data: a CSV with the training columns, or a .npy of such rows")
     from netspec.data.images import decode_image
 
     c, h, w = shape
@@ -131,14 +102,14 @@ def read_npy(path: Path, shape: tuple, pre: dict) -> np.ndarray:
         try:
             arr = np.load(f, allow_pickle=False)
         except (ValueError, OSError) as e:
-            raise _bad(path, f"not a readable .npy file ({str(e).splitlines()[0][:150]})") from None
+            raise data_error(f"{path}: not a readable .npy file ({str(e).splitlines()[0][:150]})") from None
     if arr.dtype.kind not in "biuf":
-        raise _bad(path, f"holds {arr.dtype} values; predict needs numbers")
+        raise data_error(f"{path}: holds {arr.dtype} values; predict needs numbers")
     if arr.size == 0:
-        raise _bad(path, "is empty")
+        raise data_error(f"{path}: is empty")
     x = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 and pre.get("kind") == "image" else 1.0)
     if not np.all(np.isfinite(x)):
-        raise _bad(path, "holds NaN or infinite values")
+        raise data_error(f"{path}: holds NaN or infinite values")
     return _fit(path, x, shape, "arrays")
 
 
@@ -150,9 +121,9 @@ def read_csv_rows(path: Path, shape: tuple, pre: dict) -> np.ndarray:
             rows = [r for r in csv.reader(io.TextIOWrapper(f, encoding="utf-8-sig", newline=""))
                     if any(c.strip() for c in r)]
         except (UnicodeDecodeError, csv.Error) as e:
-            raise _bad(path, f"cannot read CSV ({e})") from None
+            raise data_error(f"{path}: cannot read CSV ({e})") from None
     if not rows:
-        raise _bad(path, "no data rows")
+        raise data_error(f"{path}: no data rows")
     columns = pre.get("columns")
     first = [c.strip() for c in rows[0]]
     has_header = not all(_number(c) for c in first) or (columns and set(first) & {c[0] for c in columns})
@@ -161,7 +132,7 @@ def read_csv_rows(path: Path, shape: tuple, pre: dict) -> np.ndarray:
         if has_header:
             missing = [n for n in names if n not in first]
             if missing:
-                raise _bad(path, f"no column {missing[0]!r}; the model needs {', '.join(names)}")
+                raise data_error(f"{path}: no column {missing[0]!r}; the model needs {', '.join(names)}")
             order = [first.index(n) for n in names]
             body = rows[1:]
         else:
@@ -170,7 +141,7 @@ def read_csv_rows(path: Path, shape: tuple, pre: dict) -> np.ndarray:
         out = []
         for line, row in enumerate(body, start=2 if has_header else 1):
             if len(row) < max(order) + 1:
-                raise _bad(path, f"row {line} has {len(row)} cells; the model needs {len(names)} columns")
+                raise data_error(f"{path}: row {line} has {len(row)} cells; the model needs {len(names)} columns")
             out.append(_encode_row(path, line, [row[i].strip() for i in order], columns))
         x = np.asarray(out, dtype=np.float32)
     else:
@@ -180,12 +151,12 @@ def read_csv_rows(path: Path, shape: tuple, pre: dict) -> np.ndarray:
             try:
                 out.append([float(c) for c in row])
             except ValueError:
-                raise _bad(path, f"row {line}: not all cells are numbers") from None
+                raise data_error(f"{path}: row {line}: not all cells are numbers") from None
         x = np.asarray(out, dtype=np.float32)
     if not len(x):
-        raise _bad(path, "no data rows")
+        raise data_error(f"{path}: no data rows")
     if not np.all(np.isfinite(x)):
-        raise _bad(path, "holds NaN or infinite values")
+        raise data_error(f"{path}: holds NaN or infinite values")
     return _fit(path, x, shape, "CSV rows")
 
 
@@ -195,14 +166,14 @@ def _encode_row(path: Path, line: int, cells: list[str], columns: list) -> list[
         if col[1] == "categorical":
             vocab = col[2]
             if cell not in vocab:
-                raise _bad(path, f"row {line}, column {col[0]!r}: value {cell!r} never occurred in training",
-                           f"known values: {', '.join(map(repr, vocab[:10]))}")
+                raise data_error(f"{path}: row {line}, column {col[0]!r}: value {cell!r} never occurred in training",
+                                 f"known values: {', '.join(map(repr, vocab[:10]))}")
             values += [1.0 if cell == v else 0.0 for v in vocab]
         else:
             try:
                 values.append(float(cell))
             except ValueError:
-                raise _bad(path, f"row {line}, column {col[0]!r}: {cell!r} is not a number") from None
+                raise data_error(f"{path}: row {line}, column {col[0]!r}: {cell!r} is not a number") from None
     return values
 
 
@@ -243,27 +214,27 @@ def interpret(outputs: np.ndarray, meta: dict, top_k: int) -> list[dict]:
     return results
 
 
-def predict_files(model: str, inputs: tuple[str, ...], top_k: int = 3, batch_size: int = 256,
-                  as_json: bool = False) -> list[dict]:
+def predict_files(model: str, inputs: tuple[str, ...], top_k: int = 3, batch_size: int = 256) -> list[dict]:
+    """Every input's result (see `predictions`), as a list."""
     session, meta = load_session(model)
-    name = session.get_inputs()[0].name
+    return list(predictions(session, meta, inputs, top_k, batch_size))
+
+
+def predictions(session: Any, meta: dict, inputs: tuple[str, ...], top_k: int = 3,
+                batch_size: int = 256) -> Iterator[dict]:
+    """One result per sample, file by file (a folder: its images), as soon as each file is
+    done: {"input": name, and "predictions" (top-k classes), "label"/"probabilities" or "values"}."""
     dtype = np.int64 if meta.get("input_dtype") == "int64" else np.float32
-    everything = []
     for path in (p for raw in inputs for p in expand_folder(Path(raw))):
         x = read_inputs(path, meta).astype(dtype)
         try:
-            outs = [session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
+            outs = [run_session(session, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
-            raise _bad(path, f"the model could not run on it ({str(e).splitlines()[0][:200]})") from None
+            raise data_error(f"{path}: the model could not run on it ({str(e).splitlines()[0][:200]})") from None
         results = interpret(np.concatenate(outs), meta, top_k)
         for i, r in enumerate(results):
             r["input"] = str(path) if len(results) == 1 else f"{path}[{i}]"
-            everything.append(r)
-            if not as_json:
-                print(format_result(r))
-    if as_json:
-        print(json.dumps(everything))
-    return everything
+            yield r
 
 
 def format_result(r: dict) -> str:
@@ -277,15 +248,7 @@ def format_result(r: dict) -> str:
     return f"{r['input']}: " + ", ".join(f"{v:.6g}" for v in r["values"])
 
 
-def run_model(run: str) -> str:
-    """The ONNX model of a run folder: its newest exported .onnx, else exported now."""
-    folder = Path(run)
-    found = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
-    if found:
-        return str(found[0])
-    from netspec.deploy.export import export_file
-
-    print(f"{folder} has no exported model yet; exporting it first", file=sys.stderr)
-    export_file(str(folder))
-    found = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return str(found[0])
+def run_model(run: str) -> str | None:
+    """The ONNX model of a run folder: its newest exported .onnx (None: not exported yet)."""
+    found = sorted(Path(run).glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return str(found[0]) if found else None

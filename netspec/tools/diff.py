@@ -31,6 +31,7 @@ from typing import Any
 from netspec import catalogue as cat
 from netspec import ir
 from netspec.catalogue import fmt_shape
+from netspec.errors import Tell
 from netspec.ir import parameter_count
 from netspec.syntax.expr import show, source
 from netspec.tools.summary import node_type
@@ -90,7 +91,7 @@ class Diff:
 # ---------------------------------------------------------------- loading
 
 
-def load_side(path: str, overrides: tuple[str, ...] = ()) -> Side:
+def load_side(path: str, overrides: tuple[str, ...] = (), tell: Tell | None = None) -> Side:
     from netspec import load
     from netspec.tools.packaged import resolve_spec
     from netspec.train.runs import read_run_json, run_spec
@@ -98,12 +99,13 @@ def load_side(path: str, overrides: tuple[str, ...] = ()) -> Side:
     if os.path.isdir(path):
         spec = str(run_spec(Path(path)))
         return Side(path, spec, load(spec, overrides), read_run_json(Path(path)))
-    spec = resolve_spec(path)
+    spec = resolve_spec(path, tell)
     return Side(path, spec, load(spec, overrides))
 
 
-def diff_paths(a: str, b: str) -> Diff:
-    return diff_sides(load_side(a), load_side(b))
+def diff_paths(a: str, b: str, tell: Tell | None = None) -> Diff:
+    """`a` against `b` (a packaged example standing in for a missing spec is said to `tell`)."""
+    return diff_sides(load_side(a, tell=tell), load_side(b, tell=tell))
 
 
 def diff_sides(a: Side, b: Side) -> Diff:

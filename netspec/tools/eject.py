@@ -1311,27 +1311,17 @@ MAX_PROGRAM_BYTES = 16 << 20
 
 
 def _sign(text: str) -> str:
-    import hashlib
+    from netspec.outputs import sign_text
 
-    return f"{text}{TRAILER}{hashlib.sha256(text.encode('utf-8')).hexdigest()}\n"
+    return sign_text(text, TRAILER)
 
 
 def _is_unedited_output(path: str) -> bool:
     """The file ends with eject's trailer and its hash matches what is above it."""
-    import hashlib
+    from netspec.outputs import is_signed, read_bounded
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PROGRAM_BYTES + 1)
-    except OSError:
-        return False
-    if len(data) > MAX_PROGRAM_BYTES:
-        return False
-    text = data.decode("utf-8", errors="replace")
-    body, sep, tail = text.rstrip("\n").rpartition("\n")
-    if not sep or not tail.startswith(TRAILER):
-        return False
-    return tail[len(TRAILER):].strip() == hashlib.sha256((body + "\n").encode("utf-8")).hexdigest()
+    data = read_bounded(path, MAX_PROGRAM_BYTES)
+    return data is not None and is_signed(data, TRAILER)
 
 
 def check_output(output: str, inputs: list[str]) -> None:
@@ -1351,14 +1341,13 @@ def check_output(output: str, inputs: list[str]) -> None:
             if str(p) not in ("", ".") and p.exists() and not p.is_dir():
                 raise error(f"{output}: cannot write under {p}: it is a file")
         return
-    for i in inputs:
-        if os.path.exists(i) and os.path.exists(output) and os.path.samefile(i, output):
-            raise error(f"{output}: that is the input; netspec eject never overwrites it", "choose another -o")
-    if not os.path.isfile(output):
-        raise error(f"{output}: not a regular file; netspec eject writes only files")
-    if os.path.getsize(output) and not _is_unedited_output(output):
-        raise error(f"{output} exists and is not an unedited program of netspec eject (it was edited, or is "
-                    "another file); it is not overwritten", "choose another -o, or remove the file first")
+    from netspec.outputs import Refusals, check_replaceable
+
+    check_replaceable(output, inputs, _is_unedited_output, Refusals(
+        "{output}: that is the input; netspec eject never overwrites it", "choose another -o",
+        "{output}: not a regular file; netspec eject writes only files",
+        "{output} exists and is not an unedited program of netspec eject (it was edited, or is another file); "
+        "it is not overwritten", "choose another -o, or remove the file first"))
 
 
 def write_program(checked: ir.CheckedSpec, output: str, inputs: list[str], source: str | None = None,

@@ -115,12 +115,9 @@ def _captions(y, pre) -> list[str]:
     return out
 
 
-def data_command(path: str, overrides: tuple[str, ...], preview_to: str | None, count: int) -> None:
+def inspect(path: str, overrides: tuple[str, ...] = ()) -> tuple[ir.CheckedSpec, Prepared]:
+    """The spec (checked with its data) and its prepared data, for `describe` and `preview`."""
     from netspec import load
 
     checked = load(path, overrides, read_data=True)
-    data = prepare(checked)
-    print(describe(checked, data))
-    if preview_to is not None:
-        n = preview(checked, data, Path(preview_to), count)
-        print(f"wrote {preview_to}: {n} training samples as the model sees them")
+    return checked, prepare(checked)

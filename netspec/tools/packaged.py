@@ -2,7 +2,7 @@
 
 In: a spec path as typed (`mnist.net`, `mnist`, `zoo/resnet18.net`). Out: the path to use:
 the file itself when it exists (a file in the current folder always wins), else the
-packaged example of that name (with a note on stderr saying so). `netspec new` copies an
+packaged example of that name (with a note for the caller to show, saying so). `netspec new` copies an
 example (or a template) into the current folder, never overwriting a file.
 
 The wheel carries `examples/` as `netspec/examples/`; a source checkout reads the
@@ -12,10 +12,9 @@ top-level `examples/` folder.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from netspec.errors import error
+from netspec.errors import Tell, error
 
 TEMPLATE = """\
 # {name}: a minimal spec to start from. `netspec check {file}` after every edit.
@@ -74,8 +73,8 @@ def describe(path: Path) -> str:
     return ""
 
 
-def resolve_spec(path: str, quiet: bool = False) -> str:
-    """`path` itself when it exists; else the packaged example it names, said on stderr."""
+def resolve_spec(path: str, tell: Tell | None = None) -> str:
+    """`path` itself when it exists; else the packaged example it names, said to `tell`."""
     if os.path.exists(path) or "\0" in path:
         return path
     name = Path(path).name
@@ -85,8 +84,8 @@ def resolve_spec(path: str, quiet: bool = False) -> str:
     example = packaged_examples().get(stem)
     if example is None:
         return path
-    if not quiet:
-        print(f"using the packaged example {example}; `netspec new {stem}` copies it here", file=sys.stderr)
+    if tell is not None:
+        tell(f"using the packaged example {example}; `netspec new {stem}` copies it here")
     return str(example)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -100,7 +99,8 @@ class RunDir:
             check_out_folder(path)
 
     def claim(self, spec_text: str, meta: dict[str, Any]) -> Path | None:
-        """Make the folder this run's: rotate an older run away, write spec.net and run.json."""
+        """Make the folder this run's: rotate an older run away, write spec.net and run.json.
+        Returns where the older run was moved (for the caller to say), or None."""
         if not self.enabled or self.claimed:
             return None
         moved = None if self.resume else rotate(self.path)
@@ -115,8 +115,6 @@ class RunDir:
         atomic_write_text(self.path / "spec.net", spec_text)
         self.write_meta()
         self.claimed = True
-        if moved is not None:
-            print(f"previous run kept in {moved}/", file=sys.stderr)
         return moved
 
     def claim_resumed(self, spec_text: str) -> None:

@@ -621,9 +621,11 @@ class Trainer:
         if not self.run.enabled:
             return
         if not self.run.claimed:
-            self.run.claim(resolved_spec_text(self.checked.spec), {
+            moved = self.run.claim(resolved_spec_text(self.checked.spec), {
                 "netspec_version": __version__, "model": self.checked.model.name, "spec_hash": self.spec_hash,
                 "spec": os.path.abspath(self.checked.spec.file), "processes": self.dist.world})
+            if moved is not None:
+                print(f"previous run kept in {moved}/", file=sys.stderr)
             self.open_tensorboard()
         best = self.best_weights if self.cfg.save == "best" and self.best_weights is not None else None
         state = {

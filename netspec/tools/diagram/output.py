@@ -1,0 +1,160 @@
+"""Diagram, part 4: the file. Checks the output path, draws in the format its suffix
+names, and marks the file as diagram's own (a sha256 of its content) so that a later run
+replaces its own unedited output and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from netspec import ir, outputs
+from netspec.errors import error
+from netspec.outputs import Refusals, check_output_file, check_replaceable
+from netspec.tools.diagram.layout import layout
+from netspec.tools.diagram.picture import count_boxes, picture
+from netspec.tools.diagram.render import png_scale, to_dot, to_png, to_svg
+
+FORMATS = (".svg", ".png", ".dot")
+
+# ---------------------------------------------------------------- the command
+
+
+def check_output(output: str, inputs: list[str]) -> str:
+    """The output's format (its suffix); refuse empty paths, folders ('/', '.', 'dir/'),
+    other suffixes, the inputs, and existing files that are not an unedited earlier output
+    of netspec diagram (an empty file may be replaced)."""
+    check_output_file(output, "model.svg")
+    path = Path(output)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise error(f"{output}: a diagram is written as .svg, .png or .dot, not {suffix or 'a file without a suffix'}",
+                    f"e.g. -o {path.with_name((path.stem.lstrip('.') or 'model') + '.svg')}")
+    if os.path.exists(output):
+        check_replaceable(output, inputs, lambda p: is_own_output(p, suffix), DIAGRAM_REFUSALS)
+    return suffix
+
+
+DIAGRAM_REFUSALS = Refusals(
+    is_input="{output}: that is the input; netspec diagram never overwrites it",
+    is_input_help="choose another -o",
+    not_a_file="{output}: not a regular file; netspec diagram writes only files",
+    not_own="{output} exists and is not an unedited output of netspec diagram (it was edited, or is another file); "
+            "netspec diagram does not overwrite it",
+    not_own_help="choose another -o, or remove the file first")
+
+
+# What diagram writes carries a mark with the sha256 of the rest of the file (eject's
+# trailer, in each format's comment syntax), so a later run replaces its own unedited
+# output and nothing else: not a hand-made SVG, not a .dot file the user tuned.
+MARK = "written by netspec diagram; sha256 "
+TEXT_MARKS = {".svg": ("<!-- ", " -->"), ".dot": ("// ", "")}
+PNG_KEYWORD = b"Software"
+MAX_OWN_BYTES = 256 << 20  # larger files are not ours (a 150-box SVG is well under 1 MiB)
+
+
+def sign_text(text: str, suffix: str) -> str:
+    """`text` (ending in a newline) with the mark as its last line."""
+    open_, close = TEXT_MARKS[suffix]
+    return outputs.sign_text(text, open_ + MARK, close)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """(type, data) of each chunk, or None when `data` is not a well-formed PNG."""
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    chunks, at = [], len(PNG_SIGNATURE)
+    while at + 12 <= len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + size]
+        if len(body) != size or at + 12 + size > len(data):
+            return None
+        chunks.append((kind, body))
+        at += 12 + size
+        if kind == b"IEND":
+            return chunks
+    return None
+
+
+def _png_digest(chunks: list[tuple[bytes, bytes]]) -> str:
+    """sha256 of every chunk but the text ones (the image, not its notes)."""
+    h = hashlib.sha256()
+    for kind, body in chunks:
+        if kind not in PNG_TEXT_CHUNKS:
+            h.update(kind + len(body).to_bytes(4, "big") + body)
+    return h.hexdigest()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def sign_png(path: str) -> None:
+    """Add a tEXt chunk `Software: written by netspec diagram; sha256 ...` before IEND."""
+    with open(path, "rb") as f:
+        data = f.read()
+    chunks = _png_chunks(data)
+    if chunks is None:
+        raise error(f"{path}: Pillow wrote a PNG that netspec cannot read back")
+    text = _png_chunk(b"tEXt", PNG_KEYWORD + b"\0" + (MARK + _png_digest(chunks)).encode("latin-1"))
+    end = data.rindex(b"IEND") - 4
+    with open(path, "wb") as f:
+        f.write(data[:end] + text + data[end:])
+
+
+def _signed_png(data: bytes) -> bool:
+    chunks = _png_chunks(data)
+    if chunks is None:
+        return False
+    want = (MARK + _png_digest(chunks)).encode("latin-1")
+    return any(kind == b"tEXt" and body == PNG_KEYWORD + b"\0" + want for kind, body in chunks)
+
+
+def is_own_output(path: str, suffix: str) -> bool:
+    """`path` is what netspec diagram wrote, unedited (its mark matches its content)."""
+    data = outputs.read_bounded(path, MAX_OWN_BYTES)
+    if data is None:
+        return False
+    if suffix == ".png":
+        return _signed_png(data)
+    open_, close = TEXT_MARKS[suffix]
+    return outputs.is_signed(data, open_ + MARK, close)
+
+
+@dataclass
+class Written:
+    path: str
+    depth: int
+    max_depth: int
+    boxes: int
+
+
+def write_diagram(checked: ir.CheckedSpec, output: str, depth: int | None = None,
+                  inputs: tuple[str, ...] = ()) -> Written:
+    """Draw `checked`'s model to `output` (.svg, .png or .dot), atomically."""
+    from netspec.util import atomic_write, atomic_write_text
+
+    suffix = check_output(output, [checked.spec.file, *inputs])
+    pic = picture(checked.model, depth)
+    if suffix == ".dot":
+        atomic_write_text(output, sign_text(to_dot(pic), suffix))
+    else:
+        canvas = layout(pic)
+        if suffix == ".svg":
+            atomic_write_text(output, sign_text(to_svg(canvas), suffix))
+        else:
+            png_scale(canvas)  # too tall: refused before anything is written
+
+            def write_png(tmp: str) -> None:
+                to_png(canvas, tmp)
+                sign_png(tmp)
+
+            atomic_write(output, write_png)
+    return Written(output, pic.depth, pic.max_depth, count_boxes(pic.parts))
