@@ -1,4 +1,4 @@
-"""Regenerate netspec/parse_tables.py (the LALR tables of grammar/netspec.lark, as plain
+"""Regenerate netspec/syntax/parse_tables.py (the LALR tables of grammar/netspec.lark, as plain
 Python data) after editing the grammar. tests/test_parse_tables.py fails while it is stale.
 
     .venv/bin/python scripts/write_parse_tables.py
