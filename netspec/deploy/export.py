@@ -75,7 +75,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     import onnx
 
     from netspec.catalogue import onnx_problem
-    from netspec.train.trainer import build_transform
+    from netspec.train.evaluate import build_transform
 
     problems = []
     for layer in ir.layers(checked.model.root):
@@ -201,7 +201,7 @@ def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndar
     the parity check."""
     from netspec.data.loader import Loader, to_units
     from netspec.data.prepare import loss_task, prepare
-    from netspec.train.trainer import run_checkpoint
+    from netspec.train.checkpoint import run_checkpoint
 
     saved, spec_hash = run_checkpoint(weights)
     meta: dict = {"spec_hash": spec_hash, "loss": checked.train.loss.name, "task": loss_task(checked)}
@@ -290,7 +290,7 @@ def valid_tolerance(tolerance: float) -> bool:
 
 def export_file(source: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
                 tolerance: float | None = None, overrides: tuple[str, ...] = ()) -> dict:
-    from netspec.train.trainer import trained_model
+    from netspec.train.evaluate import trained_model
     from netspec.util import check_output_file, clean_stale_temps
 
     if output is not None:  # as typed: Path() would turn '' into '.' and drop the '/' of 'dir/'
