@@ -10,7 +10,9 @@ source into the ejected program (tools/eject, ``copied_source``): netspec and th
 these statements in this order, so they end with `torch.equal` weights. What only netspec
 does comes in as arguments: the batches (DDP shards them), ``after_step`` (progress bar,
 TensorBoard, orphan check), ``end_of_epoch`` (checkpoint, report). Failures are raised as
-``NonFiniteLoss``, ``StepFailed`` and ``NotReported`` for the caller to word.
+``NonFiniteLoss``, ``StepFailed`` and ``NotReported`` for the caller to word. The copy must
+stay ruff-clean under the program's rules (tests/test_eject.py: E, F, W, I, B, UP; no
+lambda assignments, no closures over loop variables).
 
     loop = Loop(model, loss_fn, transform, device, optimizer=optimizer, seed=0)
     fit(loop, RunState(), epochs, train=lambda epoch: train_epoch(loop, batches(epoch), epoch, metrics()),
