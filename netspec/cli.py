@@ -385,7 +385,7 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
     if nproc is not None and "WORLD_SIZE" not in os.environ:
         from netspec import load
         from netspec.train.distributed import launch, strip_launcher_args
-        from netspec.train.trainer import check_launch
+        from netspec.train.preflight import check_launch
 
         # a spec, data or device error once, before N processes start
         check_launch(load(_spec(file), tuple(extra), read_data=True), nproc)
@@ -424,7 +424,7 @@ def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: t
             raise click.UsageError("evaluating an .onnx file needs --spec FILE for its data and metrics")
         results = evaluate_onnx(file, _spec_or_run(spec_file), overrides)
     else:
-        from netspec.train.trainer import evaluate_file
+        from netspec.train.evaluate import evaluate_file
 
         if os.path.isdir(file) and weights is None:
             weights = str(Path(file) / "model.pt")

@@ -117,7 +117,7 @@ def test_preview_draws_the_first_augmented_batch(tmp_path, image_spec):
     assert r.returncode == 1 and "not a PNG image" in r.stderr
 
 
-@pytest.mark.skipif(not (__import__("importlib").import_module("netspec.data.datasets").cache_dir() / "mnist_png" / "train").is_dir(),
+@pytest.mark.skipif(not (__import__("netspec.data.datasets").data.datasets.cache_dir() / "mnist_png" / "train").is_dir(),
                     reason="the MNIST PNG folder is written by `make data`")
 def test_real_png_folder_trains(tmp_path):
     r = subprocess.run([*netspec_cmd(), "train", "mnist_folder.net", "--epochs", "1", "--set", "data.subset=3000",

@@ -110,7 +110,7 @@ def test_metadata_is_self_contained(trained_mlp):
 def test_onnx_eval_equals_torch_eval(trained_mlp):
     out, path = trained_mlp
     from netspec.deploy.export import evaluate_onnx
-    from netspec.train.trainer import evaluate_file
+    from netspec.train.evaluate import evaluate_file
 
     torch_res = evaluate_file(str(EXAMPLES / "mnist_mlp.net"), str(out / "model.pt"))
     onnx_res = evaluate_onnx(str(path), str(EXAMPLES / "mnist_mlp.net"))

@@ -678,7 +678,7 @@ def _prepared(tmp_path: Path, text: str):
 def test_argument_combinations_torch_refuses_are_spec_errors(tmp_path, setting, message):
     """Each argument passed its own check; together torch refused them inside the first step or
     at the first scheduler step past its end (exit 3). torch itself is asked before training."""
-    from netspec.train.trainer import check_before_training
+    from netspec.train.preflight import check_before_training
 
     text = REGRESSION.replace("optimizer: SGD(lr=0.1)", setting)
     if "loss: MSELoss(" in setting:
@@ -691,7 +691,7 @@ def test_argument_combinations_torch_refuses_are_spec_errors(tmp_path, setting, 
 
 
 def test_batches_of_one_under_batchnorm_are_refused_before_training(tmp_path):
-    from netspec.train.trainer import check_before_training
+    from netspec.train.preflight import check_before_training
 
     text = REGRESSION.replace("Linear(1)", "Linear(4)\n    BatchNorm1d\n    Linear(1)").replace("batch_size: 16",
                                                                                       "batch_size: 1")
@@ -703,7 +703,7 @@ def test_batches_of_one_under_batchnorm_are_refused_before_training(tmp_path):
 def test_patience_counts_epochs_that_did_not_improve():
     """patience=0 stopped after the first epoch although it improved."""
     from netspec.ir import CallValue
-    from netspec.train.trainer import patience_ran_out
+    from netspec.train.preflight import patience_ran_out
 
     for patience, bad, stop in [(0, 0, False), (0, 1, True), (1, 0, False), (1, 1, True), (3, 2, False), (3, 3, True)]:
         assert patience_ran_out(bad, CallValue("EarlyStopping", (("patience", patience),))) is stop

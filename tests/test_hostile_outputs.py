@@ -317,7 +317,7 @@ def test_export_names_the_tensors_that_do_not_fit(tmp_path: Path, tiny: Path):
 def test_state_problems_lists_at_most_the_limit():
     import torch
 
-    from netspec.train.trainer import state_problems
+    from netspec.train.checkpoint import state_problems
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3))
     assert state_problems(model, model.state_dict()) == []

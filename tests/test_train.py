@@ -16,7 +16,8 @@ import torch
 
 import netspec
 from netspec.errors import NetspecError
-from netspec.train.trainer import evaluate_file, train_file
+from netspec.train.evaluate import evaluate_file
+from netspec.train.trainer import train_file
 from tests.conftest import EXAMPLES, ROOT, have_dataset
 
 needs_mnist = pytest.mark.skipif(not have_dataset("mnist"), reason="MNIST not installed (make data)")

@@ -73,7 +73,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     import onnx
 
     from netspec.catalogue import onnx_problem
-    from netspec.train.trainer import build_transform
+    from netspec.train.evaluate import build_transform
 
     problems = []
     for layer in ir.layers(checked.model.root):
@@ -197,7 +197,7 @@ def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndar
     the parity check."""
     from netspec.data.loader import Loader, to_units
     from netspec.data.prepare import loss_task, prepare
-    from netspec.train.trainer import run_checkpoint
+    from netspec.train.checkpoint import run_checkpoint
 
     saved, spec_hash = run_checkpoint(weights)
     meta: dict = {"spec_hash": spec_hash, "loss": checked.train.loss.name, "task": loss_task(checked)}
@@ -286,7 +286,7 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
                 tolerance: float | None = None, overrides: tuple[str, ...] = (), tell: Tell | None = None) -> dict:
     """Export what `source` names (see export_source) and verify it. Returns the parity
     report with the file written (`output`) and the `opset` (`exported_line` says it)."""
-    from netspec.train.trainer import trained_model
+    from netspec.train.evaluate import trained_model
     from netspec.util import clean_stale_temps
 
     if output is not None:  # as typed: Path() would turn '' into '.' and drop the '/' of 'dir/'

@@ -72,7 +72,7 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
     import torch
 
     from netspec.data.loader import Loader, to_units
-    from netspec.train.trainer import epoch_order
+    from netspec.train.loop import epoch_order
 
     pre = data.pre
     if pre.kind != "image" or len(pre.source_shape) != 3:
@@ -84,7 +84,7 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
         raise error(f"-o {out}: exists and is not a PNG image; netspec will not overwrite it")
     dc = checked.data
     batch = min(dc.batch_size or len(data.train), len(data.train)) if dc else len(data.train)
-    order = epoch_order(len(data.train), checked.train.seed, 1, dc.shuffle if dc else True)[:batch]
+    order = epoch_order(len(data.train), checked.train.seed, 1, dc.shuffle if dc else True).numpy()[:batch]
     idx = order[: min(count, batch)]
     xb, yb = Loader(data.train, pre, torch.device("cpu"), resident=False).fetch(idx)
     x = to_units(xb, pre)

@@ -241,3 +241,8 @@ def resolved_spec_text(spec: ir.Spec) -> str:
 
 def note(message: str) -> Diagnostic:
     return Diagnostic(message, severity="note")
+
+
+def default_run_dir(checked: ir.CheckedSpec) -> Path:
+    """Where `netspec train` writes without --out, and where eval/export look: runs/<model>."""
+    return Path("runs") / checked.model.name

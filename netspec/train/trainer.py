@@ -1,4 +1,4 @@
-"""`netspec train` and `netspec eval`: the training loop and its run folder.
+"""`netspec train`: the run around the training loop.
 
 In: a spec path (+ `--set` overrides). Out: a run folder (``runs/<model>/`` unless --out):
 run.json, spec.net (resolved, self-contained), model.pt (state_dict of the best or last
@@ -7,13 +7,12 @@ view, preprocessing), metrics.csv, curves.png, summary.txt, and for classifiers
 confusion.csv / confusion.png; tensorboard/ with `log: [tensorboard]`. Every write is
 atomic; model.pt, checkpoint.pt and metrics.csv always describe the same epoch.
 
-One step: raw batch (uint8 images or numbers, on the device) -> model units -> training
-augmentation (seeded by seed, epoch, step) -> InputTransform (normalise, reshape: the
-same module the ONNX graph starts with) -> model -> loss. Nothing reads a value back to
-the host inside an epoch on an accelerator (the loss, metrics and a non-finite check are
-running tensors), except the progress bar's few refreshes a second. The sample order of
-an epoch is a function of (seed, epoch), so `--resume` repeats it; under DDP every
-process walks the same global batches and takes its share (distributed.shard).
+The steps, epochs and evaluation are train/loop.py's (the module `netspec eject` copies into
+its program); the Trainer builds its parts from the spec and adds what a run folder needs:
+DDP (every process walks the same global batches and takes its share, distributed.shard),
+the progress bar, TensorBoard, checkpoints, resume and the final report. The sample order of
+an epoch is a function of (seed, epoch), so `--resume` repeats it. Nothing reads a value back
+to the host inside an epoch on an accelerator, except the progress bar's few refreshes a second.
 
     netspec train examples/mnist_mlp.net --epochs 1
     netspec train examples/mnist_mlp.net --resume --set train.epochs=3
@@ -23,15 +22,11 @@ process walks the same global batches and takes its share (distributed.shard).
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import math
 import os
 import sys
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +37,29 @@ from torch import nn
 from netspec import __version__, ir, load
 from netspec import catalogue as cat
 from netspec.builder import build_loss, build_model, build_optimizer, build_scheduler
-from netspec.data.loader import Loader, to_units
-from netspec.data.prepare import Prepared, Preprocessing, evaluation_split, prepare
+from netspec.data.loader import Loader
+from netspec.data.prepare import Prepared, prepare
 from netspec.errors import Diagnostic, NetspecError, error
-from netspec.layers import InputTransform
-from netspec.syntax.format import unparse
+from netspec.train import loop
+from netspec.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    metrics_csv,
+    refuse_finished,
+    resume_point,
+    spec_view,
+    state_problems,
+    stopped_early,
+    text_writer,
+    torch_writer,
+)
 from netspec.train.distributed import Dist, contiguous_shard, from_environment, shard, sync_batchnorm
-from netspec.train.metrics import MetricState, lower_is_better, metric_key
+from netspec.train.evaluate import EVAL_BATCH, build_transform
+from netspec.train.metrics import MetricState
+from netspec.train.preflight import batch_size_of, check_before_training, monitor_of, patience_of, select_device
 from netspec.train.resources import ensure_fits
-from netspec.train.runs import RunDir, read_run_json, resolved_spec_text
-from netspec.util import atomic_write, atomic_write_many, atomic_write_text, sha256_text
+from netspec.train.runs import RunDir, default_run_dir, resolved_spec_text
+from netspec.util import atomic_write_many, atomic_write_text, sha256_text
 
-RESUMABLE_CHANGES = ("train.epochs", "train.optimizer.lr", "train.scheduler", "train.checkpoint_every",
-                     "train.device", "train.early_stopping", "train.log", "train.log_every", "train.precision")
-EVAL_BATCH = 2048
 NONFINITE_CHECK_EVERY = 50  # steps between host reads of the non-finite flag on accelerators
 NONFINITE_CHECK_CPU = 1  # on the CPU reading it costs nothing
 
@@ -64,210 +68,13 @@ class TrainingError(NetspecError):
     pass
 
 
-# ---------------------------------------------------------------- small helpers
-
-
-def select_device(name: str, dist: Dist | None = None) -> torch.device:
-    local = dist.local_rank if dist is not None and dist.enabled else None
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local or 0) if local is not None else torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available() and local is None:
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise error(f"device `{name}` requested but CUDA is not available", "use device: auto or cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise error("device `mps` requested but MPS is not available", "use device: auto or cpu")
-    if name == "cuda" and local is not None:
-        return torch.device("cuda", local)
-    return torch.device(name)
-
-
-def check_launch(checked: ir.CheckedSpec, nproc: int) -> None:
-    """`--nproc N` on this machine: the device exists, and a GPU for each process."""
-    device = select_device(checked.train.device)
-    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
-    if device.type == "cuda" and nproc > gpus:
-        raise error(f"--nproc {nproc}: this machine has {gpus} GPU(s); one process per GPU",
-                    f"use --nproc {gpus}, or device: cpu for processes on the CPU")
-    if device.type == "mps" and nproc > 1:
-        raise error("--nproc: PyTorch's distributed training does not run on MPS", "use device: cpu with --nproc")
-
-
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
-    """The sample order of one epoch: a function of (seed, epoch) only, so resume repeats it."""
-    if not shuffle:
-        return np.arange(n)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g).numpy()
-
-
-def weight_params(model: nn.Module) -> list[torch.Tensor]:
-    return [p for name, p in model.named_parameters() if name.rsplit(".", 1)[-1].startswith("weight")]
-
-
-def spec_view(spec: ir.Spec) -> dict[str, str]:
-    """Flat `key -> source` view of a spec, for resume diffs."""
-    from netspec.syntax.expr import source
-
-    view: dict[str, str] = {}
-    for item in spec.items:
-        if isinstance(item, ir.Let):
-            view[f"let {item.name}"] = source(item.value)
-        elif isinstance(item, (ir.Model, ir.Block)):
-            view[f"{type(item).__name__.lower()} {item.name}"] = unparse(ir.Spec(spec.file, (item,)))
-        elif isinstance(item, ir.Section):
-            for e in item.entries:
-                if isinstance(e, ir.Setting):
-                    if e.key == "optimizer" and isinstance(e.value, ir.Call):
-                        for k in e.value.kwargs:
-                            view[f"{item.kind}.optimizer.{k.name}"] = source(k.value)
-                        rest = ir.Call(e.value.func, e.value.args, tuple(k for k in e.value.kwargs if k.name != "lr"))
-                        view[f"{item.kind}.optimizer"] = source(rest)
-                    else:
-                        view[f"{item.kind}.{e.key}"] = source(e.value)
-    return view
-
-
-def diff_views(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
-    """The settings whose effective values differ: writing out a default (`seed: 0`) is no change."""
-    keys = sorted(set(old) | set(new))
-    defaults = _default_view()
-    return [(k, old.get(k), new.get(k)) for k in keys
-            if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k))]
-
-
-def _default_view() -> dict[str, str]:
-    """`section.key -> source` of the catalogue's default for each section setting."""
-    def text(v: object) -> str | None:
-        if isinstance(v, bool) or v is None:
-            return {True: "true", False: "false", None: "none"}[v]
-        if isinstance(v, (int, float)):
-            return repr(v)
-        return f'"{v}"' if isinstance(v, str) else None
-
-    out: dict[str, str] = {}
-    for section, settings in cat.SECTIONS.items():
-        for st in settings:
-            value = str(st.default) if st.type.startswith("choice(") else text(st.default)  # choices are bare
-            if value is not None:
-                out[f"{section}.{st.key}"] = value
-    return out
-
-
-def metrics_csv(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def text_writer(text: str):
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return write
-
-
-def torch_writer(obj: object):
-    """A writer for util.atomic_write(_many): torch.save to the temp path. torch reports a
-    failed write (a full disk) as RuntimeError; it becomes the OSError it is."""
-
-    def write(tmp: str) -> None:
-        try:
-            torch.save(obj, tmp)
-        except RuntimeError as e:
-            import errno
-            import shutil
-
-            free = shutil.disk_usage(os.path.dirname(tmp) or ".").free
-            if "write" in str(e).lower() and free < 64 << 20:
-                raise OSError(errno.ENOSPC, "No space left on device", tmp) from None
-            raise OSError(errno.EIO, f"torch.save failed: {str(e).splitlines()[0]}", tmp) from None
-
-    return write
-
-
-def save_torch(obj: object, path: Path) -> None:
-    atomic_write(path, torch_writer(obj))
-
-
-def load_torch(path: Path, what: str = "weights/checkpoint") -> Any:
-    """torch.load with weights_only=True (never unpickles code), errors as user errors."""
-    from netspec.util import open_regular
-
-    try:
-        with open_regular(path, what=what) as f:
-            return torch.load(f, map_location="cpu", weights_only=True)
-    except NetspecError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any unreadable/foreign file is a user error
-        detail = str(e).splitlines()[0] if str(e) else ""
-        if "weights_only" in detail or detail.startswith("Weights only load failed"):
-            # torch suggests weights_only=False, which would run code from the file: never repeat that
-            detail = "not a torch file of tensors; netspec loads nothing else"
-        raise error(f"{path}: not a readable netspec {what} file ({type(e).__name__}: {detail})") from None
-
-
-CHECKPOINT_KEYS = ("format", "model", "optimizer", "epoch", "rng", "history", "best_value", "best_epoch",
-                   "bad_epochs", "spec_view")
-
-
-def load_checkpoint(path: Path) -> dict:
-    ckpt = load_torch(path, "checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "netspec-checkpoint-1":
-        raise error(f"{path}: not a netspec checkpoint", "it must be the checkpoint.pt that netspec train wrote")
-    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
-    if missing:
-        raise error(f"{path}: damaged netspec checkpoint (missing {', '.join(missing)})",
-                    "train again without --resume")
-    if not isinstance(ckpt["history"], list) or not isinstance(ckpt["epoch"], int) or \
-            not isinstance(ckpt["model"], dict) or not isinstance(ckpt["spec_view"], dict):
-        raise error(f"{path}: damaged netspec checkpoint (fields of the wrong type)", "train again without --resume")
-    return ckpt
-
-
-def state_problems(model: nn.Module, state: dict, limit: int = 3) -> list[str]:
-    """What keeps `state` from loading into `model`: the first `limit` misshapen, missing
-    and unexpected tensors (`fc1.weight: [16, 784] in the file, [32, 784] in the model`),
-    then how many more."""
-    own = model.state_dict()
-    shaped = [f"{k}: {list(getattr(v, 'shape', []))} in the file, {list(own[k].shape)} in the model"
-              for k, v in state.items() if k in own and getattr(v, "shape", None) != own[k].shape]
-    missing = [f"{k}: missing from the file" for k in own if k not in state]
-    unexpected = [f"{k}: in the file, not in the model" for k in state if k not in own]
-    every = shaped + missing + unexpected
-    out = every[:limit]
-    if len(every) > limit:
-        out.append(f"and {len(every) - limit} more")
-    return out
-
-
-def load_state_dict_file(path: Path) -> dict:
-    """model.pt: a state_dict (names -> tensors)."""
-    state = load_torch(path, "weights")
-    if isinstance(state, dict) and state.get("format") == "netspec-checkpoint-1" and isinstance(state.get("model"), dict):
-        state = state["model"]  # a checkpoint given as weights: use its model
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                               for k, v in state.items()):
-        kind = type(state).__name__
-        raise error(f"{path}: not a weights file (a state_dict mapping names to tensors); it holds a {kind}",
-                    "use the model.pt that netspec train wrote")
-    return state
-
-
-def default_run_dir(checked: ir.CheckedSpec) -> Path:
-    return Path("runs") / checked.model.name
-
-
-def build_transform(pre: Preprocessing) -> InputTransform:
-    return InputTransform(pre.shift, pre.div, pre.axis, pre.source_shape, pre.input_shape, pre.tokens)
+def prepare_run(checked: ir.CheckedSpec, dist: Dist) -> tuple[Prepared, list[Diagnostic]]:
+    """The run's data (once the model is known to fit the device), and the data warnings
+    that `check` did not already give: the caller reports them."""
+    ensure_fits(checked, str(select_device(checked.train.device, dist)))
+    data = prepare(checked)
+    shown = {w.message for w in checked.warnings}  # check's data pass may have said it already
+    return data, [w for w in data.warnings if w.message not in shown]
 
 
 # ---------------------------------------------------------------- progress
@@ -309,18 +116,12 @@ class Progress:
 # ---------------------------------------------------------------- the run
 
 
-@dataclass
-class RunState:
-    epoch: int = 0  # epochs completed
-    history: list[dict] = field(default_factory=list)
-    best_value: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-
-
 class Trainer:
+    """One run: the loop's parts built from the spec (loop.Loop), and the run folder around
+    them. `data`: prepared by the caller (prepare_run), or here."""
+
     def __init__(self, checked: ir.CheckedSpec, run: RunDir, quiet: bool = False, as_json: bool = False,
-                 dist: Dist | None = None):
+                 dist: Dist | None = None, data: Prepared | None = None):
         self.checked = checked
         self.cfg = checked.train
         self.run = run
@@ -329,13 +130,7 @@ class Trainer:
         self.as_json = as_json
         self.dist = dist or Dist()
         self.device = select_device(self.cfg.device, self.dist)
-        ensure_fits(checked, str(self.device))
-        self.data: Prepared = prepare(checked)
-        if self.dist.main:
-            shown = {w.message for w in checked.warnings}  # check's data pass may have said it already
-            for w in self.data.warnings:
-                if w.message not in shown:
-                    print(w.render(), file=sys.stderr)
+        self.data: Prepared = data if data is not None else prepare_run(checked, self.dist)[0]
         pre = self.data.pre
         self.train_loader = Loader(self.data.train, pre, self.device)
         self.val_loader = Loader(self.data.val, pre, self.device) if self.data.val is not None else None
@@ -368,11 +163,18 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.net, device_ids=ids)
-        self.weights = weight_params(self.model)
-        self.closure_opt = cat.OPTIMIZERS[self.cfg.optimizer.name].closure
-        self.state = RunState()
-        self.best_weights: dict | None = None
-        self.monitor, self.minimize = monitor_of(checked, self.val_loader is not None)
+        self.loop = loop.Loop(
+            self.model, self.loss_fn, self.transform, self.device, optimizer=self.optimizer,
+            scheduler=self.scheduler, scaler=self.scaler, augment=self.augment, net=self.net, seed=self.cfg.seed,
+            scale=pre.scale, tokens=pre.tokens, autocast_dtype=self.autocast_dtype, channels_last=self.channels_last,
+            l1=self.cfg.l1, clip_grad_norm=self.cfg.clip_grad_norm,
+            closure=cat.OPTIMIZERS[self.cfg.optimizer.name].closure, reduction=self.reduction,
+            interval=self.interval,
+            check_every=NONFINITE_CHECK_CPU if self.device.type == "cpu" else NONFINITE_CHECK_EVERY)
+        self.state = loop.RunState()
+        monitor, minimize = monitor_of(checked, self.val_loader is not None)
+        es = self.cfg.early_stopping
+        self.monitor = loop.Monitor(monitor, minimize, float(es.get("min_delta", 0.0)) if es else 0.0, patience_of(es))
         self.view = spec_view(checked.spec)
         self.spec_hash = sha256_text(json.dumps(self.view, sort_keys=True))
         self.tb = self.tensorboard()
@@ -397,19 +199,12 @@ class Trainer:
         p = self.cfg.precision
         if p == "fp32":
             return None, None
-        dtype = torch.bfloat16 if p == "bf16" else torch.float16
         dev = self.device.type
         if dev not in ("cpu", "cuda"):
             raise error(f"precision: {p} is supported on cpu and cuda, not {dev}")
         if dev == "cuda" and p == "bf16" and not torch.cuda.is_bf16_supported():
             raise error("precision: bf16 is not supported by this GPU", "use precision: fp16")
-        scaler = torch.amp.GradScaler(dev) if p == "fp16" else None
-        return dtype, scaler
-
-    def autocast(self) -> Any:
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return loop.mixed_precision(p, self.device)
 
     def tensorboard(self) -> Any:
         if "tensorboard" not in self.cfg.log or not self.run.enabled:
@@ -424,9 +219,9 @@ class Trainer:
     def compiled(self) -> nn.Module:
         """torch.compile, accepted only if its gradients on the first batch equal eager's
         (inductor on some CPUs has returned all-zero convolution gradients)."""
-        idx = epoch_order(len(self.data.train), self.cfg.seed, 1, self.shuffle)[: self.batch_size]
+        idx = loop.epoch_order(len(self.data.train), self.cfg.seed, 1, self.shuffle)[: self.batch_size].numpy()
         xb, yb = self.train_loader.fetch(idx)
-        x = self.transform(to_units(xb, self.data.pre))
+        x = self.transform(loop.to_units(xb, self.data.pre.scale, self.data.pre.tokens))
         y = x.detach() if yb is None else yb
         eager = copy.deepcopy(self.model)
         try:
@@ -452,53 +247,20 @@ class Trainer:
                             "with it", "remove `compile: true` (eager training is exact)")
         return torch.compile(self.model)  # type: ignore[return-value]
 
-    # -- one step / one epoch
+    # -- one step / one epoch (loop.py's, with DDP shards, the progress bar and TensorBoard)
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor,
                                                                                    torch.Tensor]:
         """(loss to backpropagate, output, data loss for reporting)."""
-        with self.autocast():
-            out = self.net(x)
-        out = out.float()
-        data_loss = self.loss_fn(out, y)
-        loss = data_loss * scale if scale != 1.0 else data_loss
-        if self.cfg.l1:
-            loss = loss + self.cfg.l1 * sum(w.abs().sum() for w in self.weights)
-        return loss, out, data_loss.detach()
+        return loop.forward_loss(self.loop, x, y, scale)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.closure_opt:
-            holder: dict[str, torch.Tensor] = {}
-
-            def closure() -> torch.Tensor:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss, out, data_loss = self.forward_loss(x, y, scale)
-                loss.backward()
-                holder["out"], holder["loss"] = out.detach(), data_loss
-                return loss
-
-            self.optimizer.step(closure)  # type: ignore[arg-type]
-            return holder["out"], holder["loss"]
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, out, data_loss = self.forward_loss(x, y, scale)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            if self.cfg.clip_grad_norm:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            if self.cfg.clip_grad_norm:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
-            self.optimizer.step()
-        return out.detach(), data_loss
+        return loop.optimizer_step(self.loop, x, y, scale, self.forward_loss)
 
     def batch_plan(self, epoch: int) -> list[tuple[np.ndarray, int, float, int]]:
         """Per step: (this process's indices, offset in the global batch, loss scale, global size)."""
         n = len(self.data.train)
-        order = epoch_order(n, self.cfg.seed, epoch, self.shuffle)
+        order = loop.epoch_order(n, self.cfg.seed, epoch, self.shuffle).numpy()
         plan = []
         for i in range(0, n, self.batch_size):
             idx = order[i:i + self.batch_size]
@@ -507,55 +269,33 @@ class Trainer:
         return plan
 
     def train_epoch(self, epoch: int, progress: Progress) -> dict[str, float]:
-        self.net.train()
         pre = self.data.pre
         plan = self.batch_plan(epoch)
         metrics = MetricState(self.cfg.metrics, pre.task, self.cfg.loss.name, self.data.classes, self.device)
-        bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        check_every = NONFINITE_CHECK_CPU if self.device.type == "cpu" else NONFINITE_CHECK_EVERY
-        progress.start(epoch, self.cfg.epochs, len(self.data.train))
-        batches = self.train_loader.batches(p[0] for p in plan)
-        for step, ((xb, yb), (part, offset, scale, total)) in enumerate(zip(batches, plan), start=1):
-            x = to_units(xb, pre)
-            if self.augment is not None:
-                x = self.augment(x, self.cfg.seed, epoch, step, offset=offset, total=total)
-            x = self.transform(x)
-            if self.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = x.detach() if yb is None else yb
-            try:
-                out, data_loss = self.step(x, y, scale)
-            except (RuntimeError, ValueError) as e:  # torch's shape/dtype complaints, made readable
-                raise TrainingError(Diagnostic(
-                    f"training step failed at epoch {epoch}, step {step}: {str(e).splitlines()[0]}",
-                    help=f"inputs {list(x.shape)} {x.dtype}, targets {list(y.shape)} {y.dtype}, "
-                         f"loss {self.cfg.loss.name}")) from None
-            n = len(part)
-            per_sample = data_loss * n if self.reduction == "mean" else data_loss
-            metrics.update(out, y, per_sample)
-            finite = torch.isfinite(data_loss)
-            if check_every == 1:
-                if not bool(finite):
-                    self.nonfinite(epoch, step, float(data_loss))
-            else:
-                bad_step = torch.where((bad_step < 0) & ~finite, torch.tensor(step, device=self.device), bad_step)
-                if step % check_every == 0 and int(bad_step) >= 0:
-                    self.nonfinite(epoch, int(bad_step), float("nan"))
-            if self.interval == "batch":
-                self.scheduler.step()
+        fetched = self.train_loader.batches(p[0] for p in plan)
+        batches = (loop.Batch(xb, yb, offset, total, scale)
+                   for (xb, yb), (_, offset, scale, total) in zip(fetched, plan))
+
+        def after_step(step: int, batch: loop.Batch, data_loss: torch.Tensor) -> None:
             self.global_step += 1
             if step % 20 == 0 and self.dist.orphaned():
                 os._exit(1)  # the launcher was killed: stop quietly, as its other workers do
             if self.tb is not None and self.global_step % self.cfg.log_every == 0:
                 self.scalar("step/loss", float(data_loss), self.global_step)
                 self.scalar("step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
-            progress.update(n * (self.dist.world if self.dist.enabled and total >= self.dist.world else 1),
-                            data_loss)
-        progress.close()
-        if int(bad_step) >= 0:
-            self.nonfinite(epoch, int(bad_step), float("nan"))
-        metrics.reduce()
-        return metrics.result()
+            whole = self.dist.enabled and (batch.total or 0) >= self.dist.world
+            progress.update(len(batch.x) * (self.dist.world if whole else 1), data_loss)
+
+        progress.start(epoch, self.cfg.epochs, len(self.data.train))
+        try:
+            return loop.train_epoch(self.loop, batches, epoch, metrics, after_step, self.step)
+        except loop.StepFailed as e:  # torch's shape/dtype complaints, made readable
+            raise TrainingError(Diagnostic(
+                str(e), help=f"inputs {e.inputs}, targets {e.targets}, loss {self.cfg.loss.name}")) from None
+        except loop.NonFiniteLoss as e:
+            raise self.nonfinite(e.epoch, e.step, e.value) from None
+        finally:
+            progress.close()
 
     tb_writer: Any = None
     tb_pending: list | None = None
@@ -569,8 +309,8 @@ class Trainer:
                 self.tb_pending = []
             self.tb_pending.append((tag, value, step))
 
-    def nonfinite(self, epoch: int, step: int, value: float) -> None:
-        raise TrainingError(Diagnostic(
+    def nonfinite(self, epoch: int, step: int, value: float) -> TrainingError:
+        return TrainingError(Diagnostic(
             f"loss became {value} at epoch {epoch}, step {step} of {self.steps_per_epoch}; training stopped",
             help="lower the learning rate, set clip_grad_norm, or normalize the inputs; "
             + (f"the checkpoint of epoch {self.state.epoch} in {self.out} is intact" if self.state.epoch
@@ -578,36 +318,15 @@ class Trainer:
 
     # -- evaluation
 
-    @torch.inference_mode()
     def evaluate(self, loader: Loader, confusion: bool = False, model: nn.Module | None = None
                  ) -> tuple[dict[str, float], MetricState]:
-        net = model or self.model
-        was = net.training
-        net.eval()
         pre = self.data.pre
         state = MetricState(self.cfg.metrics, pre.task, self.cfg.loss.name, self.data.classes, self.device,
                             confusion=confusion)
         part = contiguous_shard(len(loader), self.dist)
-        for xb, yb in loader.sequential(EVAL_BATCH, part):
-            x = self.transform(to_units(xb, pre))
-            y = x if yb is None else yb
-            with self.autocast():
-                out = net(x)
-            out = out.float()
-            loss = self.loss_fn(out, y)
-            state.update(out, y, loss * len(x) if self.reduction == "mean" else loss)
-        net.train(was)
-        state.reduce()
-        return state.result(), state
+        return loop.evaluate(self.loop, loader.sequential(EVAL_BATCH, part), state, model), state
 
     # -- bookkeeping
-
-    def improved(self, value: float) -> bool:
-        best = self.state.best_value
-        delta = float(self.cfg.early_stopping.get("min_delta", 0.0)) if self.cfg.early_stopping else 0.0
-        if best is None or not math.isfinite(best):
-            return math.isfinite(value)
-        return value < best - delta if self.minimize else value > best + delta
 
     def rng_states(self) -> list:
         mine = {"cpu": torch.get_rng_state(),
@@ -627,22 +346,12 @@ class Trainer:
             if moved is not None:
                 print(f"previous run kept in {moved}/", file=sys.stderr)
             self.open_tensorboard()
-        best = self.best_weights if self.cfg.save == "best" and self.best_weights is not None else None
+        best = self.state.best_weights if self.cfg.save == "best" else None
         state = {
-            "format": "netspec-checkpoint-1",
+            "format": CHECKPOINT_FORMAT,
             "netspec_version": __version__,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "epoch": self.state.epoch,
-            "rng": rngs[0]["cpu"],
+            **loop.checkpoint_state(self.loop, self.state, rngs[0]["cpu"]),
             "rng_ranks": rngs,
-            "history": self.state.history,
-            "best_value": self.state.best_value,
-            "best_epoch": self.state.best_epoch,
-            "bad_epochs": self.state.bad_epochs,
-            "best_weights": self.best_weights,
             "spec_view": self.view,
             "spec_hash": self.spec_hash,
             "data_order": {"seed": self.cfg.seed, "scheme": "randperm(seed*1000003+epoch)"},
@@ -663,27 +372,19 @@ class Trainer:
             self.tb_pending = None
 
     def restore(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        same_scheduler = ckpt["spec_view"].get("train.scheduler") == self.view.get("train.scheduler")
+        self.state = loop.restore(self.loop, ckpt, scheduler=same_scheduler)
         new_lr = dict(self.cfg.optimizer.kwargs).get("lr")
         if new_lr is not None and ckpt["spec_view"].get("train.optimizer.lr") != self.view.get("train.optimizer.lr"):
             for group in self.optimizer.param_groups:
                 group["lr"] = new_lr
                 if "initial_lr" in group:
                     group["initial_lr"] = new_lr
-        if self.scheduler is not None and ckpt.get("scheduler") is not None and \
-                ckpt["spec_view"].get("train.scheduler") == self.view.get("train.scheduler"):
-            self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.scaler is not None and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
         ranks = ckpt.get("rng_ranks") or []
         mine = ranks[self.dist.rank] if len(ranks) == self.dist.world and self.dist.rank < len(ranks) else None
         torch.set_rng_state(mine["cpu"] if mine else ckpt["rng"])
         if mine and mine.get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(mine["cuda"], self.device)
-        self.state = RunState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_value"], ckpt["best_epoch"],
-                              ckpt["bad_epochs"])
-        self.best_weights = ckpt.get("best_weights")
         self.global_step = self.state.epoch * self.steps_per_epoch
         self.open_tensorboard()
 
@@ -717,47 +418,27 @@ class Trainer:
 
     def fit(self) -> dict:
         progress = Progress(self.dist.main and not (self.quiet or self.as_json))
-        train_n = len(self.data.train)
-        stopped_early = False
-        while self.state.epoch < self.cfg.epochs:
-            epoch = self.state.epoch + 1
-            start = time.perf_counter()
-            lr = self.optimizer.param_groups[0]["lr"]
-            train = self.train_epoch(epoch, progress)
-            seconds = time.perf_counter() - start
-            row: dict = {"epoch": epoch, **train}
-            if self.val_loader is not None:
-                val, _ = self.evaluate(self.val_loader)
-                row.update({f"val_{k}": v for k, v in val.items()})
-            row.update({"lr": lr, "seconds": seconds, "samples_per_s": train_n / max(seconds, 1e-9)})
-            if self.interval == "epoch":
-                self.scheduler.step()
-            elif self.interval == "plateau":
-                self.scheduler.step(row.get("val_loss", row["loss"]))
-            if self.monitor not in row:
-                raise error(f"early stopping monitors `{self.monitor}`, which is not reported",
-                            "reported: " + ", ".join(k for k in row if k not in ("epoch", "lr", "seconds")))
-            value = row[self.monitor]
-            self.state.epoch = epoch
-            self.state.history.append(row)
-            if self.improved(value):
-                self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
-                self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            else:
-                self.state.bad_epochs += 1
-            es = self.cfg.early_stopping
-            stop = es is not None and patience_ran_out(self.state.bad_epochs, es)
-            if epoch % self.cfg.checkpoint_every == 0 or epoch == self.cfg.epochs or stop:
-                self.checkpoint()
-            self.log_epoch(row)
-            self.emit(row)
-            if stop:
-                stopped_early = True
-                if self.dist.main and not self.as_json:
-                    print(f"early stopping: `{self.monitor}` has not improved for {self.state.bad_epochs} epochs "
-                          f"(best {self.state.best_value:.4g} at epoch {self.state.best_epoch})", flush=True)
-                break
-        return self.finish(stopped_early)
+        val_loader = self.val_loader
+        validate = (lambda: self.evaluate(val_loader)[0]) if val_loader is not None else None
+        try:
+            stopped = loop.fit(self.loop, self.state, self.cfg.epochs, lambda epoch: self.train_epoch(epoch, progress),
+                               validate, self.monitor, self.end_of_epoch, samples=len(self.data.train))
+        except loop.NotReported as e:
+            raise error(f"early stopping monitors `{e.key}`, which is not reported",
+                        "reported: " + ", ".join(k for k in e.row if k not in ("epoch", "lr", "seconds"))) from None
+        return self.finish(stopped)
+
+    def end_of_epoch(self, row: dict, stop: bool) -> None:
+        """Checkpoint (every checkpoint_every epochs, the last, and where early stopping ends
+        the run), TensorBoard, the epoch's line."""
+        epoch = row["epoch"]
+        if epoch % self.cfg.checkpoint_every == 0 or epoch == self.cfg.epochs or stop:
+            self.checkpoint()
+        self.log_epoch(row)
+        self.emit(row)
+        if stop and self.dist.main and not self.as_json:
+            print(f"early stopping: `{self.monitor.key}` has not improved for {self.state.bad_epochs} epochs "
+                  f"(best {self.state.best_value:.4g} at epoch {self.state.best_epoch})", flush=True)
 
     def log_epoch(self, row: dict) -> None:
         if self.tb_writer is None:
@@ -769,11 +450,11 @@ class Trainer:
 
     def finish(self, stopped_early: bool) -> dict:
         result: dict = {"epochs": self.state.epoch, "stopped_early": stopped_early,
-                        "best_epoch": self.state.best_epoch, self.monitor: self.state.best_value}
+                        "best_epoch": self.state.best_epoch, self.monitor.key: self.state.best_value}
         model = self.model
-        if self.cfg.save == "best" and self.best_weights is not None:
+        if self.cfg.save == "best" and self.state.best_weights is not None:
             model = copy.deepcopy(self.model)  # the weights model.pt holds
-            model.load_state_dict(self.best_weights)
+            model.load_state_dict(self.state.best_weights)
         confusion_state = None
         report_split = None
         if self.data.test is not None:
@@ -791,7 +472,7 @@ class Trainer:
         from netspec.train.report import class_report, write_confusion, write_curves
 
         confusion = confusion_state.confusion() if confusion_state is not None else None
-        write_curves(self.out, self.state.history, self.checked.model.name, self.state.best_epoch, self.monitor)
+        write_curves(self.out, self.state.history, self.checked.model.name, self.state.best_epoch, self.monitor.key)
         report = ""
         if confusion is not None and self.data.labels:
             write_confusion(self.out, confusion, list(self.data.labels), report_split or "")
@@ -828,98 +509,6 @@ class Trainer:
         atomic_write_text(self.out / "summary.txt", "\n".join(lines) + "\n")
 
 
-def batch_size_of(checked: ir.CheckedSpec, data: Prepared) -> int:
-    n = len(data.train)
-    if checked.data is not None and checked.data.batch_size is None:
-        return n
-    return min(checked.data.batch_size if checked.data and checked.data.batch_size else 32, n)
-
-
-def monitor_of(checked: ir.CheckedSpec, has_val: bool) -> tuple[str, bool]:
-    """(the value that picks the best epoch and drives early stopping, whether lower is better)."""
-    es = checked.train.early_stopping
-    monitor = str(es.get("monitor", "val_loss")) if es else ("val_loss" if has_val else "loss")
-    mode = str(es.get("mode", "auto")) if es else "auto"
-    return monitor, lower_is_better(monitor) if mode == "auto" else mode == "min"
-
-
-def check_before_training(checked: ir.CheckedSpec, data: Prepared) -> None:
-    """What would stop a run after its first epoch, found before it starts (train and eject):
-    a last batch of one sample under BatchNorm, and an early-stopping monitor that the run
-    never reports."""
-    n, b = len(data.train), batch_size_of(checked, data)
-    if (b == 1 or n % b == 1) and any(layer.type.startswith("BatchNorm") for layer in ir.layers(checked.model.root)):
-        # BatchNorm cannot train on one sample (under DDP only a global batch of one matters)
-        spec_data = checked.data
-        where = spec_data.span if spec_data is not None else ir.NO_SPAN
-        if b == 1:
-            raise NetspecError.at(where, f"every batch would hold 1 sample ({n:,} training samples), and BatchNorm "
-                                  "cannot train on one sample", "set batch_size to 2 or more" if n > 1 else
-                                  "train on more than one sample")
-        raise NetspecError.at(where, f"the last batch of each epoch would hold 1 sample ({n:,} training samples in "
-                              f"batches of {b}), and BatchNorm cannot train on one sample",
-                              f"choose a batch_size that leaves a larger last batch (e.g. {b + 1}), or change "
-                              "`subset`/`validation` by a sample")
-    check_torch_accepts(checked, math.ceil(n / b))
-    es = checked.train.early_stopping
-    if es is None:
-        return
-    has_val = data.val is not None
-    monitor = monitor_of(checked, has_val)[0]
-    if monitor.startswith("val_") and not has_val:
-        raise NetspecError.at(es.span, f"early stopping monitors `{monitor}` but there is no validation data",
-                              "add `validation: 0.1` to the data section, or monitor `loss`")
-    keys = ["loss", *(metric_key(m) for m in checked.train.metrics)]
-    reported = keys + ([f"val_{k}" for k in keys] if has_val else [])
-    if monitor not in reported:
-        from netspec.errors import did_you_mean
-
-        raise NetspecError.at(es.span, f"early stopping monitors `{monitor}`, which this run does not report",
-                              did_you_mean(monitor, reported) or "reported: " + ", ".join(reported))
-
-
-def check_torch_accepts(checked: ir.CheckedSpec, steps_per_epoch: int) -> None:
-    """torch as the oracle for what the catalogue checks one argument at a time: the loss,
-    the optimizer (built and stepped once on a stand-in parameter) and the scheduler (built,
-    and OneCycleLR's fixed length against the run's steps) accept these arguments together."""
-    cfg = checked.train
-    loss_kwargs = dict(cfg.loss.kwargs)
-    if loss_kwargs.get("reduction") == "none":
-        raise NetspecError.at(cfg.loss.span or cfg.span, f'{cfg.loss.name}(reduction="none") gives one loss per '
-                              "value; training needs one number", 'use reduction="mean" (the default) or "sum"')
-    what = cfg.loss
-    try:
-        build_loss(cfg.loss)
-        what = cfg.optimizer
-        stand_in = nn.Parameter(torch.ones(3))
-        optimizer = build_optimizer(cfg.optimizer, [stand_in])
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = (stand_in ** 2).sum()
-            loss.backward()
-            return loss
-
-        closure()
-        if cat.OPTIMIZERS[cfg.optimizer.name].closure:
-            optimizer.step(closure)  # type: ignore[arg-type]
-        else:
-            optimizer.step()
-        if cfg.scheduler is not None:
-            what = cfg.scheduler
-            build_scheduler(cfg.scheduler, optimizer, cfg.epochs, steps_per_epoch)
-    except (ValueError, TypeError, RuntimeError, KeyError, IndexError, ZeroDivisionError) as e:
-        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise NetspecError.at(what.span or cfg.span, f"{what.name}: torch refuses these arguments ({first})",
-                              f"see torch's documentation of {what.name} for the arguments it takes") from None
-    total = dict(cfg.scheduler.kwargs).get("total_steps") if cfg.scheduler is not None else None
-    if cfg.scheduler is not None and cfg.scheduler.name == "OneCycleLR" and total is not None \
-            and int(total) < cfg.epochs * steps_per_epoch:
-        raise NetspecError.at(cfg.scheduler.span, f"OneCycleLR(total_steps={total}) ends before the run: "
-                              f"{cfg.epochs} epoch(s) of {steps_per_epoch} steps are {cfg.epochs * steps_per_epoch} steps",
-                              "leave total_steps out (netspec fills in epochs x steps per epoch), or raise it")
-
-
 # ---------------------------------------------------------------- entry points
 
 
@@ -940,39 +529,16 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
     out = Path(out_dir) if out_dir else default_run_dir(checked)
     ckpt = None
     if resume:
-        ckpt_path = out / "checkpoint.pt"
-        if out.exists() and not out.is_dir():
-            raise error(f"--resume: {out} is a file, not a run folder", "give --out the run folder to resume")
-        if not ckpt_path.exists():
-            raise error(f"--resume: {ckpt_path} does not exist", "train without --resume to start a run")
-        ckpt = load_checkpoint(ckpt_path)
-        view = spec_view(checked.spec)
-        changes = diff_views(ckpt["spec_view"], view)
-        blocked = [c for c in changes if not c[0].startswith(RESUMABLE_CHANGES)]
-        sched = checked.train.scheduler
-        old_epochs = ckpt["spec_view"].get("train.epochs", _default_view()["train.epochs"])
-        if sched is not None and sched.name == "OneCycleLR" and sched.get("total_steps") is None and \
-                any(k == "train.epochs" for k, _, _ in changes) and not any(k == "train.scheduler" for k, _, _ in changes):
-            raise error(f"--resume: OneCycleLR's one cycle spans the run's epochs ({old_epochs}); it cannot "
-                        f"continue over {checked.train.epochs}",
-                        "start a new run (another --out) with the new epoch count"
-                        + (f", or resume with --set train.epochs={old_epochs}"
-                           if old_epochs.isdigit() and ckpt["epoch"] < int(old_epochs) else ""))
-        if changes:
-            text = "\n".join(f"  {k}: {a if a is not None else '(absent)'} -> {b if b is not None else '(absent)'}"
-                             for k, a, b in changes)
-            if blocked:
-                raise error(f"--resume: the spec changed since {ckpt_path} was written:\n{text}",
-                            "only epochs, the learning rate, the scheduler, early_stopping, device, precision, log "
-                            "and checkpoint_every may change on resume; start a new run instead")
-            if dist.main:
-                print(f"resuming with changed settings:\n{text}", file=sys.stderr)
-        done = ckpt["epoch"] >= checked.train.epochs or _stopped_early(ckpt, checked)
-        if done and read_run_json(out).get("finished"):
-            raise error(f"--resume: the run already finished {ckpt['epoch']} of {checked.train.epochs} epochs",
-                        f"raise the epoch count, e.g. --set train.epochs={ckpt['epoch'] + 5}")
+        ckpt, changed = resume_point(checked, out)
+        if changed and dist.main:
+            print(f"resuming with changed settings:\n{changed}", file=sys.stderr)
+        refuse_finished(ckpt, checked, out)
     run = RunDir(out, resume=resume, enabled=dist.main)
-    trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist)
+    data, warnings = prepare_run(checked, dist)
+    if dist.main:
+        for w in warnings:
+            print(w.render(), file=sys.stderr)
+    trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist, data=data)
     if ckpt is not None:
         wrong = state_problems(trainer.model, ckpt["model"])
         if wrong:
@@ -982,7 +548,7 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
         trainer.restore(ckpt)
         if dist.main and not as_json:
             print(f"resumed from {out / 'checkpoint.pt'} at epoch {trainer.state.epoch}", file=sys.stderr)
-        if trainer.state.epoch >= checked.train.epochs or _stopped_early(ckpt, checked):
+        if trainer.state.epoch >= checked.train.epochs or stopped_early(ckpt, checked):
             if dist.main and not as_json:  # killed after its last checkpoint, before its outputs
                 print("the run had finished training; writing its final outputs", file=sys.stderr)
             return trainer.finish(stopped_early=trainer.state.epoch < checked.train.epochs)
@@ -996,71 +562,4 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
     return trainer.fit()
 
 
-def _stopped_early(ckpt: dict, checked: ir.CheckedSpec) -> bool:
-    es = checked.train.early_stopping
-    return es is not None and patience_ran_out(int(ckpt.get("bad_epochs", 0)), es)
-
-
-def patience_ran_out(bad_epochs: int, es: ir.CallValue) -> bool:
-    """Stop at an epoch that did not improve, once `patience` such epochs ran in a row
-    (Keras' and Lightning's rule: patience 0 and 1 both stop at the first one)."""
-    return bad_epochs > 0 and bad_epochs >= int(es.get("patience", 3))
-
-
-def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) -> tuple[nn.Module, Path]:
-    """The checked model with trained weights (default: runs/<model>/model.pt)."""
-    weights_path = Path(weights) if weights else default_run_dir(checked) / "model.pt"
-    if not weights_path.exists():
-        raise error(f"{weights_path}: no such file", f"train first (netspec train {spec_path}) or pass --weights PATH")
-    ensure_fits(checked, "cpu", training=False)
-    model = build_model(checked.model, checked.train.seed)
-    state = load_state_dict_file(weights_path)
-    problems = state_problems(model, state)
-    if problems:
-        raise error(f"{weights_path}: weights do not fit model `{checked.model.name}`: {'; '.join(problems)}",
-                    "these weights were trained for another model: use the run folder they came from, "
-                    "or pass the matching --weights")
-    model.load_state_dict(state)
-    return model, weights_path
-
-
-def run_checkpoint(weights: Path) -> tuple[dict | None, str]:
-    """(preprocessing, spec hash) saved in the checkpoint beside `weights`, if any."""
-    ckpt = weights.parent / "checkpoint.pt"
-    if not ckpt.exists():
-        return None, ""
-    state = load_torch(ckpt, "checkpoint")
-    if not isinstance(state, dict):
-        return None, ""
-    try:
-        pre = json.loads(state["preprocessing"]) if state.get("preprocessing") else None
-    except (TypeError, ValueError):
-        pre = None
-    if isinstance(pre, dict) and "source_shape" not in pre:
-        pre = None  # a netspec 0.1 checkpoint: its statistics are recomputed from the data
-    return pre, str(state.get("spec_hash", ""))
-
-
-def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, ...] = ()) -> dict:
-    checked = load(path, overrides, read_data=True)
-    model, weights_path = trained_model(checked, weights, path)
-    data = prepare(checked, saved=run_checkpoint(weights_path)[0])
-    prefix, split = evaluation_split(data, path)
-    device = torch.device("cpu")
-    transform = build_transform(data.pre)
-    loss_fn = build_loss(checked.train.loss)
-    reduction = str(checked.train.loss.get("reduction", "mean"))
-    state = MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes, device)
-    model.eval()
-    with torch.inference_mode():
-        for xb, yb in Loader(split, data.pre, device).sequential(EVAL_BATCH):
-            x = transform(to_units(xb, data.pre))
-            y = x if yb is None else yb
-            out = model(x).float()
-            loss = loss_fn(out, y)
-            state.update(out, y, loss * len(x) if reduction == "mean" else loss)
-    res = state.result()
-    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}
-
-
-__all__ = ["train_file", "evaluate_file", "trained_model", "Trainer", "metric_key"]
+__all__ = ["train_file", "Trainer", "TrainingError", "Progress", "prepare_run"]

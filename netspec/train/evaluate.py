@@ -1,0 +1,66 @@
+"""`netspec eval`: test-split metrics of trained weights, through the training loop's evaluate.
+
+In: a spec path (+ `--set` overrides) and a weights file (default runs/<model>/model.pt);
+the preprocessing saved in the checkpoint beside it, when there is one. Out: {"test_loss":
+..., "test_accuracy": ..., "samples": n} (or val_ metrics where the spec has no test data).
+Also the pieces export and train share: ``trained_model`` (the checked model with trained
+weights, refused in words when they do not fit) and ``build_transform``.
+
+    netspec eval examples/mnist.net --weights runs/mnist_cnn/model.pt
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from netspec import ir, load
+from netspec.builder import build_loss, build_model
+from netspec.data.loader import Loader
+from netspec.data.prepare import Preprocessing, evaluation_split, prepare
+from netspec.errors import error
+from netspec.layers import InputTransform
+from netspec.train import loop
+from netspec.train.checkpoint import load_state_dict_file, run_checkpoint, state_problems
+from netspec.train.metrics import MetricState
+from netspec.train.resources import ensure_fits
+from netspec.train.runs import default_run_dir
+
+EVAL_BATCH = 2048
+
+
+def build_transform(pre: Preprocessing) -> InputTransform:
+    return InputTransform(pre.shift, pre.div, pre.axis, pre.source_shape, pre.input_shape, pre.tokens)
+
+
+def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) -> tuple[nn.Module, Path]:
+    """The checked model with trained weights (default: runs/<model>/model.pt)."""
+    weights_path = Path(weights) if weights else default_run_dir(checked) / "model.pt"
+    if not weights_path.exists():
+        raise error(f"{weights_path}: no such file", f"train first (netspec train {spec_path}) or pass --weights PATH")
+    ensure_fits(checked, "cpu", training=False)
+    model = build_model(checked.model, checked.train.seed)
+    state = load_state_dict_file(weights_path)
+    problems = state_problems(model, state)
+    if problems:
+        raise error(f"{weights_path}: weights do not fit model `{checked.model.name}`: {'; '.join(problems)}",
+                    "these weights were trained for another model: use the run folder they came from, "
+                    "or pass the matching --weights")
+    model.load_state_dict(state)
+    return model, weights_path
+
+
+def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, ...] = ()) -> dict:
+    checked = load(path, overrides, read_data=True)
+    model, weights_path = trained_model(checked, weights, path)
+    data = prepare(checked, saved=run_checkpoint(weights_path)[0])
+    prefix, split = evaluation_split(data, path)
+    device = torch.device("cpu")
+    pre = data.pre
+    parts = loop.Loop(model, build_loss(checked.train.loss), build_transform(pre), device, scale=pre.scale,
+                      tokens=pre.tokens, reduction=str(checked.train.loss.get("reduction", "mean")))
+    state = MetricState(checked.train.metrics, pre.task, checked.train.loss.name, data.classes, device)
+    res = loop.evaluate(parts, Loader(split, pre, device).sequential(EVAL_BATCH), state)
+    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}
