@@ -443,9 +443,16 @@ def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: t
 @click.option("--opset", type=click.IntRange(9, 23))
 @click.option("--tolerance", type=float, metavar="FLOAT",
               help="max torch vs onnxruntime difference (default 1e-4)")
+@click.option("--quantize", type=click.Choice(["int8", "none"]),
+              help="int8: also write NAME.int8.onnx, calibrated and checked on the test metric")
+@click.option("--calibration", type=click.IntRange(min=1), metavar="N",
+              help="training samples that calibrate int8 (default 512)")
+@click.option("--max-metric-drop", type=click.FloatRange(min=0), metavar="FLOAT",
+              help="refuse the int8 model when its test metric is worse by more (default 0.01)")
 @SET_OPTION
 @handle_errors
 def export(source: str, output: str | None, weights: str | None, opset: int | None, tolerance: float | None,
+           quantize: str | None, calibration: int | None, max_metric_drop: float | None,
            overrides: tuple[str, ...]) -> None:
     """Export to ONNX and verify against onnxruntime.
 
@@ -456,14 +463,27 @@ def export(source: str, output: str | None, weights: str | None, opset: int | No
       netspec export model.onnx                      # the latest finished run
       netspec export runs/mnist_cnn -o m.onnx        # a run folder: its spec.net and model.pt
       netspec export mnist.net -o m.onnx             # a spec: runs/<model>/model.pt, or --weights
+      netspec export mnist.net --quantize int8       # and mnist.int8.onnx beside mnist.onnx
     """
+    import math
+
     from netspec.deploy.export import export_file, exported_line, valid_tolerance
 
     _named_output(output, "model.onnx")
     if tolerance is not None and not valid_tolerance(tolerance):  # nan and inf included
         raise click.BadParameter(f"{tolerance} is not a finite number greater than 0, e.g. --tolerance 1e-4",
                                  param_hint="'--tolerance'")
-    click.echo(exported_line(export_file(source, output, weights, opset, tolerance, overrides, _tell)))
+    if max_metric_drop is not None and not math.isfinite(max_metric_drop):
+        raise click.BadParameter(f"{max_metric_drop} is not a finite number, e.g. --max-metric-drop 0.01",
+                                 param_hint="'--max-metric-drop'")
+    report = export_file(source, output, weights, opset, tolerance, overrides, _tell, quantize, calibration,
+                         max_metric_drop, exported=lambda r: click.echo(exported_line(r)))
+    if "int8" in report:
+        from netspec.deploy.quantize import quantized_line
+
+        click.echo(quantized_line(report["int8"]))
+    else:
+        click.echo(exported_line(report))
 
 
 @main.command("data")
@@ -535,7 +555,13 @@ def _export_run(run: str) -> str:
 
     folder = Path(run)
     _tell(f"{folder} has no exported model yet; exporting it first")
-    click.echo(exported_line(export_file(str(folder), tell=_tell)))
+    report = export_file(str(folder), tell=_tell, exported=lambda r: click.echo(exported_line(r)))
+    if "int8" in report:
+        from netspec.deploy.quantize import quantized_line
+
+        click.echo(quantized_line(report["int8"]))
+    else:
+        click.echo(exported_line(report))
     found = run_model(run)
     assert found is not None  # export_file wrote it
     return found

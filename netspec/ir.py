@@ -378,7 +378,11 @@ class ExportConfig:
     onnx: str | None = None
     opset: int = 18
     tolerance: float = 1e-4
+    quantize: str = "none"  # none | int8
+    calibration: int = 512
+    max_metric_drop: float = 0.01
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    quantize_span: Span = field(default=NO_SPAN, compare=False, repr=False)  # where `quantize:` was set
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,13 @@ EXPORT_SETTINGS = [
     SettingSpec("opset", "int", 18, "ONNX opset version", "[9,23]"),
     SettingSpec("tolerance", "float", 1e-4, "max torch vs onnxruntime difference (relative where |output| > 1)",
                 "(0,inf)"),
+    SettingSpec("quantize", "choice(none,int8)", "none",
+                "int8: also write NAME.int8.onnx, statically quantized (dynamic for recurrent/attention models)"),
+    SettingSpec("calibration", "int", 512, "training samples (drawn with train.seed) that calibrate int8 ranges",
+                "[1,inf)"),
+    SettingSpec("max_metric_drop", "float", 0.01,
+                "refuse the int8 model when its test metric is worse than fp32's by more (losses/errors: a "
+                "fraction of fp32's)", "[0,inf)"),
 ]
 SECTIONS = {"data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS}
 LOGS = ("csv", "tensorboard")

@@ -14,9 +14,12 @@ from typing import Any
 from netspec import catalogue as cat
 from netspec import ir
 from netspec.checker.context import CheckContext, head
-from netspec.errors import did_you_mean
+from netspec.errors import NetspecError, did_you_mean
+from netspec.ir import Symbol
 from netspec.syntax.expr import evaluate, show, source, validate_table
 
+QUANTIZATIONS = ("int8", "none")  # `quantize:` values (export)
+MIN_INT8_OPSET = 13  # per-channel DequantizeLinear (axis) arrived in opset 13
 NOMINAL_IMAGE = (3, 1 << 20, 1 << 20)  # (C, H, W) for checking augmentation settings without the data
 
 
@@ -232,7 +235,19 @@ class SectionChecker:
             return ir.ExportConfig()
         s = self.ctx.settings(section, cat.EXPORT_SETTINGS)
         cfg: dict[str, Any] = {"span": section.span}
+        if "quantize" in s:
+            cfg["quantize"] = self.quantization(s["quantize"])
+            cfg["quantize_span"] = s["quantize"].value.span
         self.ctx.simple_settings(s, cat.EXPORT_SETTINGS, cfg, ir.ExportConfig())
+        if cfg.get("quantize") == "int8" and cfg.get("opset", ir.ExportConfig().opset) < MIN_INT8_OPSET:
+            self.ctx.err(s["quantize"].value.span,
+                         f"quantize: int8 needs opset {MIN_INT8_OPSET} or later (per-channel weights in QDQ "
+                         f"form); this section sets opset {cfg['opset']}",
+                         f"raise `opset` to {MIN_INT8_OPSET} or more (the default is {ir.ExportConfig().opset})")
+        if cfg.get("quantize", "none") == "none":
+            for key in ("calibration", "max_metric_drop"):
+                if key in s:
+                    self.ctx.warn(s[key].key_span, f"`{key}` has no effect without `quantize: int8`")
         path = cfg.get("onnx")
         if path is not None:
             if "\0" in path or not path:
@@ -245,6 +260,21 @@ class SectionChecker:
             else:
                 cfg["onnx"] = _resolve(path, self.ctx.spec.file)
         return ir.ExportConfig(**cfg)
+
+    def quantization(self, s: ir.Setting) -> str:
+        """`quantize: int8 | none` (a name or a string); anything else is an error listing both."""
+        try:
+            v = evaluate(s.value, self.ctx.consts, symbols=True)
+        except NetspecError as e:
+            self.ctx.absorb(e)
+            return "none"
+        name = "none" if v is None else v.name if isinstance(v, Symbol) else v
+        if name in QUANTIZATIONS:
+            return str(name)
+        self.ctx.err(s.value.span, f"unknown quantization `{show(v)}`; allowed: {', '.join(QUANTIZATIONS)}",
+                     "int8: a statically quantized copy of the model, calibrated and checked on the test "
+                     "metric; none: fp32 only")
+        return "none"
 
 
 def _resolve(path: str, spec_file: str) -> str:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +23,7 @@ import torch
 from netspec import __version__, ir, load
 from netspec.data.prepare import Preprocessing
 from netspec.deploy.runtime import INPUT, OUTPUT, load_session, open_session, run_session
-from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error
+from netspec.errors import NO_SPAN, Diagnostic, ExportError, NetspecError, Tell, error
 from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.util import atomic_write
 
@@ -191,10 +193,12 @@ def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], 
     return report
 
 
-def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndarray | None, Preprocessing]:
+def _metadata_for(checked: ir.CheckedSpec, weights: Path,
+                  need_data: bool = False) -> tuple[dict, np.ndarray | None, Preprocessing, Any]:
     """ONNX metadata (labels, task, loss, spec hash), the run's preprocessing (from its
-    checkpoint; recomputed from the data when there is none) and a few real raw inputs for
-    the parity check."""
+    checkpoint; recomputed from the data when there is none), a few real raw inputs for
+    the parity check, and the prepared data (None when it cannot be read, unless
+    `need_data`: then its error is raised)."""
     from netspec.data.loader import Loader, to_units
     from netspec.data.prepare import loss_task, prepare
     from netspec.train.checkpoint import run_checkpoint
@@ -202,11 +206,13 @@ def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndar
     saved, spec_hash = run_checkpoint(weights)
     meta: dict = {"spec_hash": spec_hash, "loss": checked.train.loss.name, "task": loss_task(checked)}
     pre = Preprocessing.from_json(saved) if saved else None
-    real = None
+    real = data = None
     if checked.data is not None and checked.data.train is not None:
         try:
             data = prepare(checked, allow_download=False, saved=saved)
         except NetspecError:
+            if need_data:
+                raise
             data = None  # no data at hand: random inputs only
         if data is not None:
             pre = data.pre
@@ -216,7 +222,7 @@ def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndar
     pre = pre or default_preprocessing(checked)
     if pre.classes:
         meta["labels"] = list(pre.classes)
-    return meta, real, pre
+    return meta, real, pre, data
 
 
 def export_source(source: str, output: str | None, weights: str | None,
@@ -283,9 +289,14 @@ def valid_tolerance(tolerance: float) -> bool:
 
 
 def export_file(source: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
-                tolerance: float | None = None, overrides: tuple[str, ...] = (), tell: Tell | None = None) -> dict:
+                tolerance: float | None = None, overrides: tuple[str, ...] = (), tell: Tell | None = None,
+                quantize: str | None = None, calibration: int | None = None, max_metric_drop: float | None = None,
+                exported: Callable[[dict], None] | None = None) -> dict:
     """Export what `source` names (see export_source) and verify it. Returns the parity
-    report with the file written (`output`) and the `opset` (`exported_line` says it)."""
+    report with the file written (`output`) and the `opset` (`exported_line` says it).
+    With int8 quantization (the export section's `quantize`, or `quantize="int8"`), the
+    fp32 report goes to `exported` as soon as that file is written, then NAME.int8.onnx is
+    made beside it (deploy/quantize.py) and its report returned under "int8"."""
     from netspec.train.evaluate import trained_model
     from netspec.util import clean_stale_temps
 
@@ -293,22 +304,82 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
         check_output_file(output, "model.onnx")
     if tolerance is not None and not valid_tolerance(tolerance):
         raise error(f"tolerance {tolerance}: must be a number greater than 0 (and finite)", "e.g. --tolerance 1e-4")
+    check_quantize_options(quantize, calibration, max_metric_drop)
     path, weights, default_out = export_source(source, output, weights, tell)
     checked = load(path, overrides, target="onnx")
     model = checked.model
+    settings = checked.export
+    int8 = (quantize or settings.quantize) == "int8"
+    opset = opset or settings.opset
+    if int8:
+        _check_int8(checked, opset, path, quantize is not None)
+    elif (calibration is not None or max_metric_drop is not None) and tell is not None:
+        tell("--calibration and --max-metric-drop have no effect without --quantize int8 (or `quantize: int8`)")
     net, weights_path = trained_model(checked, weights, path)
-    out = Path(output or default_out or checked.export.onnx or f"{model.name}.onnx")
+    out = Path(output or default_out or settings.onnx or f"{model.name}.onnx")
     if Path(source).is_dir() and not output:
         out = Path(source) / f"{model.name}.onnx"
-    check_output(out, [Path(path), weights_path, weights_path.parent / "checkpoint.pt", *data_files(checked)])
-    clean_stale_temps(out.parent, [out.name])
-    meta, real, pre = _metadata_for(checked, weights_path)
+    inputs = [Path(path), weights_path, weights_path.parent / "checkpoint.pt", *data_files(checked)]
+    check_output(out, inputs)
+    outputs = [out]
+    if int8:
+        from netspec.deploy.quantize import int8_path
+
+        outputs.append(int8_path(out))
+        check_output(outputs[1], [*inputs, out])
+    clean_stale_temps(out.parent, [p.name for p in outputs])
+    meta, real, pre, data = _metadata_for(checked, weights_path, need_data=int8)
+    if int8 and data.test is None and data.val is None:
+        raise ExportError(Diagnostic(
+            f"{'--quantize int8' if quantize else 'quantize: int8'}: {path} has no test or validation data to "
+            "compare the int8 model with fp32 on; nothing was exported",
+            NO_SPAN if quantize else settings.quantize_span, "error",
+            "add `test:`, `validation:` or `split:` to the data section"))
     meta["input_dtype"] = "int64" if pre.tokens else "float32"
-    report = export_model(checked, net, out, opset=opset or checked.export.opset,
-                          tolerance=tolerance if tolerance is not None else checked.export.tolerance,
+    report = export_model(checked, net, out, opset=opset,
+                          tolerance=tolerance if tolerance is not None else settings.tolerance,
                           metadata={k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()},
                           real_inputs=real, pre=pre)
-    return {**report, "output": str(out), "opset": opset or checked.export.opset}
+    report = {**report, "output": str(out), "opset": opset}
+    if not int8:
+        return report
+    if exported is not None:
+        exported(report)
+    from netspec.deploy.quantize import quantize_export
+
+    report["int8"] = quantize_export(
+        checked, data, out, outputs[1], calibration=calibration or settings.calibration,
+        max_drop=settings.max_metric_drop if max_metric_drop is None else max_metric_drop,
+        span=NO_SPAN if quantize is not None else settings.quantize_span, tell=tell, source=path)
+    return report
+
+
+def check_quantize_options(quantize: str | None, calibration: int | None, max_metric_drop: float | None) -> None:
+    """The command-line forms of the export section's int8 keys (click checks them too)."""
+    if quantize is not None and quantize not in ("int8", "none"):
+        raise error(f"--quantize {quantize}: unknown quantization; allowed: int8, none")
+    if calibration is not None and calibration < 1:
+        raise error(f"--calibration {calibration}: must be at least 1 (training samples)", "e.g. --calibration 512")
+    if max_metric_drop is not None and not (math.isfinite(max_metric_drop) and max_metric_drop >= 0):
+        raise error(f"--max-metric-drop {max_metric_drop}: must be a finite number, 0 or more",
+                    "e.g. --max-metric-drop 0.01")
+
+
+def _check_int8(checked: ir.CheckedSpec, opset: int, path: str, from_cli: bool) -> None:
+    """What int8 needs before anything is written: data to calibrate and compare on, opset 13+."""
+    from netspec.checker.sections import MIN_INT8_OPSET
+
+    span = NO_SPAN if from_cli else checked.export.quantize_span
+    asked = "--quantize int8" if from_cli else "quantize: int8"
+    if checked.data is None or checked.data.train is None:
+        raise ExportError(Diagnostic(
+            f"{asked}: {path} has no data section, so there is nothing to calibrate the int8 model on "
+            "(training samples) or to compare it with fp32 on (the test split); nothing was exported", span, "error",
+            "add a data section with the training data, or export fp32 only (without quantize)"))
+    if opset < MIN_INT8_OPSET:
+        raise ExportError(Diagnostic(
+            f"{asked} needs opset {MIN_INT8_OPSET} or later (per-channel weights in QDQ form); "
+            f"this export uses opset {opset}", span, "error", f"--opset {MIN_INT8_OPSET} or more (default 18)"))
 
 
 def exported_line(report: dict) -> str:
@@ -337,10 +408,7 @@ def data_files(checked: ir.CheckedSpec) -> list[Path]:
 def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = ()) -> dict:
     """Test-split metrics and loss computed with onnxruntime on the spec's raw data (the
     graph normalises as training did)."""
-    from netspec.builder import build_loss
-    from netspec.data.loader import Loader, to_units
     from netspec.data.prepare import evaluation_split, prepare
-    from netspec.train.metrics import MetricState
 
     checked = load(spec_file, overrides)
     session, meta = load_session(onnx_path)
@@ -353,19 +421,7 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
     pre = meta.get("preprocessing")
     data = prepare(checked, saved=pre if isinstance(pre, dict) and "source_shape" in pre else None)
     prefix, split = evaluation_split(data, spec_file)
-    loss_fn = build_loss(checked.train.loss)
-    reduction = str(checked.train.loss.get("reduction", "mean"))
-    state = MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes)
-    for xb, yb in Loader(split, data.pre, torch.device("cpu"), resident=False).sequential(1024):
-        x = to_units(xb, data.pre)
-        try:
-            out = torch.from_numpy(run_session(session, x.numpy())).float()
-        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
-            raise error(f"{onnx_path}: onnxruntime could not run it on {spec_file}'s data "
-                        f"({str(e).splitlines()[0][:200]})") from None
-        y = x if yb is None else yb
-        with torch.no_grad():
-            loss = loss_fn(out, y)
-        state.update(out, y, loss * len(x) if reduction == "mean" else loss)
-    res = state.result()
+    from netspec.deploy.evaluate import onnx_metrics
+
+    (res,), _ = onnx_metrics(checked, data, split, {onnx_path: session}, spec_file)
     return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}

@@ -61,6 +61,12 @@ def load_session(path: str) -> tuple[Any, dict]:
     return session, parsed
 
 
+def feeds(session: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's inputs for the batch of raw samples `x`, by the names the file declares
+    (int8 calibration feeds the fp32 graph through this too)."""
+    return {session.get_inputs()[0].name: x}
+
+
 def run_session(session: Any, x: np.ndarray) -> np.ndarray:
     """The model's (first) output for the batch `x` (onnxruntime's errors pass through)."""
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+    return session.run(None, feeds(session, x))[0]
