@@ -534,7 +534,12 @@ def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as
     from netspec.deploy.runtime import load_session
 
     if os.path.isdir(model):
+        folder = model
         model = run_model(model) or _export_run(model)
+        exported = sorted(p for p in os.listdir(folder) if p.lower().endswith(".onnx"))
+        if len(exported) > 1:
+            _tell(f"{folder}: using {os.path.basename(model)}, the newest of its exported models "
+                  f"({', '.join(exported)}); name a file to pick another")
     session, meta = load_session(model)
     everything = []
     for r in predictions(session, meta, inputs, top_k, batch_size):
