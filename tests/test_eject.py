@@ -213,6 +213,10 @@ train {
     epochs: 2
     metrics: [accuracy]
 }
+export {
+    quantize: int8  # an export setting: the program trains exactly the same
+    calibration: 64
+}
 ''')
     eject_and_compare(spec, (), tmp_path)
 

@@ -155,7 +155,8 @@ def test_failing_gate_keeps_fp32_and_says_by_how_much(quad, tmp_path, monkeypatc
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.stdout.startswith(f"exported {out}")
     assert "error: int8 test_accuracy" in r.stderr and "worse, more than max_metric_drop 0.05" in r.stderr
-    assert f"the int8 model was not written, the verified fp32 model {out} is kept" in r.stderr
+    assert f"({int8} is from an earlier export); the int8 model was not written, the verified fp32 model {out} " \
+        "is kept" in r.stderr
     said = re.search(r"int8 test_accuracy ([\d.]+) vs fp32 ([\d.]+): ([\d.]+) worse", r.stderr)
     assert said is not None and float(said[2]) == pytest.approx(accuracy(out, xt, yt), abs=1e-4)
     assert float(said[3]) == pytest.approx(float(said[2]) - float(said[1]), abs=2e-4) and float(said[3]) > 0.05
@@ -275,3 +276,11 @@ def test_quantize_bad_inputs_write_nothing(quad, tmp_path, monkeypatch):
     r = export(spec, weights, tmp_path / "low.onnx", "--opset", "12")
     assert r.exit_code == 1 and "needs opset 13 or later" in r.stderr and not (tmp_path / "low.onnx").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.int8.onnx", "nodata.net", "w.pt"]
+
+
+def test_gate_units():
+    # higher-is-better metrics: points; losses and errors: a fraction of fp32's value
+    assert q.metric_drop("accuracy", 0.99, 0.985) == (pytest.approx(0.005), False)
+    assert q.metric_drop("mae", 0.2, 0.21) == (pytest.approx(0.05), True)
+    assert q.metric_drop("loss", 0.2, 0.19) == (pytest.approx(-0.05), True)
+    assert q.int8_path("out/m.onnx").as_posix() == "out/m.int8.onnx"

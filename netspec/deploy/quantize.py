@@ -268,11 +268,13 @@ def quantize_export(checked: ir.CheckedSpec, data: Any, fp32: str | os.PathLike,
         report.update(metric=key, fp32=base[name], int8=quant[name], drop=drop, relative=relative, **compared)
         info["gate"] = {"metric": key, "fp32": base[name], "int8": quant[name], "max_metric_drop": max_drop,
                         "relative": relative, "samples": len(split)}
-        if not drop <= max_drop:
+        if not drop <= max_drop:  # NaN included
+            limit = f"{max_drop:g}" + (f" ({100 * max_drop:g}% of fp32's value)" if relative else "")
+            earlier = f" ({out} is from an earlier export)" if out.exists() else ""
             raise _fail(f"int8 {key} {_fmt_metric(quant[name])} vs fp32 {_fmt_metric(base[name])}: "
-                        f"{_fmt_drop(drop, relative)} worse, more than max_metric_drop {max_drop:g}", fp32, span,
-                        "raise `max_metric_drop` (or --max-metric-drop) if that loss is acceptable, or calibrate "
-                        "on more samples (`calibration`)")
+                        f"{_fmt_drop(drop, relative)} worse, more than max_metric_drop {limit}{earlier}", fp32, span,
+                        "raise `max_metric_drop` (or --max-metric-drop) if that loss is acceptable"
+                        + (", or calibrate on more samples (`calibration`)" if mode == "static" else ""))
         carry_metadata(proto, fp32_proto, info)
         onnx.save(proto, tmp)
         report["fp32_weight_share"] = float_weight_share(proto)
