@@ -38,24 +38,24 @@ MODELS = {"mlp": ROOT / "examples" / "mnist_mlp.net", "cnn": ROOT / "examples" /
 CALLS = 2000
 
 
-def latency(fn, calls: int = CALLS) -> float:
+def latency(fn, calls: int = CALLS, clock=time.perf_counter) -> float:
     for _ in range(50):
         fn()
     times = []
     for _ in range(calls):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times) * 1e3
 
 
-def throughput(fn, batch: int, seconds: float = 2.0) -> float:
+def throughput(fn, batch: int, seconds: float = 2.0, clock=time.perf_counter) -> float:
     fn()
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    n, start = 0, clock()
+    while clock() - start < seconds:
         fn()
         n += batch
-    return n / (time.perf_counter() - start)
+    return n / (clock() - start)
 
 
 def torch_part(tmp: Path) -> None:
@@ -112,15 +112,23 @@ def torch_part(tmp: Path) -> None:
           f"torch script {s:.2f} s ({s / p:.2f}x)")
 
 
-def timed_pair(fp32, int8, x1: np.ndarray, x256: np.ndarray, rounds: int = 3) -> dict:
-    """fp32 and int8 sessions measured alternately (the machine is shared): medians over
-    `rounds` of batch-1 latency (ms) and batch-256 throughput (samples/s)."""
-    name = fp32.get_inputs()[0].name
+def session(path: str, threads: int = 0):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def timed_pair(fp32: str, int8: str, x1: np.ndarray, x256: np.ndarray, threads: int, clock,
+               rounds: int = 3) -> dict:
+    """fp32 and int8 measured alternately (the machine is shared), medians over `rounds`:
+    batch-1 latency (ms) and batch-256 samples/s, with `clock` (wall or this thread's CPU time)."""
+    sessions = {"fp32": session(fp32, threads), "int8": session(int8, threads)}
+    name = sessions["fp32"].get_inputs()[0].name
     out: dict = {k: [] for k in ("b1_fp32", "b1_int8", "b256_fp32", "b256_int8")}
     for _ in range(rounds):
-        for tag, s in (("fp32", fp32), ("int8", int8)):
-            out[f"b1_{tag}"].append(latency(lambda s=s: s.run(None, {name: x1}), 300))
-            out[f"b256_{tag}"].append(throughput(lambda s=s: s.run(None, {name: x256}), 256, 1.5))
+        for tag, s in sessions.items():
+            out[f"b1_{tag}"].append(latency(lambda s=s: s.run(None, {name: x1}), 300, clock))
+            out[f"b256_{tag}"].append(throughput(lambda s=s: s.run(None, {name: x256}), 256, 1.5, clock))
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -178,19 +186,27 @@ def int8_part(tmp: Path, runs: Path | None) -> None:
           f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
     rows = {"mlp": mnist_int8("mlp", MODELS["mlp"], runs, tmp), "cnn": mnist_int8("cnn", MODELS["cnn"], runs, tmp),
             "resnet18@64": resnet_int8(tmp)}
-    print("| model | weights | metric fp32 / int8 | file fp32 | file int8 | size | batch-1 fp32 (ms) | batch-1 int8 (ms) "
-          "| speed-up | batch-256 fp32 (samples/s) | batch-256 int8 | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | weights | metric fp32 / int8 | file fp32 | file int8 | int8 / fp32 |")
+    print("|---|---|---|---|---|---|")
     for name, r in rows.items():
-        f32 = ort.InferenceSession(r["fp32_path"], providers=["CPUExecutionProvider"])
-        i8 = ort.InferenceSession(r["int8_path"], providers=["CPUExecutionProvider"])
-        shape = [d if isinstance(d, int) else 1 for d in f32.get_inputs()[0].shape[1:]]
-        g = np.random.default_rng(1)
-        t = timed_pair(f32, i8, g.random((1, *shape), dtype=np.float32), g.random((256, *shape), dtype=np.float32))
         a, b = os.path.getsize(r["fp32_path"]), os.path.getsize(r["int8_path"])
         print(f"| {name} ({r['mode']}) | {r['trained']} | {r['metric']} | {a / 1e6:.2f} MB | {b / 1e6:.2f} MB | "
-              f"{100 * b / a:.0f}% | {t['b1_fp32']:.3f} | {t['b1_int8']:.3f} | {t['b1_fp32'] / t['b1_int8']:.2f}x | "
-              f"{t['b256_fp32']:,.0f} | {t['b256_int8']:,.0f} | {t['b256_int8'] / t['b256_fp32']:.2f}x |")
+              f"{100 * b / a:.0f}% |")
+    for title, threads, clock in (
+            ("one thread, CPU time of the calling thread (robust to other processes' load)", 1, time.thread_time),
+            ("onnxruntime's default threads, wall clock (what this machine gave under its load)", 0,
+             time.perf_counter)):
+        print(f"\n{title}:\n")
+        print("| model | batch-1 fp32 (ms) | batch-1 int8 (ms) | speed-up | batch-256 fp32 (samples/s) | "
+              "batch-256 int8 | ratio |")
+        print("|---|---|---|---|---|---|---|")
+        for name, r in rows.items():
+            shape = [d if isinstance(d, int) else 1 for d in session(r["fp32_path"]).get_inputs()[0].shape[1:]]
+            g = np.random.default_rng(1)
+            t = timed_pair(r["fp32_path"], r["int8_path"], g.random((1, *shape), dtype=np.float32),
+                           g.random((256, *shape), dtype=np.float32), threads, clock)
+            print(f"| {name} | {t['b1_fp32']:.3f} | {t['b1_int8']:.3f} | {t['b1_fp32'] / t['b1_int8']:.2f}x | "
+                  f"{t['b256_fp32']:,.0f} | {t['b256_int8']:,.0f} | {t['b256_int8'] / t['b256_fp32']:.2f}x |")
     print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

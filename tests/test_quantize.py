@@ -284,3 +284,25 @@ def test_gate_units():
     assert q.metric_drop("mae", 0.2, 0.21) == (pytest.approx(0.05), True)
     assert q.metric_drop("loss", 0.2, 0.19) == (pytest.approx(-0.05), True)
     assert q.int8_path("out/m.onnx").as_posix() == "out/m.int8.onnx"
+
+
+def test_shared_constants_do_not_keep_convs_in_float(tmp_path):
+    """Folded BatchNorms at initialisation give equal zero biases, which torch.onnx shares
+    through Identity nodes; inlined, every Conv's bias is quantized (one int8 kernel each)."""
+    from netspec.deploy.export import export_model
+    from netspec.deploy.runtime import feeds
+
+    checked = netspec.check(netspec.parse(
+        "model m {\n input: [3, 8, 8]\n Conv2d(4, 3, padding=1, bias=false)\n BatchNorm2d\n ReLU\n"
+        " Conv2d(4, 3, padding=1, bias=false)\n BatchNorm2d\n ReLU\n Flatten\n Linear(2)\n}\n", "m.net"))
+    src, dst = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    export_model(checked, netspec.build(checked).eval(), src)
+    assert "Identity" in {n.op_type for n in onnx.load(str(src)).graph.node}
+    session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((16, 3, 8, 8), dtype=np.float32)
+    q.quantize_graph(str(src), str(dst), "static", x, lambda b: feeds(session, b))
+    proto = onnx.load(str(dst))
+    made_by = {o: n for n in proto.graph.node for o in n.output}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2 and all(made_by[c.input[2]].op_type == "DequantizeLinear" for c in convs)
+    assert "Identity" not in {n.op_type for n in proto.graph.node}

@@ -141,21 +141,44 @@ def _quiet_quantizer() -> Callable[[], None]:
     return lambda: root.setLevel(level)
 
 
+def inline_constant_identities(proto: Any) -> int:
+    """Identity nodes that copy a weight become weights themselves. torch.onnx shares equal
+    constants this way (the zero biases of BatchNorms folded into convolutions at
+    initialisation); a Conv whose bias is not a weight keeps its bias in float, so
+    onnxruntime cannot fuse it into one int8 kernel. Returns how many were inlined."""
+    import onnx
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    outputs = {o.name for o in proto.graph.output}
+    inlined = [n for n in proto.graph.node if n.op_type == "Identity" and len(n.input) == 1
+               and n.input[0] in inits and n.output[0] not in outputs]
+    for node in inlined:
+        copy = onnx.TensorProto()
+        copy.CopyFrom(inits[node.input[0]])
+        copy.name = node.output[0]
+        proto.graph.initializer.append(copy)
+        proto.graph.node.remove(node)
+    return len(inlined)
+
+
 def quantize_graph(src: str, dst: str, mode: str, calib: np.ndarray | None,
                    feed: Callable[[np.ndarray], dict]) -> None:
     """onnxruntime's static (QDQ, per-channel, U8S8) or dynamic quantizer, `src` -> `dst`."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
+    model = onnx.load(src)
+    inline_constant_identities(model)
     restore = _quiet_quantizer()
     try:
         if mode == "static":
             assert calib is not None
-            quantize_static(src, dst, _reader(feed, calib), quant_format=QuantFormat.QDQ,
+            quantize_static(model, dst, _reader(feed, calib), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=[*STATIC_OPS, *PASS_THROUGH], per_channel=True,
                             reduce_range=REDUCE_RANGE, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
         else:
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, reduce_range=REDUCE_RANGE,
+            quantize_dynamic(model, dst, weight_type=QuantType.QInt8, per_channel=True, reduce_range=REDUCE_RANGE,
                              op_types_to_quantize=list(DYNAMIC_OPS))
     finally:
         restore()
