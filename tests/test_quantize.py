@@ -86,6 +86,7 @@ def accuracy(path, x, y) -> float:
     return float((s.run(None, {s.get_inputs()[0].name: x})[0].argmax(1) == y).mean())
 
 
+@pytest.mark.slow
 def test_static_int8_export_is_calibrated_gated_and_self_contained(quad, tmp_path):
     spec, weights, xt, yt = quad
     out = tmp_path / "quad.onnx"
@@ -126,6 +127,7 @@ def test_static_int8_export_is_calibrated_gated_and_self_contained(quad, tmp_pat
         "calibration_samples"] == 400
 
 
+@pytest.mark.slow
 def test_predict_and_eval_on_int8_files(quad, tmp_path):
     from netspec.deploy.export import evaluate_onnx
     from netspec.deploy.predict import predict_files
@@ -143,6 +145,7 @@ def test_predict_and_eval_on_int8_files(quad, tmp_path):
     assert r.exit_code == 0 and "test_accuracy" in r.stdout
 
 
+@pytest.mark.slow
 def test_failing_gate_keeps_fp32_and_says_by_how_much(quad, tmp_path, monkeypatch):
     spec, weights, xt, yt = quad
     out, int8 = tmp_path / "quad.onnx", tmp_path / "quad.int8.onnx"
@@ -170,6 +173,7 @@ def test_failing_gate_keeps_fp32_and_says_by_how_much(quad, tmp_path, monkeypatc
     assert (tmp_path / "other.onnx").exists() and not (tmp_path / "other.int8.onnx").exists()
 
 
+@pytest.mark.slow
 def test_onnxruntime_failure_names_the_op_and_keeps_fp32(quad, tmp_path, monkeypatch):
     spec, weights, _, _ = quad
     real = q.quantize_graph
@@ -190,6 +194,7 @@ def test_onnxruntime_failure_names_the_op_and_keeps_fp32(quad, tmp_path, monkeyp
     assert out.exists() and not (tmp_path / "quad.int8.onnx").exists()
 
 
+@pytest.mark.slow
 def test_dynamic_fallback_for_an_lstm(tmp_path):
     from netspec.deploy.export import evaluate_onnx
     from netspec.deploy.predict import predict_files
@@ -252,6 +257,7 @@ def test_quantize_setting_errors(spec_file):
     assert netspec.load(spec_file(base.format("quantize: int8"))).export.quantize == "int8"
 
 
+@pytest.mark.slow
 def test_quantize_bad_inputs_write_nothing(quad, tmp_path, monkeypatch):
     import torch
 

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -168,20 +169,23 @@ def quantize_graph(src: str, dst: str, mode: str, calib: np.ndarray | None,
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     model = onnx.load(src)
-    inline_constant_identities(model)
     restore = _quiet_quantizer()
-    try:
-        if mode == "static":
-            assert calib is not None
-            quantize_static(model, dst, _reader(feed, calib), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=[*STATIC_OPS, *PASS_THROUGH], per_channel=True,
-                            reduce_range=REDUCE_RANGE, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-        else:
-            quantize_dynamic(model, dst, weight_type=QuantType.QInt8, per_channel=True, reduce_range=REDUCE_RANGE,
-                             op_types_to_quantize=list(DYNAMIC_OPS))
-    finally:
-        restore()
+    with tempfile.TemporaryDirectory(prefix="netspec-int8-") as work:
+        if inline_constant_identities(model):
+            src = os.path.join(work, "fp32.onnx")  # a path, which every onnxruntime >= 1.17 takes
+            onnx.save(model, src)
+        try:
+            if mode == "static":
+                assert calib is not None
+                quantize_static(src, dst, _reader(feed, calib), quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=[*STATIC_OPS, *PASS_THROUGH], per_channel=True,
+                                reduce_range=REDUCE_RANGE, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+            else:
+                quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
+                                 reduce_range=REDUCE_RANGE, op_types_to_quantize=list(DYNAMIC_OPS))
+        finally:
+            restore()
 
 
 def carry_metadata(proto: Any, fp32: Any, info: dict) -> None:
@@ -238,7 +242,7 @@ def quantize_export(checked: ir.CheckedSpec, data: Any, fp32: str | os.PathLike,
     fp32_proto = onnx.load(str(fp32))
     mode, why = plan(fp32_proto)
     if mode == "none":
-        raise _fail(f"quantize: int8: {why}", fp32, span, "deploy the fp32 model")
+        raise _fail(f"nothing to quantize: {why}", fp32, span, "deploy the fp32 model")
     prefix, split = evaluation_split(data, source or checked.spec.file)
     fp32_session = open_session(str(fp32))
     calib = None
