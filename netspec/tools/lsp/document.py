@@ -173,10 +173,7 @@ def parse_recovering(text: str, file: str) -> tuple[ir.Spec | None, list[Diagnos
                 break
             work = work + "\n" + "".join(BRACKETS[c] for c, _, _ in reversed(stack))
         else:
-            line = d.span.line
-            for note in d.notes:
-                if note.message in ("the `(` opened here", "the `[` opened here") and note.span:
-                    line = note.span.line
+            line = _line_at_fault(work, d.span)
             if line in blanked or not 1 <= line <= len(lines):
                 break
             blanked.add(line)
@@ -187,6 +184,17 @@ def parse_recovering(text: str, file: str) -> tuple[ir.Spec | None, list[Diagnos
         except NetspecError as e:
             d = e.diagnostics[0]
     return None, first, blanked
+
+
+def _line_at_fault(text: str, span: Span) -> int:
+    """The error's line, or the earlier line that opened a `(` or `[` still open there (a
+    half-typed call swallows the lines after it)."""
+    lines = text.split("\n")
+    offset = sum(len(x) + 1 for x in lines[:span.line - 1]) + max(span.column - 1, 0)
+    stack = open_brackets(text, offset)
+    if stack and stack[-1][0] in "([" and stack[-1][1] < span.line:
+        return stack[-1][1]
+    return span.line
 
 
 def _index(a: Analysis) -> None:
