@@ -45,6 +45,7 @@ class Analysis:
     diagnostics: list[Diagnostic] = field(default_factory=list)  # as `netspec check` reports them
     blanked: frozenset[int] = frozenset()  # 1-based lines that recovery left out
     data_checked: bool = False  # the data pass ran (its findings are in `diagnostics`)
+    data_due: bool = False  # the data pass would run (no error before it) but was not asked for
     data_seconds: float = 0.0
     # syntax entries of this file by first line (model, blocks and sections, nested ones too)
     entries: dict[int, list[tuple[ir.Entry, str]]] = field(default_factory=dict)
@@ -114,8 +115,11 @@ def analyse(text: str, file: str, *, read_data: bool = False) -> Analysis:
     ctx = check_context(spec)
     a.ctx = ctx
     found = ctx.diags + ctx.warnings
-    if read_data and not syntax and not ctx.diags and ctx.data is not None:
-        found = _data_pass(a, ctx)
+    if not syntax and not ctx.diags and ctx.data is not None:
+        if read_data:
+            found = _data_pass(a, ctx)
+        else:
+            a.data_due = True
     if syntax:  # the parser's error as `check` gives it, then what the checker says of the rest
         last = len(a.lines)
         found = syntax + [d for d in found if d.span.line not in blanked and d.span.line <= last

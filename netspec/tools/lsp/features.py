@@ -58,6 +58,8 @@ class Coords:
         if not self.lines:
             return types.Position(line=0, character=0)
         text = self.lines[line0]
+        if text.isascii():  # one unit per character in every encoding
+            return types.Position(line=line0, character=col0)
         beyond = max(col0 - len(text), 0)  # the end of file, one past the last column: as check says it
         p = self.codec.position_to_client_units(self.lines, ServerTextPosition(line0, min(col0, len(text))))
         return types.Position(line=p.line, character=p.character + beyond) if beyond else p
@@ -150,11 +152,31 @@ def hover(a: Analysis, line: int, column: int) -> str | None:
             return layer_hover(a, e, typ[0])
         if not isinstance(e, ir.Layer) and (on_name or (line, column) < _body_start(e)):
             return construct_hover(a, e)
+        if isinstance(e, ir.Layer) and typ is not None:  # in the arguments
+            named = name_hover(a, word[0]) if word is not None else None
+            return argument_hover(typ[0], word[0]) if word is not None and _is_kwarg(a, line, word) else \
+                named or layer_hover(a, e, typ[0])
         if isinstance(e, ir.Layer):
-            break  # an argument: the word's own meaning below
+            break
     if word is None:
         return _import_hover(a, line, column)
     return name_hover(a, word[0])
+
+
+def _is_kwarg(a: Analysis, line: int, word: tuple[str, int, int]) -> bool:
+    rest = a.lines[line - 1][word[2] - 1:]
+    return rest.lstrip().startswith("=") and not rest.lstrip().startswith("==")
+
+
+def argument_hover(callee: str, name: str) -> str | None:
+    """`padding` in `Conv2d(32, 3, padding=1)`: the parameter's type, domain and default."""
+    row = cat.LAYERS.get(callee)
+    p = next((q for q in row.params if q.name == name), None) if row is not None else None
+    if row is None or p is None:
+        return None
+    dom = f", {cat.describe_domain(p.domain)}" if p.domain else ""
+    default = "required" if p.default is REQUIRED else f"default `{show(p.default)}`"
+    return f"`{name}` of {callee}: {cat.describe_type(p.type)}{dom}; {default}"
 
 
 def contains_col(span: Span, line: int, column: int) -> bool:

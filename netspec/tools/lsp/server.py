@@ -88,8 +88,13 @@ class NetspecServer(LanguageServer):
             doc = self.workspace.get_text_document(uri)
             text, version = doc.source, doc.version
             data = read_data or self.data_seconds.get(uri, 1.0) < DATA_ON_CHANGE_S
-            loop = asyncio.get_running_loop()
-            a = await loop.run_in_executor(None, functools.partial(analyse, text, self.file_of(uri), read_data=data))
+            with self.lock:
+                a = self.analyses.get(uri)
+            if a is None or a.text != text or (data and a.data_due):
+                # (a request may have analysed this text already: a hover just after an edit)
+                loop = asyncio.get_running_loop()
+                a = await loop.run_in_executor(None, functools.partial(analyse, text, self.file_of(uri),
+                                                                       read_data=data))
             if self.workspace.get_text_document(uri).source != text:
                 return  # changed meanwhile: the newer change publishes
             with self.lock:
