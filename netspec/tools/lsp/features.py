@@ -236,9 +236,18 @@ def layer_hover(a: Analysis, e: ir.Layer, type_name: str) -> str:
     if spec is not None:
         out.append(_row_text(spec.name, spec, "layer"))
         if made and isinstance(made[0][1], ir.LayerNode):
-            args = ", ".join(f"{k}={show(v)}" for k, v in made[0][1].kwargs)
-            out.append(f"```python\n{spec.factory}({args})\n```")
+            args = ", ".join(f"{k}={_python(v)}" for k, v in made[0][1].kwargs)
+            first = f"the first of {len(made)} uses builds" if len(made) > 1 else "builds"
+            out.append(f"{first}\n```python\n{spec.factory}({args})\n```")
     return "\n\n".join(out)
+
+
+def _python(v: object) -> str:
+    """A constructor argument as Python writes it (`True`, `'zeros'`, `(3, 3)`)."""
+    if isinstance(v, tuple):
+        inner = ", ".join(_python(x) for x in v)
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    return repr(v) if isinstance(v, (bool, int, float, str)) or v is None else show(v)
 
 
 def block_use_hover(a: Analysis, e: ir.Layer, block: ir.Block) -> str:
