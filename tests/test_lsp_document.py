@@ -106,6 +106,16 @@ def test_recovery_reports_the_rest_of_the_file():
     assert any("Conv2d expects" in d.message for d in a.diagnostics[1:])
 
 
+def test_crlf_documents_read_as_lf_ones():
+    text = (EXAMPLES / "mnist.net").read_text().replace("Flatten", "Flaten").replace("Linear(128)", "Linear(1, x=2)")
+    lf, crlf = analyse(text, "m.net"), analyse(text.replace("\n", "\r\n"), "m.net")
+    assert len(lf.diagnostics) == 2 and lf.diagnostics == crlf.diagnostics
+    coords = features.Coords(crlf.lines, PositionCodec())
+    assert [h.label for h in features.inlay_hints(crlf, coords, 1, 40)] == \
+        [h.label for h in features.inlay_hints(lf, features.Coords(lf.lines, PositionCodec()), 1, 40)]
+    assert "`[1, 28, 28]` → `[32, 14, 14]`" in features.hover(crlf, 12, 13)
+
+
 def test_hostile_documents_are_bounded():
     huge = "# " + "x" * (MAX_SPEC_BYTES + 10) + "\n"
     a = analyse(huge, "huge.net")

@@ -173,7 +173,7 @@ def make_server(debounce_s: float = 0.3) -> NetspecServer:
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text))
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION,
-                    types.CompletionOptions(trigger_characters=[":", "(", ",", "[", " ", "="]))
+                    types.CompletionOptions(trigger_characters=[":", "(", ",", "["]))
     @safe(types.CompletionList(is_incomplete=False, items=[]))
     def completion(ls: NetspecServer, params: types.CompletionParams) -> types.CompletionList:
         a = ls.analysis(params.text_document.uri)
