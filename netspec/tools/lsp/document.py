@@ -22,7 +22,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from netspec import ir
 from netspec.checker import CheckContext, check_context, checked_spec
@@ -277,7 +277,3 @@ def relative(path: str, base: str) -> str:
     except ValueError:
         return path
     return path if rel.startswith("..") else rel
-
-
-def with_span(d: Diagnostic, span: Span) -> Diagnostic:
-    return replace(d, span=span)

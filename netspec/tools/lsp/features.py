@@ -517,7 +517,3 @@ def formatting(a: Analysis, coords: Coords) -> list[types.TextEdit] | None:
 
 def file_of(uri_path: str | None, fallback_dir: str) -> str:
     return os.path.abspath(uri_path) if uri_path else os.path.join(fallback_dir, "untitled.net")
-
-
-def diagnostic_counts(diags: list[Diagnostic]) -> tuple[int, int]:
-    return sum(d.severity == "error" for d in diags), sum(d.severity == "warning" for d in diags)
