@@ -46,9 +46,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class KeyProblem(Exception):
     """A key that names nothing settable: the message and a help line (did you mean ...)."""
 
-    def __init__(self, message: str, help: str | None = None):
+    def __init__(self, message: str, help: str | None = None, unknown: bool = False):
         super().__init__(message)
         self.message, self.help = message, help
+        self.unknown = unknown  # a name that is not there (a typo?), rather than a path that cannot be set
 
 
 def apply_overrides(spec: ir.Spec, overrides: Iterable[str]) -> ir.Spec:
@@ -99,11 +100,12 @@ def set_value(spec: ir.Spec, key: str, value: ir.Expr, span: Span = NO_SPAN) -> 
     if section not in cat.SECTIONS:
         lets = [it.name for it in items if isinstance(it, ir.Let)]
         raise KeyProblem(f"unknown section `{section}`", did_you_mean(section, [*cat.SECTIONS, "model", *lets])
-                         or "sections: " + ", ".join([*cat.SECTIONS, "model"]))
+                         or "sections: " + ", ".join([*cat.SECTIONS, "model"]), unknown=True)
     keys = [s.key for s in cat.SECTIONS[section]]
     if name not in keys:
         dotted = ".".join(parts[1:])
-        raise KeyProblem(f"unknown key `{dotted}` in {section}", did_you_mean(name, keys) or "keys: " + ", ".join(keys))
+        raise KeyProblem(f"unknown key `{dotted}` in {section}", did_you_mean(name, keys) or "keys: " + ", ".join(keys),
+                         unknown=True)
     idx = [j for j, it in enumerate(items) if isinstance(it, ir.Section) and it.kind == section]
     sec = items[idx[0]] if idx else None
     assert sec is None or isinstance(sec, ir.Section)
@@ -127,7 +129,7 @@ def _set_let(items: list, file: str, name: str, value: ir.Expr) -> list:
         if not hint and name in cat.SECTIONS:
             hint = f"`{name}` is a section: give a key, e.g. {name}.{cat.SECTIONS[name][0].key}"
         raise KeyProblem(f"there is no `let {name}` in {file}",
-                         hint or "use section.key for settings, e.g. train.epochs=3")
+                         hint or "use section.key for settings, e.g. train.epochs=3", unknown=True)
     items[idx[0]] = ir.Let(name, value, items[idx[0]].span)
     return items
 
@@ -182,7 +184,7 @@ def _set_argument(section: str, name: str, current: ir.Expr | None, path: list[s
         raise KeyProblem(f"`{key}.{'.'.join(path)}`: `{arg}` of {call.func} has no arguments to set")
     if arg not in names:
         raise KeyProblem(f"{call.func} has no argument `{arg}`",
-                         did_you_mean(arg, names) or "its arguments: " + ", ".join(names))
+                         did_you_mean(arg, names) or "its arguments: " + ", ".join(names), unknown=True)
     where = positional.index(arg) if arg in positional else len(call.args)
     if where < len(call.args):
         args = call.args[:where] + (value,) + call.args[where + 1:]

@@ -24,7 +24,7 @@ from typing import Any
 from netspec import catalogue as cat
 from netspec import ir
 from netspec.checker.context import CheckContext, head
-from netspec.checker.overrides import canonical_key, key_problem, set_value, settable_keys
+from netspec.checker.overrides import KeyProblem, canonical_key, key_problem, set_value, settable_keys
 from netspec.errors import Diagnostic, NetspecError, Span, did_you_mean
 from netspec.syntax.expr import evaluate, show, source
 
@@ -129,7 +129,7 @@ class SearchChecker:
     def param(self, key: str, e: ir.Setting) -> ir.SearchParam | None:
         problem = key_problem(self.base, key)
         if problem is not None:
-            hint = did_you_mean(key, settable_keys(self.base)) or problem.help
+            hint = (did_you_mean(key, settable_keys(self.base)) if problem.unknown else None) or problem.help
             self.ctx.err(e.key_span, f"unknown search key `{e.key}`: {problem.message}",
                          hint or "search keys are `let` names of this file or settings --set accepts")
             return None
@@ -385,9 +385,13 @@ class SearchChecker:
                       key: str | None) -> ir.CheckedSpec | None:
         """The spec with `values` written in, checked; None after reporting why it fails."""
         spec = self.base
-        for k, v in sorted(values, key=lambda kv: kv[0].count(".")):  # a call before its arguments
-            spec = set_value(spec, k, v)
         shown = ", ".join(f"{k} = {source(v)}" for k, v in values)
+        try:
+            for k, v in sorted(values, key=lambda kv: kv[0].count(".")):  # a call before its arguments
+                spec = set_value(spec, k, v)
+        except KeyProblem as p:
+            self.ctx.err(span, f"with {shown}: {p.message}", p.help)
+            return None
         try:
             checked = self.compile_spec(spec)
         except NetspecError as e:

@@ -109,6 +109,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def connect_timeout() -> int:
+    raw = os.environ.get("NETSPEC_TUNE_CONNECT_TIMEOUT", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else CONNECT_TIMEOUT_S
+
+
 def heartbeat() -> tuple[int, int]:
     raw = os.environ.get("NETSPEC_TUNE_HEARTBEAT", "")
     try:
@@ -134,7 +139,7 @@ def open_storage(folder: Path, url: str | None) -> Any:
     full = normalize_url(url)
     kwargs: dict[str, Any] = {}
     if full.startswith("postgresql+psycopg2://") or full.startswith("mysql"):
-        kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+        kwargs = {"connect_args": {"connect_timeout": connect_timeout()}}
     interval, grace = heartbeat()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
@@ -161,7 +166,7 @@ def storage_error(url: str, e: BaseException) -> NetspecError:
     if kind == "ArgumentError":
         return error(f"--storage {shown}: not a database URL ({first})", "e.g. postgresql://user@host/db")
     return error(f"--storage {shown}: cannot connect to the study's database: {first}",
-                 f"is the server running and reachable from here? (netspec waits {CONNECT_TIMEOUT_S} s for it)")
+                 f"is the server running and reachable from here? (netspec waits {connect_timeout()} s for it)")
 
 
 # ---------------------------------------------------------------- the study

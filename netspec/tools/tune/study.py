@@ -82,20 +82,23 @@ class Job:
 # ---------------------------------------------------------------- who runs what
 
 
-def _start_time(pid: int) -> str:
-    """The process's start time (clock ticks since boot), so a reused pid is not taken for it."""
+def _stat(pid: int) -> tuple[str, str]:
+    """(state, start time in clock ticks since boot) of a process, from /proc; ("?", "?")
+    where there is no /proc. The start time tells a reused pid from the process it was."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
     except (OSError, IndexError):
-        return "?"
+        return "?", "?"
 
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+WORKER = f"{socket.gethostname()}:{os.getpid()}:{_stat(os.getpid())[1]}"
 
 
 def worker_alive(tag: str) -> bool | None:
-    """Whether the process a `host:pid:start` tag names runs (None: another machine's)."""
+    """Whether the process a `host:pid:start` tag names runs (None: another machine's). A
+    zombie (killed, not yet waited for by its parent) is dead."""
     host, _, rest = tag.partition(":")
     pid_text, _, start = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
@@ -106,8 +109,9 @@ def worker_alive(tag: str) -> bool | None:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return start in ("?", _start_time(pid))
+        pass
+    state, started = _stat(pid)
+    return state not in ("Z", "X") and start in ("?", started)
 
 
 def outcome(t: Any) -> str:
