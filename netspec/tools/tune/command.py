@@ -135,19 +135,24 @@ def tune_file(spec_path: str, overrides: tuple[str, ...] = (), trials: int | Non
         raise error(f"--trials {trials}: the grid has {_grid_size(config)} points", f"--trials {_grid_size(config)}")
     name = study_name or checked.model.name
     folder = Path(out) if out else Path("runs") / f"{checked.model.name}-tune"
-    prepare_folder(folder, spec_path, storage)
-    store = open_storage(folder, storage)
+    if storage is not None:  # connect first: a URL that fails leaves no folder behind
+        store = open_storage(folder, storage)
+        prepare_folder(folder, spec_path, storage)
+    else:
+        prepare_folder(folder, spec_path, storage)
+        store = open_storage(folder, storage)
     study, created = open_study(store, name, identity(checked), config.minimize, storage)
     if created:
         seed_study(study, checked, total)
     job = Job(checked, folder, total)
-    reap(study)
     progress = Progress(config, total, say, as_json)
+    progress.skip_existing(study.get_trials(deepcopy=False))
+    reap(study)  # trials left running by a process that died: failed now, retried, said below
     trials_now = study.get_trials(deepcopy=False)
-    progress.skip_existing(trials_now)
     done = done_count(trials_now)
     if done and not as_json:
         say(f"continuing study `{name}` in {folder}/: {done} of {total} trials done")
+        progress.update(trials_now)
     elif not as_json:
         where = f"{storage}" if storage else f"{folder}/"
         say(f"study `{name}` ({where}): {total} trials, {config.metric} "

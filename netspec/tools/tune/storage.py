@@ -141,13 +141,18 @@ def open_storage(folder: Path, url: str | None) -> Any:
     if full.startswith("postgresql+psycopg2://") or full.startswith("mysql"):
         kwargs = {"connect_args": {"connect_timeout": connect_timeout()}}
     interval, grace = heartbeat()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        try:
-            return RDBStorage(full, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=grace,
-                              failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
-        except Exception as e:  # noqa: BLE001 - SQLAlchemy and driver errors of every kind
-            raise storage_error(url, e) from None
+    for attempt in range(6):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            try:
+                return RDBStorage(full, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=grace,
+                                  failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+            except Exception as e:  # noqa: BLE001 - SQLAlchemy and driver errors of every kind
+                # two machines creating a fresh database's tables at once: one of them loses, and retries
+                if type(e).__name__ not in ("IntegrityError", "ProgrammingError") or attempt == 5:
+                    raise storage_error(url, e) from None
+        time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def storage_error(url: str, e: BaseException) -> NetspecError:
@@ -182,6 +187,11 @@ def open_study(storage: Any, name: str, identity: dict[str, Any], minimize: bool
     last: Exception | None = None
     for attempt in range(5):
         try:
+            try:  # load first: a refused study must not get so much as a line written
+                study = optuna.load_study(study_name=name, storage=storage)
+                break
+            except KeyError:
+                pass
             try:
                 study = optuna.create_study(study_name=name, storage=storage, direction=direction)
                 for k, v in identity.items():
