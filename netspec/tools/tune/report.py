@@ -245,8 +245,10 @@ def summary_text(s: dict[str, Any]) -> str:
     lines = [f"study {s['study']} ({s['folder']}): {s['done']} of {s['requested']} trials done"
              + (f" ({', '.join(parts)})" if parts else "")]
     best, base = s["best"], s["baseline"]
-    if best is None:
-        lines.append(f"no trial completed: no best values (trials.csv says why: {s['files']['trials']})")
+    if best is None and c["failed"]:
+        lines.append(f"no trial completed: no best values (the errors are in {s['files']['trials']})")
+    elif best is None:
+        lines.append("no trial completed yet")
     else:
         values = "  ".join(f"{k}={v}" for k, v in best["values"].items())
         lines.append(f"best: trial {best['trial']}, {s['metric']} {best['value']:.4g}  {values}")

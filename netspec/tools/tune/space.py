@@ -18,7 +18,7 @@ from typing import Any
 from netspec import ir
 from netspec.checker.overrides import set_value
 from netspec.checker.search import literal, without_search
-from netspec.errors import NO_SPAN
+from netspec.errors import NO_SPAN, NetspecError
 from netspec.syntax.expr import source
 
 FLOAT_DIGITS = 4
@@ -99,6 +99,8 @@ def own_params(checked: ir.CheckedSpec, config: ir.SearchConfig) -> dict[str, An
         if p.kind == "choice":
             label = next((lb for lb in p.labels if _same(lb, v)), _UNKNOWN)
             if label is _UNKNOWN:
+                label = _compiled_same(checked, p, v)
+            if label is _UNKNOWN:
                 return None
             out[p.key] = label
             continue
@@ -113,6 +115,23 @@ def own_params(checked: ir.CheckedSpec, config: ir.SearchConfig) -> dict[str, An
 
 
 _UNKNOWN = object()
+
+
+def _compiled_same(checked: ir.CheckedSpec, p: ir.SearchParam, v: Any) -> Any:
+    """The label of the choice that, written into the spec, gives the spec's own value
+    (`SGD(lr=0.01)` against `SGD(lr=1e-2)`): each call or list choice checked."""
+    from netspec.checker import check
+
+    for label, expr in zip(p.labels, p.choices):
+        if not isinstance(expr, (ir.Call, ir.ListLit)):
+            continue
+        try:
+            variant = check(trial_spec(checked.spec, {p.key: expr}))
+        except NetspecError:
+            continue
+        if current_value(variant, p.key) == v:
+            return label
+    return _UNKNOWN
 
 
 def _same(label: Any, v: Any) -> bool:
