@@ -458,7 +458,8 @@ def tune(file: str, trials: int | None, workers: int, storage: str | None, out_d
             click.echo(json.dumps({"interrupted": True, "summary": s}))
         else:
             click.echo(summary_text(s))
-        retry = f"; trial {', '.join(stop.stopped)} will be retried" if stop.stopped else ""
+        retry = f"; trial{'s' if len(stop.stopped) > 1 else ''} {', '.join(stop.stopped)} will be retried" \
+            if stop.stopped else ""
         _fail(f"interrupted: the study is saved in {s['folder']}/ ({s['done']} of {s['requested']} trials done{retry}); "
               f"run the same command to continue it", 130)
         return

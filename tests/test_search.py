@@ -277,24 +277,47 @@ SPEC_D = SPEC_C.replace("table(x=[[1, 2, 3, 4]], y=[0])", "table(x=[[1, 2, 3, 5]
     .replace("    optimizer: Adam(lr=2e-3)\n", "    scheduler: ExponentialLR(0.9)\n")
 
 
+SPEC_E = SPEC_C.replace("    validation: 0.2\n", "    split: [0.6, 0.2, 0.2]\n")
+
+
 @pytest.mark.parametrize("a, b", [(SPEC_A, SPEC_B), (SPEC_B, SPEC_A), (SPEC_A, SPEC_C), (SPEC_C, SPEC_A),
-                                  (SPEC_C, SPEC_D), (SPEC_D, SPEC_C)], ids=["a-b", "b-a", "a-c", "c-a", "c-d", "d-c"])
+                                  (SPEC_C, SPEC_D), (SPEC_D, SPEC_C), (SPEC_C, SPEC_E), (SPEC_E, SPEC_C)],
+                         ids=["a-b", "b-a", "a-c", "c-a", "c-d", "d-c", "c-e", "e-c"])
 def test_every_path_diff_prints_can_be_set(tmp_path, a, b):
-    """For each setting `netspec diff A B` lists, `--set PATH=<B's value>` on A makes it agree
-    with B there (the oracle: diff itself, before and after)."""
+    """Each setting `netspec diff A B` lists is accepted by `--set PATH=<B's value>`, and A with
+    all of them set is B, setting for setting (the oracle: diff itself, before and after)."""
     pa, pb = tmp_path / "a.net", tmp_path / "b.net"
     pa.write_text(a)
     pb.write_text(b)
     ca, cb = netspec.load(str(pa)), netspec.load(str(pb))
-    changes = compare_settings(ca, cb)
-    assert len(changes) >= 4
+    changes = [c for c in compare_settings(ca, cb) if c.key != "data"]  # `data`: a whole section on one side only
+    assert len(changes) >= 2
+    spec = netspec.parse(a, str(pa))
     for c in changes:
-        if c.key == "data":
-            continue  # a whole data section present on one side only: not a setting
-        value = c.b if c.b is not None else "none"
-        set_a = netspec.load(str(pa), (f"{c.key}={value}",))
-        left = [x.key for x in compare_settings(set_a, cb)]
-        assert c.key not in left, (c.key, value, left)
+        spec = netspec.apply_overrides(spec, [f"{c.key}={c.b if c.b is not None else 'none'}"])
+    left = [x for x in compare_settings(netspec.check(spec), cb) if x.key != "data"]
+    assert left == [], left
+
+
+def test_every_field_diff_compares_has_a_settable_path():
+    """diff prints `data.F`, `train.F`, `export.F` for every field of the configs, and goes
+    into the arguments of the calls they hold: each field is a section key, each call-valued
+    field has its catalogue table (a field added to a config without them fails here)."""
+    from dataclasses import fields
+
+    from netspec import catalogue as cat
+    from netspec import ir
+    from netspec.checker.overrides import CALL_TABLES
+
+    for section, config in (("data", ir.DataConfig), ("train", ir.TrainConfig), ("export", ir.ExportConfig)):
+        keys = {s.key for s in cat.SECTIONS[section]}
+        for f in fields(config):
+            if f.name.endswith("span"):
+                continue
+            assert f.name in keys, f"{section}.{f.name}"
+            kind = str(f.type)
+            if "CallValue |" in kind or kind.startswith("CallValue") or kind.startswith("Source"):
+                assert (section, f.name) in CALL_TABLES, f"{section}.{f.name}"
 
 
 def test_resume_and_diff_paths_that_users_copy():

@@ -60,7 +60,7 @@ class SectionChecker:
                     cfg["split"] = v
             if "test" in s:
                 self.ctx.err(s["split"].key_span, "`split` divides one source; do not give `test:` as well")
-            if "validation" in s:
+            if "validation" in s and cfg.get("validation"):  # `validation: 0` holds out nothing
                 self.ctx.err(s["validation"].key_span, "`split` already holds out validation data; drop `validation:`")
         if "labels" in s and not isinstance(s["labels"].value, ir.NoneLit):
             v = self.ctx.value(s["labels"], "any")

@@ -33,7 +33,7 @@ from typing import Any
 
 from netspec import ir
 from netspec.errors import NetspecError, Tell, error
-from netspec.tools.tune.report import Progress, summary, write_files
+from netspec.tools.tune.report import Progress, queued_retries, summary, write_files
 from netspec.tools.tune.space import own_params, space_text
 from netspec.tools.tune.storage import open_storage, open_study, prepare_folder
 from netspec.tools.tune.study import Job, done_count, make_pruner, make_sampler, reap, run_worker
@@ -158,18 +158,17 @@ def tune_file(spec_path: str, overrides: tuple[str, ...] = (), trials: int | Non
         say(f"study `{name}` ({where}): {total} trials, {config.metric} "
             f"({'minimised' if config.minimize else 'maximised'}), sampler {config.sampler}, pruner {config.pruner}"
             + (f", {workers} workers" if workers > 1 else ""))
-    stopped: list[str] = []
     try:
         if workers == 1:
             _run_here(job, study, store, name, len(trials_now), progress, spec_path, storage)
         else:
-            stopped = _run_workers(job, study, spec_path, overrides, storage, name, workers, progress)
+            _run_workers(job, study, spec_path, overrides, storage, name, workers, progress)
     except KeyboardInterrupt:
         trials_now = study.get_trials(deepcopy=False)
         progress.update(trials_now)
         files = write_files(folder, trials_now, config, checked.spec, name, checked.model.name, final=True)
         raise TuneInterrupted(summary(study, trials_now, config, name, folder, total, files, spec_path),
-                              job.stopped or stopped) from None
+                              [str(n) for n in queued_retries(trials_now)]) from None
     trials_now = study.get_trials(deepcopy=False)
     progress.update(trials_now)
     files = write_files(folder, trials_now, config, checked.spec, name, checked.model.name, final=True)
@@ -205,7 +204,7 @@ def _run_here(job: Job, study: Any, store: Any, name: str, existing: int, progre
 
 
 def _run_workers(job: Job, study: Any, spec_path: str, overrides: tuple[str, ...], url: str | None, name: str,
-                 workers: int, progress: Progress) -> list[str]:
+                 workers: int, progress: Progress) -> None:
     """N worker processes on this machine; this one says their trials as they finish, fails
     and retries the trial of a worker that dies, and on Ctrl-C waits for them to save theirs."""
     existing = len(study.get_trials(deepcopy=False))
@@ -239,7 +238,6 @@ def _run_workers(job: Job, study: Any, spec_path: str, overrides: tuple[str, ...
         _stop_workers(procs)
         reap(study)
         raise
-    return []
 
 
 def _stop_workers(procs: list[subprocess.Popen]) -> None:

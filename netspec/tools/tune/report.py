@@ -13,6 +13,7 @@ import io
 import json
 import math
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,22 +58,27 @@ class Progress:
     def __init__(self, config: ir.SearchConfig, total: int, say: Any, as_json: bool):
         self.config, self.total, self.say, self.as_json = config, total, say, as_json
         self.seen: set[int] = set()
+        self.done: list[Any] = []
 
     def skip_existing(self, trials: list[Any]) -> None:
-        self.seen |= {t.number for t in trials if outcome(t) in (*DONE, "interrupted", "skipped")}
+        old = [t for t in trials if outcome(t) in (*DONE, "interrupted", "skipped")]
+        self.seen |= {t.number for t in old}
+        self.done = [t for t in old if outcome(t) in DONE]
 
     def update(self, trials: list[Any]) -> bool:
-        """Say the trials finished since the last call; whether there were any."""
-        new = [t for t in sorted(trials, key=lambda t: t.number)
-               if t.number not in self.seen and outcome(t) in (*DONE, "interrupted", "skipped")]
+        """Say the trials finished since the last call, in the order they finished; whether
+        there were any. The count and the best are those of the trials said so far."""
+        new = [t for t in trials if t.number not in self.seen and outcome(t) in (*DONE, "interrupted", "skipped")]
+        new.sort(key=lambda t: (t.datetime_complete or datetime.max, t.number))
         for t in new:
             self.seen.add(t.number)
             if outcome(t) == "skipped":
                 continue
-            done = sum(1 for x in trials if outcome(x) in DONE and x.number <= t.number)
-            best = best_trial([x for x in trials if x.number <= t.number], self.config.minimize)
-            self.say(json.dumps(trial_json(t, done, self.total, best)) if self.as_json else
-                     self.line(t, done, best))
+            if outcome(t) in DONE:
+                self.done.append(t)
+            best = best_trial(self.done, self.config.minimize)
+            self.say(json.dumps(trial_json(t, len(self.done), self.total, best)) if self.as_json else
+                     self.line(t, len(self.done), best))
         return bool(new)
 
     def line(self, t: Any, done: int, best: Any) -> str:
@@ -115,6 +121,10 @@ def trials_csv(trials: list[Any], config: ir.SearchConfig) -> str:
                 "baseline", "error"])
     for t in shown_trials(trials):
         vals = t.user_attrs.get("netspec_values") or {}
+        if outcome(t) in ("waiting", "running"):  # a queued retry carries its original's attributes
+            w.writerow([t.number, outcome(t), "", *(vals.get(k, "") for k in keys), "", "", "", "",
+                        t.system_attrs.get("failed_trial", ""), "", ""])
+            continue
         w.writerow([t.number, outcome(t), "" if _value(t) is None else repr(_value(t)), *(vals.get(k, "") for k in keys),
                     t.user_attrs.get("netspec_epochs", ""), t.user_attrs.get("netspec_seconds", ""),
                     t.user_attrs.get("netspec_run", ""), t.user_attrs.get("netspec_worker", ""),
@@ -213,6 +223,12 @@ def importances(study: Any) -> dict[str, float]:
         except (ValueError, RuntimeError, ZeroDivisionError):
             return {}
     return {str(k): round(float(v), 4) for k, v in found.items() if math.isfinite(float(v))}
+
+
+def queued_retries(trials: list[Any]) -> list[int]:
+    """The stopped trials whose retry waits in the queue."""
+    return sorted(t.system_attrs["failed_trial"] for t in trials
+                  if outcome(t) == "waiting" and t.system_attrs.get("failed_trial") is not None)
 
 
 def summary(study: Any, trials: list[Any], config: ir.SearchConfig, name: str, folder: Path, total: int,

@@ -30,7 +30,7 @@ import os
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,6 @@ class Job:
     trials: int
     parent: int = 0  # pid of the `netspec tune` that started this worker (0: runs in it)
     current: int | None = None  # the trial id this worker runs now
-    stopped: list[str] = field(default_factory=list)
 
     @property
     def config(self) -> ir.SearchConfig:
@@ -231,7 +230,6 @@ def _stop_current(job: Job, study: Any) -> None:
         t = study._storage.get_trial(job.current)
     if outcome(t) == "interrupted":
         retry(study, t._trial_id)
-        job.stopped.append(str(t.number))
 
 
 def _ahead(study: Any, number: int) -> int:
