@@ -253,3 +253,18 @@ def test_storages_that_cannot_be_opened_are_refused_clearly(tmp_path):
     r = tune("iris.net", "--out", "notes", cwd=tmp_path)
     assert r.returncode == 1 and "is not a netspec tune folder" in r.stderr
     assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["mine.txt"]
+
+
+def test_a_grid_runs_each_point_once_across_reruns(tmp_path):
+    search = """    sampler: grid
+    hidden: choice(4, 8)
+    data.batch_size: choice(16, 64)"""
+    (tmp_path / "iris.net").write_text(iris_spec(epochs=2, search=search, trials=4).replace("    trials: 4\n", ""))
+    r = tune("iris.net", "--trials", "2", cwd=tmp_path)  # a sample of the grid first
+    assert r.returncode == 0, r.stderr
+    r = tune("iris.net", cwd=tmp_path)  # then the rest of it
+    assert r.returncode == 0 and "4 of 4 trials done" in r.stdout, r.stderr
+    points = [(x["hidden"], x["data.batch_size"]) for x in rows(tmp_path / "runs" / "iris-tune")]
+    assert sorted(points) == [("4", "16"), ("4", "64"), ("8", "16"), ("8", "64")]
+    r = tune("iris.net", "--trials", "5", cwd=tmp_path)
+    assert r.returncode == 1 and "the grid has 4 points" in r.stderr

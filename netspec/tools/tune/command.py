@@ -36,7 +36,7 @@ from netspec.errors import NetspecError, Tell, error
 from netspec.tools.tune.report import Progress, queued_retries, summary, write_files
 from netspec.tools.tune.space import own_params, space_text
 from netspec.tools.tune.storage import open_storage, open_study, prepare_folder
-from netspec.tools.tune.study import Job, done_count, make_pruner, make_sampler, reap, run_worker
+from netspec.tools.tune.study import Job, done_count, make_pruner, make_sampler, outcome, reap, run_worker
 
 WORKER_STOP_S = 120  # after Ctrl-C, how long the workers get to save their trial before they are killed
 
@@ -93,22 +93,25 @@ def identity(checked: ir.CheckedSpec) -> dict[str, Any]:
             "netspec_metric": checked.search.metric, "netspec_model": checked.model.name}
 
 
-def seed_study(study: Any, checked: ir.CheckedSpec, total: int) -> None:
-    """A new study's first trials: every grid point (shuffled by the seed when the budget
-    takes only some); otherwise the spec's own values, where the space holds them."""
+def seed_study(study: Any, checked: ir.CheckedSpec, total: int, created: bool) -> None:
+    """A new study's first trial runs the spec's own values, where the space holds them. A
+    grid study queues its points (shuffled by the seed when the budget takes only some),
+    topped up when a later `--trials` asks for more of them."""
     config = checked.search
     assert config is not None
-    if config.sampler == "grid":
-        grid = [[(p.key, label) for label in _grid_values(p)] for p in config.params]
-        points = [dict(combo) for combo in itertools.product(*grid)]
-        if total < len(points):
-            random.Random(checked.train.seed).shuffle(points)
-        for params in points[:total]:
-            study.enqueue_trial(params)
+    if config.sampler != "grid":
+        own = own_params(checked, config) if created else None
+        if own is not None:
+            study.enqueue_trial(own, user_attrs={"netspec_baseline": True})
         return
-    own = own_params(checked, config)
-    if own is not None:
-        study.enqueue_trial(own, user_attrs={"netspec_baseline": True})
+    grid = [[(p.key, label) for label in _grid_values(p)] for p in config.params]
+    points = [dict(combo) for combo in itertools.product(*grid)]
+    if total < len(points):
+        random.Random(checked.train.seed).shuffle(points)
+    trials = [x for x in study.get_trials(deepcopy=False) if outcome(x) not in ("skipped", "interrupted")]
+    taken = [x.params for x in trials]
+    for params in [q for q in points if q not in taken][:max(0, total - len(trials))]:
+        study.enqueue_trial(params)
 
 
 def _grid_values(p: ir.SearchParam) -> list[Any]:
@@ -142,8 +145,7 @@ def tune_file(spec_path: str, overrides: tuple[str, ...] = (), trials: int | Non
         prepare_folder(folder, spec_path, storage)
         store = open_storage(folder, storage)
     study, created = open_study(store, name, identity(checked), config.minimize, storage)
-    if created:
-        seed_study(study, checked, total)
+    seed_study(study, checked, total, created)
     job = Job(checked, folder, total)
     progress = Progress(config, total, say, as_json)
     progress.skip_existing(study.get_trials(deepcopy=False))

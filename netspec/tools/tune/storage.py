@@ -43,10 +43,12 @@ class FlockLock:
     systems only; the journal is for one machine (a database shares a study between many)."""
 
     def __init__(self, path: str):
-        self.path = path + ".lock"
+        self.path = path + ".flock"  # not Optuna's `.lock` name: its own locks create and delete that one
         self.fd: int | None = None
 
     def acquire(self) -> bool:
+        if self.fd is not None:  # an interrupt landed between an acquire and its release
+            self.release()
         fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self.fd = fd
