@@ -1,6 +1,6 @@
 """Run folders written by an earlier netspec still load: evaluated, exported and resumed by
 today's, and a resumed run ends with the weights the earlier netspec would have written
-(tests/fixtures/runs/iris_b1f0bab/README.md says how the fixture was made)."""
+(tests/fixtures/old_runs/iris_b1f0bab/README.md says how the fixture was made)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from tests.conftest import FIXTURES, netspec_cmd
 
-OLD = FIXTURES / "runs" / "iris_b1f0bab"
+OLD = FIXTURES / "old_runs" / "iris_b1f0bab"
 
 
 def netspec(cwd: Path, *args: str) -> subprocess.CompletedProcess:

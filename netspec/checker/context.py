@@ -43,6 +43,7 @@ class CheckContext:
         self.train: ir.TrainConfig | None = None
         self.export: ir.ExportConfig | None = None
         self.model: ir.CheckedModel | None = None
+        self.search: ir.SearchConfig | None = None
         self.model_clean = False  # the model pass added no error: its shapes can be judged
 
     # ------------------------------------------------------------ diagnostics
