@@ -54,17 +54,18 @@ class CrossChecker:
         if data is not None and data.target_type == "value" and spec_loss is not None and spec_loss.target == "class":
             self.ctx.err(loss_span, f"{loss} trains on class labels, but `target_type: value` makes the targets numbers",
                      "use MSELoss (or another value loss) for regression, or drop `target_type: value`")
+        facts = cat.TargetFacts(
+            "input" if autoencoder else "value" if value_targets and spec_loss is not None else
+            spec_loss.target if spec_loss is not None else "value", one_hot, tuple(out),
+            classes=len(DATASETS[data.train.kind].labels) if data is not None and data.train is not None
+            and data.train.kind in DATASETS and not autoencoder else None,
+            described="values (`target_type: value`)" if value_targets else None)
         for m in train.metrics:
-            metric = cat.METRICS[m.name]
-            if metric.task == "value" and spec_loss is not None and spec_loss.target == "class" \
-                    and not (one_hot or value_targets):
-                self.ctx.err(m.span, f"`{m.name}` compares values, but {loss} trains on class labels",
-                         "use accuracy, top_k(k), precision, recall or f1 for classifiers")
-            if metric.task in ("class", "binary") and spec_loss is not None and spec_loss.target == "value" \
-                    and not one_hot and (value_targets or autoencoder):
-                self.ctx.err(m.span, f"`{m.name}` counts correct classes, but the targets are values",
-                         "use mae, mse, rmse or r2 for regression")
-            if m.name == "top_k" and out and out[-1] is not None and int(m.get("k", 5)) > out[-1]:
+            problem = cat.metric_problem(m.name, int(m.get("k", 5)), loss, dict(train.loss.kwargs), facts) \
+                if spec_loss is not None and spec_loss.target != "unsupported" else None
+            if problem is not None:
+                self.ctx.err(m.span, *problem)
+            elif m.name == "top_k" and out and out[-1] is not None and int(m.get("k", 5)) > out[-1]:
                 self.ctx.err(m.span, f"top_k({m.get('k')}) needs at least {m.get('k')} classes; the model outputs "
                          f"{fmt_shape(out)}")
         if data is None or data.train is None:

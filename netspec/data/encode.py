@@ -135,6 +135,7 @@ class Encoder:
                                           normalize=self.data.normalize)
         self.file = checked.spec.file
         self.value_map: dict[Any, int] | None = None
+        self.target_values: np.ndarray | None = None  # value targets of the training rows (for the metrics)
         self.warnings: list[Diagnostic] = []
 
     # -- learning (training rows only)
@@ -161,6 +162,24 @@ class Encoder:
         if raw.kind != "csv":  # learn_csv did its targets
             self.learn_targets(raw.y, rows, raw.classes, raw.file, None)
         self.check_classes(raw.file)
+        self.check_metrics()
+
+    def check_metrics(self) -> None:
+        """Each metric against what the training targets turned out to be (catalogue's
+        metric_problem; the parts that need no data were checked with the spec)."""
+        pre = self.pre
+        train = self.checked.train
+        if not train.metrics or cat.LOSSES[train.loss.name].target == "unsupported":
+            return
+        values = described = None
+        if self.target_values is not None and pre.task == "value" and not pre.one_hot:
+            values, described = describe_values(self.target_values)
+        facts = cat.TargetFacts(pre.task, pre.one_hot, tuple(self.checked.model.output_shape),
+                                len(pre.classes) if pre.classes else None, values, described)
+        for m in train.metrics:
+            problem = cat.metric_problem(m.name, int(m.get("k", 5)), train.loss.name, dict(train.loss.kwargs), facts)
+            if problem is not None:
+                raise data_error(*problem, span=m.span)
 
     def check_classes(self, where: str) -> None:
         """The class count against the loss and the model's output."""
@@ -238,6 +257,7 @@ class Encoder:
                                  "several targets are for regression (MSELoss and the like)", span=src.span_of("target"))
             for t in targets:
                 self.numeric_cells(table, t, rows, feature=False)
+            self.target_values = np.asarray([_parse_numbers([table.columns[t][i] for i in rows])[0] for t in targets]).T
             return
         cells = [table.columns[targets[0]][i] for i in rows]
         numeric = self.classify_target(table, targets[0], rows, cells)
@@ -307,6 +327,7 @@ class Encoder:
                 raise data_error(f"{where}: holds text labels, but {self.checked.train.loss.name} needs numbers",
                                  "use CrossEntropyLoss for class labels")
             self.maybe_warn_class_like(y, where)
+            self.target_values = y
             return
         width = class_width(self.checked)
         if intrinsic is not None:
@@ -535,6 +556,22 @@ class Encoder:
         raise data_error(f"{self.file}: the training samples have shape {fmt_shape(have)} "
                          f"({math.prod(have)} values) but the model input is {fmt_shape(want)}",
                          f"set `input: {fmt_shape(have)}` in the model")
+
+
+def describe_values(y: np.ndarray) -> tuple[tuple | None, str]:
+    """(the distinct values when there are at most two, else None; words for the values),
+    from a bounded sample of value targets."""
+    flat = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    distinct = np.unique(flat[:200_000])
+    columns = f" in {flat.shape[1]} columns" if flat.shape[1] > 1 else ""
+    n = len(distinct)
+    if n == 0:
+        return (), "empty"
+    if n <= 20 and np.all(np.equal(np.mod(distinct, 1), 0)):
+        shown = ", ".join(f"{v:g}" for v in distinct[:6]) + (", ..." if n > 6 else "")
+        return (tuple(float(v) for v in distinct) if n <= 2 else None,
+                f"{n} distinct whole value{'s' if n > 1 else ''} ({shown}){columns}")
+    return None, f"continuous ({n} distinct values from {distinct[0]:g} to {distinct[-1]:g}){columns}"
 
 
 def _is_number(cell: str) -> bool:

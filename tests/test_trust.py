@@ -1,0 +1,104 @@
+"""Trust, round three (issue 19, first half): `check` saying ok means training computes
+something meaningful; what torch accepts is not refused. Each test failed before its fix.
+
+Real data: scikit-learn's tables written as CSV fixtures (tests/fixtures/data/)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import netspec
+from netspec.errors import NetspecError
+from tests.conftest import FIXTURES, netspec_cmd
+
+DATA = FIXTURES / "data"
+IRIS = 'train: csv("iris.csv", target="species")'
+DIABETES = 'train: csv("diabetes.csv", target="progression")'
+
+
+def write(tmp_path, model: str, data: str, train: str, name: str = "s.net") -> str:
+    for f in DATA.glob("*.csv"):
+        if not (tmp_path / f.name).exists():
+            shutil.copy(f, tmp_path / f.name)
+    p = tmp_path / name
+    p.write_text(f"model m {{\n    {model}\n}}\ndata {{\n    {data}\n}}\ntrain {{\n    {train}\n}}\n")
+    return str(p)
+
+
+def load(tmp_path, model: str, data: str, train: str, read_data: bool = True):
+    return netspec.load(write(tmp_path, model, data, train), read_data=read_data)
+
+
+def error_of(tmp_path, model: str, data: str, train: str, read_data: bool = True):
+    with pytest.raises(NetspecError) as e:
+        load(tmp_path, model, data, train, read_data)
+    return e.value.diagnostics[0]
+
+
+def line_of(tmp_path, text: str, name: str = "s.net") -> int:
+    return next(i for i, line in enumerate((tmp_path / name).read_text().splitlines(), 1) if text in line)
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*netspec_cmd(), *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+# ---------------------------------------------------------------- metrics that mean something
+
+
+def test_accuracy_on_a_continuous_target_is_an_error_at_the_metric(tmp_path):
+    """diabetes + MSELoss + accuracy reported `accuracy 1` (or 0.08) every epoch."""
+    d = error_of(tmp_path, "input: [10]\n    Linear(1)", DIABETES, "loss: MSELoss\n    metrics: [mae, accuracy]")
+    assert "`accuracy` counts correct classes, but the targets are continuous" in d.message
+    assert "from 25 to 346" in d.message
+    assert (d.span.line, d.span.column) == (line_of(tmp_path, "metrics"), 20)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "precision", "recall", "auc"])
+def test_class_metrics_on_zero_one_targets_with_mse_are_fine(tmp_path, metric):
+    c = load(tmp_path, "input: [30]\n    Linear(1)", 'train: csv("bc01.csv", target="y")',
+             f"loss: MSELoss\n    metrics: [{metric}]", read_data=False)
+    rows = (DATA / "breast_cancer.csv").read_text().splitlines()
+    (tmp_path / "bc01.csv").write_text("\n".join([rows[0].rsplit(",", 1)[0] + ",y"] + [
+        r.rsplit(",", 1)[0] + ("," + ("1" if r.endswith("malignant") else "0")) for r in rows[1:]]) + "\n")
+    netspec.load(c.spec.file, read_data=True)  # no error
+
+
+@pytest.mark.parametrize("model, data, train, message, metric", [
+    ("input: [4]\n    Linear(1)", 'train: csv("bc.csv", target="y")', "loss: BCEWithLogitsLoss\n    metrics: [top_k(2)]",
+     "top_k ranks class scores, but BCEWithLogitsLoss", "top_k(2)"),
+    ("input: [4]\n    Linear(3)", IRIS, "loss: CrossEntropyLoss\n    metrics: [top_k(3)]",
+     "top_k(3) of 3 classes is always 1", "top_k(3)"),
+    ("input: [4]\n    Linear(3)", IRIS, "loss: CrossEntropyLoss\n    metrics: [accuracy, auc]",
+     "`auc` measures how well one score separates two classes, but the model outputs [3] classes", "auc"),
+    ("input: [4]\n    Linear(1)", 'train: csv("bc.csv", target="y")', "loss: BCEWithLogitsLoss\n    metrics: [mae]",
+     "`mae` compares the outputs with the targets, but BCEWithLogitsLoss's outputs are logits", "mae"),
+    ("input: [4]\n    Linear(3)\n    LogSoftmax(1)", IRIS + "\n    one_hot: true",
+     "loss: KLDivLoss\n    metrics: [accuracy, rmse]", "KLDivLoss's outputs are log-probabilities", "rmse"),
+    ("input: [4]\n    Linear(3)", IRIS + "\n    one_hot: true", "loss: CrossEntropyLoss\n    metrics: [r2]",
+     "`r2` compares values, but CrossEntropyLoss trains on class labels", "r2"),
+    ("input: [4]\n    Linear(1)", 'train: table(x=uniform(0, 1, [50, 4]), y=linspace(0, 9, 50))',
+     "loss: MSELoss\n    metrics: [top_k(2)]", "top_k ranks class scores, but MSELoss", "top_k(2)"),
+])
+def test_meaningless_metric_errors(tmp_path, model, data, train, message, metric):
+    (tmp_path / "bc.csv").write_text("a,b,c,d,y\n" + "".join(f"{i},{i % 3},{i % 5},{i % 7},{i % 2}\n" for i in range(40)))
+    d = error_of(tmp_path, model, data, train)
+    assert message in d.message, d.message
+    line = line_of(tmp_path, "metrics")
+    assert (d.span.line, d.span.column) == (line, (tmp_path / "s.net").read_text().splitlines()[line - 1].index(metric) + 1)
+
+
+def test_top_k_of_one_hot_targets_under_a_value_loss_is_measured(tmp_path):
+    """MSELoss + one_hot + top_k(2) reported 1.0 whatever the model did."""
+    from netspec.ir import CallValue
+    from netspec.train.metrics import compute
+
+    y = np.eye(4, dtype=np.float32)[[0, 1, 2, 3]]
+    out = np.array([[0.1, 0.9, 0.5, 0.0], [0.0, 0.9, 0.5, 0.1], [0.9, 0.0, 0.5, 0.1], [0.9, 0.8, 0.0, 0.1]],
+                   np.float32)
+    got = compute(out, y, (CallValue("top_k", (("k", 2),)), CallValue("accuracy")), "value", "MSELoss", 4)
+    assert got == {"top_2": pytest.approx(0.5), "accuracy": pytest.approx(0.25)}
