@@ -102,3 +102,67 @@ def test_top_k_of_one_hot_targets_under_a_value_loss_is_measured(tmp_path):
                    np.float32)
     got = compute(out, y, (CallValue("top_k", (("k", 2),)), CallValue("accuracy")), "value", "MSELoss", 4)
     assert got == {"top_2": pytest.approx(0.5), "accuracy": pytest.approx(0.25)}
+
+
+# ---------------------------------------------------------------- what reaches an Embedding
+
+EMBED = "input: [4]\n    embed: Embedding(10, 3)\n    Flatten\n    Linear(3)"
+
+
+def test_float_measurements_fed_to_an_embedding_are_an_error_at_the_layer(tmp_path):
+    """iris's measurements were truncated to ids without a word and trained to chance."""
+    d = error_of(tmp_path, EMBED, IRIS, "loss: CrossEntropyLoss")
+    assert "Embedding takes integer token ids, but iris.csv:2: column 'sepal_length' holds 5.1" in d.message
+    assert (d.span.line, d.span.column) == (line_of(tmp_path, "embed:"), 5)
+
+
+def test_one_hot_columns_fed_to_an_embedding_are_an_error(tmp_path):
+    (tmp_path / "c.csv").write_text("color,size,y\n" + "".join(f"{c},{i % 3},{i % 3}\n" for i, c in
+                                                                enumerate(["red", "blue", "green"] * 10)))
+    d = error_of(tmp_path, "input: [4]\n    embed: Embedding(10, 3)\n    Flatten\n    Linear(3)",
+                 'train: csv("c.csv", target="y", categorical=["color"])', "loss: CrossEntropyLoss")
+    assert "categorical=" in d.message and "one-hot" in d.message and d.span.line == line_of(tmp_path, "embed:")
+
+
+@pytest.mark.parametrize("ids, message", [
+    ("randint(0, 12, [40, 4])", "token id 1[01] \\(sample [0-9]+\\) is outside Embedding's 10 ids \\(0 to 9\\)"),
+    ("randint(-2, 5, [40, 4])", "token id -[12] \\(sample [0-9]+\\) is outside Embedding's 10 ids \\(0 to 9\\)"),
+    ("randint(0, 10, [40, 4]) + 0.5", "Embedding takes integer token ids, but table\\(...\\) sample 0 holds [0-9.]+"),
+])
+def test_token_ids_out_of_range_or_fractional_are_errors_with_the_value(tmp_path, ids, message):
+    import re
+
+    d = error_of(tmp_path, EMBED, f"train: table(x={ids}, y=randint(0, 3, 40))", "loss: CrossEntropyLoss")
+    assert re.search(message, d.message), d.message
+    assert d.span.line == line_of(tmp_path, "embed:")
+
+
+def test_whole_float_ids_are_accepted_and_a_bad_test_id_is_caught_by_check(tmp_path):
+    """Integer-valued floats (3.0) are ids; an id beyond the table in the test file was an
+    internal error (IndexError) at the end of training."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.integers(0, 10, (40, 4)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 40))
+    bad = rng.integers(0, 10, (8, 4))
+    bad[5, 2] = 10
+    np.save(tmp_path / "tx.npy", bad)
+    np.save(tmp_path / "ty.npy", rng.integers(0, 3, 8))
+    data = 'train: npy(x="x.npy", y="y.npy")'
+    load(tmp_path, EMBED, data, "loss: CrossEntropyLoss")  # ok
+    d = error_of(tmp_path, EMBED, data + '\n    test: npy(x="tx.npy", y="ty.npy")', "loss: CrossEntropyLoss")
+    assert "tx.npy: token id 10 (sample 5) is outside Embedding's 10 ids (0 to 9)" in d.message
+    assert d.span.line == line_of(tmp_path, "embed:")
+    np.save(tmp_path / "x.npy", np.full((40, 4), -1, np.int64))
+    d = error_of(tmp_path, EMBED, data, "loss: CrossEntropyLoss")  # read by check, not only by training
+    assert "token id -1 (sample 0)" in d.message
+
+
+def test_predict_refuses_fractional_or_out_of_range_token_ids(tmp_path):
+    """Sibling: predict cast 5.1 to id 5 as training did."""
+    from netspec.deploy.predict import token_ids
+
+    with pytest.raises(NetspecError, match="sample 1 holds 5.1, but the model takes integer token ids"):
+        token_ids(tmp_path / "a.csv", np.array([[1.0, 2.0], [5.1, 3.0]]), 10)
+    with pytest.raises(NetspecError, match=r"token id 12 \(sample 0\) is outside the model's 10 ids"):
+        token_ids(tmp_path / "a.csv", np.array([[12.0, 2.0]]), 10)
+    assert token_ids(tmp_path / "a.csv", np.array([[9.0, 0.0]]), 10).tolist() == [[9.0, 0.0]]

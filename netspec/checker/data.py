@@ -105,6 +105,8 @@ def check_test(encoder: Encoder, raw: RawSet, src: ir.Source) -> None:
     if raw.x is not None and list(raw.x.shape[1:]) != list(encoder.pre.source_shape):
         raise data_error(f"{raw.file}: test samples have shape {fmt_shape(raw.x.shape[1:])}, the training "
                          f"samples {fmt_shape(tuple(encoder.pre.source_shape))}")
+    if raw.x is not None and encoder.pre.tokens:
+        encoder.token_ids(raw.extra.get("peek_x", raw.x), raw.file)
     if raw.y is not None and loss_task(encoder.checked) != "input":
         encoder.encode_targets(raw.y, raw.classes, raw.file, "test data", None)
 

@@ -157,6 +157,8 @@ class Encoder:
             pre.source_shape = list(raw.x.shape[1:])
             if raw.kind == "table" and raw.x.ndim == 2:
                 pre.features = [f"x{i}" for i in range(raw.x.shape[1])]
+            if pre.tokens:
+                self.token_ids(raw.extra.get("peek_x", raw.x), raw.file)
         if pre.task == "input":
             return
         if raw.kind != "csv":  # learn_csv did its targets
@@ -225,6 +227,12 @@ class Encoder:
         if both:
             raise data_error(f"{table.path}: the target column {both[0]!r} is also listed in `features`",
                              f"remove {both[0]!r} from features", span=src.span_of("features"))
+        if categorical and self.pre.tokens:
+            layer = ir.first_layer(self.checked.model)
+            raise data_error(f"Embedding takes integer token ids, but categorical={categorical} one-hot encodes "
+                             "those columns into 0/1 indicators", "drop the Embedding (one-hot columns go to Linear), "
+                             "or give each category's id as a number and leave `categorical` out",
+                             span=layer.span if layer is not None else ir.NO_SPAN)
         stray = [c for c in categorical if c not in features]
         if stray:
             raise data_error(f"`categorical` lists {stray[0]!r}, which is not a feature column",
@@ -248,6 +256,9 @@ class Encoder:
                 names.append(name)
         pre.columns, pre.features, pre.targets = columns, names, targets
         pre.source_shape = [len(names)]
+        if pre.tokens:
+            pre.raw_dtype = "int64"
+            self.token_ids(self.encode_csv_features(table, "training data", rows), str(table.path), table, rows)
         if pre.task == "input":
             return
         if len(targets) > 1:
@@ -403,6 +414,8 @@ class Encoder:
         if raw.kind == "csv":
             assert raw.table is not None
             x = self.encode_csv_features(raw.table, what)
+            if pre.tokens:
+                x = self.token_ids(x, str(raw.table.path), raw.table)
             y = None if pre.task == "input" else self.encode_csv_targets(raw.table, what)
         else:
             x = raw.x
@@ -413,32 +426,73 @@ class Encoder:
                 raise data_error(f"{raw.file}: {what} samples have shape {fmt_shape(raw.x.shape[1:])}, the training "
                                  f"samples {fmt_shape(tuple(pre.source_shape))}")
             if pre.tokens:
-                x = self.tokens(raw, what)
+                x = self.token_ids(raw.x, raw.file)
             y = None if pre.task == "input" else self.encode_targets(raw.y, raw.classes, raw.file, what, None)
         return x, y
 
-    def tokens(self, raw: RawSet, what: str) -> np.ndarray:
-        x = np.asarray(raw.x)
-        if x.dtype.kind == "f" and not np.all(np.equal(np.mod(x, 1), 0)):
-            raise data_error(f"{raw.file}: {what}: an Embedding input needs whole-number token ids")
-        return x.astype(np.int64)
+    def token_ids(self, x: Any, file: str, table: CsvTable | None = None, rows: np.ndarray | None = None) -> Any:
+        """x as the ids an Embedding (the model's first layer) looks up: whole numbers (stored
+        as integers, or as floats such as 3.0) in [0, num_embeddings). Anything else is an
+        error at the Embedding naming the file, row (CSV: line and column) and value: torch
+        would truncate 5.1 to id 5 without a word, and fail on an id out of range."""
+        layer = ir.first_layer(self.checked.model)
+        assert layer is not None
+        n = int(dict(layer.kwargs)["num_embeddings"])
+        a = np.asarray(x)
+        if a.size == 0:
+            return a.astype(np.int64)
+        flat = a.reshape(len(a), -1)
 
-    def encode_csv_features(self, table: CsvTable, what: str) -> np.ndarray:
+        def place(bad: np.ndarray) -> tuple[int, int]:
+            r = int(np.argmax(bad.any(axis=1)))
+            return r, int(np.argmax(bad[r]))
+
+        def where(r: int, j: int) -> str:
+            if table is not None:
+                line = table.lines[int(rows[r]) if rows is not None else r]
+                names = self.pre.features or []
+                return f"{table.path.name}:{line}: column {names[j] if j < len(names) else j!r}"
+            return f"{file} sample {r}"
+
+        help_ = ("an Embedding looks up rows by id: for measurements leave it out (start with Linear), "
+                 "for words or categories give their ids 0, 1, 2, ...")
+        if a.dtype.kind == "f":
+            fractional = ~np.equal(np.mod(flat, 1), 0)
+            if fractional.any():
+                r, j = place(fractional)
+                raise data_error(f"Embedding takes integer token ids, but {where(r, j)} holds {flat[r, j]:g}",
+                                 help_, span=layer.span)
+        elif a.dtype.kind not in "iub":
+            raise data_error(f"Embedding takes integer token ids, but {file} holds {a.dtype} values", help_,
+                             span=layer.span)
+        outside = (flat < 0) | (flat >= n)
+        if outside.any():
+            r, j = place(outside)
+            v = int(flat[r, j])
+            at = f"{where(r, j)}: token id {v}" if table is not None else f"{file}: token id {v} (sample {r})"
+            fix = "ids start at 0" if v < 0 else \
+                f"raise num_embeddings to {int(flat.max()) + 1} (the largest id + 1)"
+            raise data_error(f"{at} is outside Embedding's {n} ids (0 to {n - 1})", fix, span=layer.span)
+        return a.astype(np.int64)
+
+    def encode_csv_features(self, table: CsvTable, what: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """The feature matrix of `table` (of its `rows`, default all) with the training columns."""
         pre = self.pre
-        n = len(table)
+        n = len(table) if rows is None else len(rows)
         blocks = []
         for col in pre.columns or ():
             name = col[0]
             if name not in table.columns:
                 raise data_error(f"{table.path}: no column {name!r} ({what} needs the training columns)")
-            cells = table.columns[name]
+            cells = table.columns[name] if rows is None else [table.columns[name][i] for i in rows]
+            lines = table.lines if rows is None else [table.lines[i] for i in rows]
             if col[1] == "categorical":
                 vocab = {v: i for i, v in enumerate(col[2])}
                 block = np.zeros((n, len(vocab)), np.float32)
                 for r, c in enumerate(cells):
                     j = vocab.get(c)
                     if j is None:
-                        raise data_error(f"{table.path}:{table.lines[r]}: column {name!r}: value {c!r} never occurs "
+                        raise data_error(f"{table.path}:{lines[r]}: column {name!r}: value {c!r} never occurs "
                                          "in the training data",
                                          f"known values: {', '.join(map(repr, col[2][:10]))}")
                     block[r, j] = 1.0
@@ -447,9 +501,9 @@ class Encoder:
                 values, bad = _parse_numbers(cells)
                 if bad:
                     r = bad[0]
-                    raise data_error(f"{table.path}:{table.lines[r]}: column {name!r}: {cells[r]!r} is not a "
+                    raise data_error(f"{table.path}:{lines[r]}: column {name!r}: {cells[r]!r} is not a "
                                      "finite number" if cells[r] else
-                                     f"{table.path}:{table.lines[r]}: column {name!r} is empty (a missing value)")
+                                     f"{table.path}:{lines[r]}: column {name!r} is empty (a missing value)")
                 blocks.append(np.asarray(values, np.float32)[:, None])
         return np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), np.float32)
 

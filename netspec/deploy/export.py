@@ -304,6 +304,8 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
     clean_stale_temps(out.parent, [out.name])
     meta, real, pre = _metadata_for(checked, weights_path)
     meta["input_dtype"] = "int64" if pre.tokens else "float32"
+    if pre.tokens:
+        meta["num_embeddings"] = _vocabulary(checked)  # predict checks ids against it
     report = export_model(checked, net, out, opset=opset or checked.export.opset,
                           tolerance=tolerance if tolerance is not None else checked.export.tolerance,
                           metadata={k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()},
