@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,10 @@ def eject_and_compare(spec: Path, overrides: tuple[str, ...], tmp_path: Path) ->
                        text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "weights saved in" in r.stdout
+    # the test line says which weights it tested, as netspec's does
+    assert not re.search(r"^test: ", r.stdout, re.M), r.stdout
+    assert all(re.match(r"test \((best|last) epoch \d+ of \d+\): test_", line)
+               for line in r.stdout.splitlines() if line.startswith("test"))
     ours = torch.load(run / "model.pt", weights_only=True)
     theirs = torch.load(out / "model.pt", weights_only=True)
     assert list(ours) == list(theirs)

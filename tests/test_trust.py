@@ -166,3 +166,93 @@ def test_predict_refuses_fractional_or_out_of_range_token_ids(tmp_path):
     with pytest.raises(NetspecError, match=r"token id 12 \(sample 0\) is outside the model's 10 ids"):
         token_ids(tmp_path / "a.csv", np.array([[12.0, 2.0]]), 10)
     assert token_ids(tmp_path / "a.csv", np.array([[9.0, 0.0]]), 10).tolist() == [[9.0, 0.0]]
+
+
+# ---------------------------------------------------------------- vocabularies from the training rows only
+
+
+def _split_rows_of(tmp_path, n: int, split: str) -> tuple:
+    """(train, val, test) row numbers netspec's split gives a source of n rows."""
+    from netspec.data.prepare import split_rows
+
+    c = load(tmp_path, "input: [1]\n    Linear(2)", f"train: table(x=linspace(0, 1, {n}), y=randint(0, 2, {n}))\n"
+             f"    split: {split}", "loss: CrossEntropyLoss", read_data=False)
+    assert c.data is not None
+    return split_rows(np.arange(n), c.data, 0, None)
+
+
+def test_split_vocabularies_come_from_the_training_rows(tmp_path):
+    """categorical= and labels were learned from the whole file: a value seen only in test rows
+    became a feature column, and the documented error could not fire."""
+    from netspec.data.prepare import prepare
+
+    _, _, test = _split_rows_of(tmp_path, 60, "[0.6, 0.2, 0.2]")
+    only_test = int(test[0])
+    rows = [f"{i % 7},{'rare' if i == only_test else ['red', 'blue'][i % 2]},{i % 2}" for i in range(60)]
+    (tmp_path / "c.csv").write_text("size,color,y\n" + "\n".join(rows) + "\n")
+    data = 'train: csv("c.csv", target="y", categorical=["color"])\n    split: [0.6, 0.2, 0.2]'
+    message = f"c.csv:{only_test + 2}: column 'color': value 'rare' never occurs in the training data"
+    d = error_of(tmp_path, "input: [3]\n    Linear(2)", data, "loss: CrossEntropyLoss")  # check says it
+    assert message in d.message
+    c = load(tmp_path, "input: [3]\n    Linear(2)", data, "loss: CrossEntropyLoss", read_data=False)
+    with pytest.raises(NetspecError, match=message.replace("'", ".")):  # and so does training
+        prepare(c)
+    labels = [f"{i % 7},red,{'c' if i == only_test else ['a', 'b'][i % 2]}" for i in range(60)]
+    (tmp_path / "l.csv").write_text("size,color,y\n" + "\n".join(labels) + "\n")
+    d = error_of(tmp_path, "input: [1]\n    Linear(2)",
+                 'train: csv("l.csv", target="y", features=["size"])\n    split: [0.6, 0.2, 0.2]',
+                 "loss: CrossEntropyLoss")
+    assert f"l.csv:{only_test + 2}: column 'y': label 'c' never occurs in the training data" in d.message
+
+
+def test_subset_rows_left_out_are_never_encoded(tmp_path):
+    """Sibling: a value in a row that `subset` leaves out made preparing the data fail."""
+    from netspec.data.prepare import prepare
+
+    rows = [f"{i},{'odd' if i == 0 else 'x'},{i % 2}" for i in range(2000)]
+    (tmp_path / "s.csv").write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    c = load(tmp_path, "input: [2]\n    Linear(2)", 'train: csv("s.csv", target="y", categorical=["b"])\n'
+             "    subset: 10", "loss: CrossEntropyLoss", read_data=False)
+    p = prepare(c)
+    assert p.pre.columns[1] == ["b", "categorical", ["x"]] and len(p.train) == 10
+
+
+# ---------------------------------------------------------------- the test line says which weights it tested
+
+TINY = ("input: [1]\n    Linear(8)\n    ReLU\n    Linear(1)",
+        "train: table(x=linspace(-1, 1, 80), y=2 * x)\n    split: [0.5, 0.25, 0.25]\n    batch_size: 8",
+        "loss: MSELoss\n    optimizer: SGD(lr=5.0)\n    epochs: 3\n    metrics: [mae]")
+
+
+@pytest.mark.slow
+def test_train_says_which_epoch_the_test_metrics_come_from(tmp_path):
+    """`epoch 30/30 ... val_accuracy 0.9553` then `test: ... 0.9833` came from epoch 10, unsaid."""
+    import json
+    import re
+
+    spec = write(tmp_path, *TINY)
+    r = run("train", spec, "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr
+    best = json.loads((tmp_path / "run" / "run.json").read_text())["result"]["best_epoch"]
+    assert re.search(rf"^test \(best epoch {best} of 3\): test_loss [0-9.e+-]+  test_mae", r.stdout, re.M), r.stdout
+    r = run("train", spec, "--out", str(tmp_path / "last"), "--set", "train.save=last")
+    assert re.search(r"^test \(last epoch 3 of 3\): test_loss", r.stdout, re.M), r.stdout
+
+
+# ---------------------------------------------------------------- summary's Trainable column is computed
+
+
+def test_summary_trainable_column_and_totals_follow_the_frozen_set(tmp_path, monkeypatch):
+    """'Trainable: yes' and 'Non-trainable params: 0' were written in, whatever froze."""
+    from netspec import ir
+    from netspec.tools import summary
+
+    c = load(tmp_path, "input: [4]\n    stem: { fc1: Linear(8); bn: BatchNorm1d; ReLU }\n    head: Linear(3)", IRIS,
+             "loss: CrossEntropyLoss", read_data=False)
+    text = summary.summary_text(c)
+    assert "Total params: 83\nTrainable params: 83\nNon-trainable params: 0" in text  # 40 + 16 + 27: running stats are buffers
+    monkeypatch.setattr(ir, "frozen_paths", lambda checked: frozenset({"stem.fc1"}))
+    text = summary.summary_text(c)
+    assert "Total params: 83\nTrainable params: 43\nNon-trainable params: 40" in text
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith(("stem", "  fc1", "head"))}
+    assert rows["stem"][-1] == "partly" and rows["fc1"][-1] == "no" and rows["head"][-1] == "yes"

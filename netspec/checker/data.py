@@ -20,8 +20,9 @@ import numpy as np
 
 from netspec import ir
 from netspec.catalogue import fmt_shape
-from netspec.data.encode import Encoder, image_geometry, loss_task
-from netspec.data.sources import RawSet, ReadOptions, read_source, table_env
+from netspec.data.encode import Encoder, image_geometry, loss_task, takes_tokens
+from netspec.data.prepare import learn_and_encode, source_rows
+from netspec.data.sources import PEEK_ROWS, RawSet, ReadOptions, read_source, table_env
 from netspec.errors import Diagnostic, NetspecError, data_error
 
 
@@ -35,8 +36,7 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
     try:
         raw = peek(checked, data.train)
         if raw is not None:
-            encoder = Encoder(checked, None)
-            encoder.learn(raw, np.arange(_rows(raw)))
+            encoder = learn(checked, raw)
             check_shape(checked, encoder, data.train)
             warnings += encoder.warnings
     except NetspecError as e:
@@ -59,6 +59,24 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
     if diags:
         raise NetspecError(diags + list(checked.warnings) + warnings)
     return replace(checked, warnings=tuple(checked.warnings) + tuple(warnings))
+
+
+def learn(checked: ir.CheckedSpec, raw: RawSet) -> Encoder:
+    """The vocabularies as training will learn them: from the training rows of the split when
+    the peek holds the whole source (and then every used row is encoded, so a value only
+    validation or test rows hold is found now); from every peeked row otherwise."""
+    data = checked.data
+    assert data is not None
+    n = _rows(raw)
+    whole = raw.table is None or len(raw.table) < PEEK_ROWS
+    if whole and (data.split is not None or data.validation or data.subset is not None) and \
+            not (raw.table is None and takes_tokens(checked)):
+        if raw.table is None and raw.x is not None and len(raw.x) != n:  # a peek: labels without samples
+            raw = replace(raw, x=np.broadcast_to(np.zeros((), raw.x.dtype), (n, *raw.x.shape[1:])))
+        return learn_and_encode(checked, None, raw, source_rows(data, n, checked.train.seed))[0]
+    encoder = Encoder(checked, None)
+    encoder.learn(raw, np.arange(n))
+    return encoder
 
 
 def _at(d: Diagnostic, span: ir.Span) -> Diagnostic:

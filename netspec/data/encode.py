@@ -409,26 +409,37 @@ class Encoder:
 
     # -- encoding (any split, with the learned vocabularies)
 
-    def encode(self, raw: RawSet, what: str, src: ir.Source) -> tuple[Any, np.ndarray | None]:
+    def encode(self, raw: RawSet, what: str, src: ir.Source, rows: np.ndarray | None = None
+               ) -> tuple[Any, np.ndarray | None]:
+        """(x, y) of `raw` in model terms. `rows`: only these rows are encoded (and checked
+        against the vocabularies); the arrays keep the source's row numbering, the other rows
+        left at zero (a subset's unused rows are never looked at)."""
         pre = self.pre
+        n = len(raw) if raw.kind == "csv" or raw.x is not None else 0
         if raw.kind == "csv":
             assert raw.table is not None
-            x = self.encode_csv_features(raw.table, what)
+            table = raw.table if rows is None else _subtable(raw.table, rows)
+            x = self.encode_csv_features(table, what)
             if pre.tokens:
-                x = self.token_ids(x, str(raw.table.path), raw.table)
-            y = None if pre.task == "input" else self.encode_csv_targets(raw.table, what)
-        else:
-            x = raw.x
-            if pre.kind == "image" and raw.kind != "image" or pre.kind == "table" and raw.kind == "image":
-                raise data_error(f"{raw.file}: {what} are {'images' if raw.kind == 'image' else 'numbers'} but the "
-                                 f"training data are {'images' if pre.kind == 'image' else 'numbers'}")
-            if list(raw.x.shape[1:]) != list(pre.source_shape):
-                raise data_error(f"{raw.file}: {what} samples have shape {fmt_shape(raw.x.shape[1:])}, the training "
-                                 f"samples {fmt_shape(tuple(pre.source_shape))}")
-            if pre.tokens:
-                x = self.token_ids(raw.x, raw.file)
-            y = None if pre.task == "input" else self.encode_targets(raw.y, raw.classes, raw.file, what, None)
-        return x, y
+                x = self.token_ids(x, str(table.path), table)
+            y = None if pre.task == "input" else self.encode_csv_targets(table, what)
+            return (x, y) if rows is None else (_scatter(x, rows, n), None if y is None else _scatter(y, rows, n))
+        x = raw.x
+        if pre.kind == "image" and raw.kind != "image" or pre.kind == "table" and raw.kind == "image":
+            raise data_error(f"{raw.file}: {what} are {'images' if raw.kind == 'image' else 'numbers'} but the "
+                             f"training data are {'images' if pre.kind == 'image' else 'numbers'}")
+        if list(raw.x.shape[1:]) != list(pre.source_shape):
+            raise data_error(f"{raw.file}: {what} samples have shape {fmt_shape(raw.x.shape[1:])}, the training "
+                             f"samples {fmt_shape(tuple(pre.source_shape))}")
+        if pre.tokens:
+            self.token_ids(raw.x if rows is None else np.asarray(raw.x)[rows], raw.file)
+            x = np.asarray(raw.x).astype(np.int64)
+        if pre.task == "input":
+            return x, None
+        if rows is None:
+            return x, self.encode_targets(raw.y, raw.classes, raw.file, what, None)
+        y = self.encode_targets(np.asarray(raw.y)[rows], raw.classes, raw.file, what, None)
+        return x, _scatter(y, rows, len(raw.y))
 
     def token_ids(self, x: Any, file: str, table: CsvTable | None = None, rows: np.ndarray | None = None) -> Any:
         """x as the ids an Embedding (the model's first layer) looks up: whole numbers (stored
@@ -610,6 +621,19 @@ class Encoder:
         raise data_error(f"{self.file}: the training samples have shape {fmt_shape(have)} "
                          f"({math.prod(have)} values) but the model input is {fmt_shape(want)}",
                          f"set `input: {fmt_shape(have)}` in the model")
+
+
+def _subtable(table: CsvTable, rows: np.ndarray) -> CsvTable:
+    """The rows `rows` of a CSV table, with their file lines (for messages)."""
+    return CsvTable(table.path, table.header, {k: [v[i] for i in rows] for k, v in table.columns.items()},
+                    [table.lines[i] for i in rows])
+
+
+def _scatter(a: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """`a` (one entry per row of `rows`) placed at those rows of an n-row array of zeros."""
+    out = np.zeros((n, *a.shape[1:]), a.dtype)
+    out[rows] = a
+    return out
 
 
 def describe_values(y: np.ndarray) -> tuple[tuple | None, str]:

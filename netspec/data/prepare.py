@@ -142,18 +142,11 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
     base = _read(data.train, replace(opts, classes=classes_hint))
     notes = _source_notes(base)
     n = len(base)
-    rows = np.arange(n)
-    if data.subset is not None and data.subset < n:
-        # a seeded random sample, never the first N: image folders (and many files) are
-        # sorted by class, and their first N samples would be a few classes only
-        rows = np.sort(np.random.default_rng(seed + 7).choice(n, data.subset, replace=False))
-    enc = Encoder(checked, saved)
+    rows = source_rows(data, n, seed)
+    enc, x_all, y_all, pieces = learn_and_encode(checked, saved, base, rows)
     if data.subset is not None and data.subset > n:
         enc.warnings.append(Diagnostic(f"subset: {data.subset:,} asks for more samples than the training source "
                                        f"holds ({n:,}); all {n:,} are used", data.train.span, "warning"))
-    enc.learn(base, rows)
-    x_all, y_all = enc.encode(base, "training data", data.train)
-    pieces = split_rows(rows, data, seed, y_all if enc.pre.task in ("class", "binary") else None)
     train = _split("training data", x_all, y_all, pieces[0])
     val = _split("validation data", x_all, y_all, pieces[1]) if pieces[1] is not None and len(pieces[1]) else None
     test = _split("test data", x_all, y_all, pieces[2]) if pieces[2] is not None and len(pieces[2]) else None
@@ -170,6 +163,39 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
         learn_statistics(enc.pre, train)
     enc.conform()
     return Prepared(train, val, test, enc.pre, notes, enc.warnings)
+
+
+def source_rows(data: ir.DataConfig, n: int, seed: int) -> np.ndarray:
+    """The rows of an n-row training source that are used: all, or `subset`'s seeded sample."""
+    if data.subset is not None and data.subset < n:
+        # a seeded random sample, never the first N: image folders (and many files) are
+        # sorted by class, and their first N samples would be a few classes only
+        return np.sort(np.random.default_rng(seed + 7).choice(n, data.subset, replace=False))
+    return np.arange(n)
+
+
+def learn_and_encode(checked: ir.CheckedSpec, saved: Preprocessing | None, base: RawSet, rows: np.ndarray
+                     ) -> tuple[Encoder, Any, np.ndarray | None, tuple]:
+    """Split the used `rows` of the training source, learn the vocabularies from the training
+    rows alone, and encode every used row with them (a value that only validation or test
+    rows hold is an error naming its row). Returns the encoder, x and y numbered as the
+    source's rows, and the (train, validation, test) row numbers."""
+    data = checked.data
+    assert data is not None and data.train is not None
+    seed = checked.train.seed
+    keys = None
+    if data.stratify and (data.split is not None or data.validation):
+        # each class's share needs the labels before the split: coded with a vocabulary of all
+        # used rows (the same codes as the training rows' whenever the splits agree on classes)
+        first = Encoder(checked, saved)
+        first.learn(base, rows)
+        keys = first.encode(base, "training data", data.train, rows)[1] if first.pre.task in ("class", "binary") \
+            else None
+    pieces = split_rows(rows, data, seed, keys)
+    enc = Encoder(checked, saved)
+    enc.learn(base, pieces[0])
+    x_all, y_all = enc.encode(base, "training data", data.train, None if len(rows) == len(base) else rows)
+    return enc, x_all, y_all, pieces
 
 
 def _read(src: ir.Source, opts: ReadOptions) -> RawSet:

@@ -452,9 +452,11 @@ class Trainer:
         result: dict = {"epochs": self.state.epoch, "stopped_early": stopped_early,
                         "best_epoch": self.state.best_epoch, self.monitor.key: self.state.best_value}
         model = self.model
+        tested = f"last epoch {self.state.epoch} of {self.state.epoch}"
         if self.cfg.save == "best" and self.state.best_weights is not None:
             model = copy.deepcopy(self.model)  # the weights model.pt holds
             model.load_state_dict(self.state.best_weights)
+            tested = f"best epoch {self.state.best_epoch} of {self.state.epoch}"
         confusion_state = None
         report_split = None
         if self.data.test is not None:
@@ -490,7 +492,7 @@ class Trainer:
         else:
             shown = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("test_"))
             if shown:
-                print(f"test: {shown}")
+                print(f"test ({tested}): {shown}")  # which weights were tested: model.pt's
             files = "model.pt, checkpoint.pt, metrics.csv, curves.png, summary.txt" + \
                 (", confusion.csv/png" if confusion is not None else "") + (", tensorboard/" if self.tb_writer else "")
             print(f"run saved in {self.out}/ ({files})")

@@ -225,11 +225,13 @@ def main() -> None:
             Monitor(MONITOR, MINIMIZE, MIN_DELTA, PATIENCE), end_of_epoch)
     except NonFiniteLoss as e:
         sys.exit(str(e))
+    tested = f"last epoch {state.epoch} of {state.epoch}"
     if SAVE == "best" and state.best_weights is not None:
         loop.model.load_state_dict(state.best_weights)
+        tested = f"best epoch {state.best_epoch} of {state.epoch}"
     if "test" in data:
         result = evaluate(loop, evaluation_batches(*data["test"]), new_metrics())
-        print("test: " + "  ".join(f"test_{k} {v:.4g}" for k, v in result.items()))
+        print(f"test ({tested}): " + "  ".join(f"test_{k} {v:.4g}" for k, v in result.items()))
     if saved:
         print(f"weights saved in {args.out / 'model.pt'} (epoch {state.best_epoch if SAVE == 'best' else saved[-1]})")
 
