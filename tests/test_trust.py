@@ -256,3 +256,78 @@ def test_summary_trainable_column_and_totals_follow_the_frozen_set(tmp_path, mon
     assert "Total params: 83\nTrainable params: 43\nNon-trainable params: 40" in text
     rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith(("stem", "  fc1", "head"))}
     assert rows["stem"][-1] == "partly" and rows["fc1"][-1] == "no" and rows["head"][-1] == "yes"
+
+
+# ---------------------------------------------------------------- refused although torch accepts it
+
+
+@pytest.mark.parametrize("loss, last", [("BCEWithLogitsLoss", ""), ("BCELoss", "\n    Sigmoid")])
+def test_bce_on_probability_targets_is_accepted(tmp_path, loss, last):
+    """Soft labels were refused: "the target looks continuous ... BCELoss needs class labels"."""
+    from netspec.data.prepare import prepare
+    from netspec.train.trainer import train_file
+
+    data = "train: table(x=uniform(0, 1, [60, 2]), y=uniform(0, 1, 60))\n    validation: 0.25"
+    c = load(tmp_path, f"input: [2]\n    Linear(1){last}", data, f"loss: {loss}\n    metrics: [accuracy, mae]"
+             if loss == "BCELoss" else f"loss: {loss}\n    metrics: [accuracy, auc]")
+    p = prepare(c)
+    assert p.train.y.dtype == np.float32 and p.train.y.shape == (45, 1)
+    assert 0 < p.train.y.min() and p.train.y.max() < 1 and len(np.unique(p.train.y)) == 45  # the probabilities
+    if loss == "BCEWithLogitsLoss":  # and it trains
+        result = train_file(c.spec.file, ("train.epochs=1",), out_dir=str(tmp_path / "run"), quiet=True)
+        assert np.isfinite(result["val_loss"])
+
+
+def test_bce_targets_outside_zero_one_are_an_error_with_the_value(tmp_path):
+    d = error_of(tmp_path, "input: [2]\n    Linear(1)", "train: table(x=uniform(0, 1, [60, 2]), y=linspace(0, 1.5, 60))",
+                 "loss: BCEWithLogitsLoss")
+    assert "BCEWithLogitsLoss takes targets in [0, 1] (labels or probabilities)" in d.message
+    assert "1.01695 (sample 40)" in d.message
+    assert d.span.line == line_of(tmp_path, "BCEWithLogitsLoss")
+
+
+def test_multi_label_bce_on_several_target_columns_is_accepted(tmp_path):
+    """Sibling: several 0/1 (or probability) target columns with BCE were 'one class label per sample'."""
+    from netspec.data.prepare import prepare
+
+    (tmp_path / "ml.csv").write_text("a,b,t1,t2\n" + "".join(f"{i},{i % 3},{i % 2},{0.25 * (i % 5)}\n"
+                                                              for i in range(40)))
+    c = load(tmp_path, "input: [2]\n    Linear(2)", 'train: csv("ml.csv", target=["t1", "t2"])',
+             "loss: BCEWithLogitsLoss\n    metrics: [accuracy]")
+    p = prepare(c)
+    assert p.train.y.shape == (40, 2) and p.train.y[:5, 1].tolist() == [0, 0.25, 0.5, 0.75, 1]
+
+
+def test_more_outputs_than_classes_is_a_warning(tmp_path):
+    """CrossEntropyLoss trains fine with unused outputs; it was an error."""
+    from netspec.data.prepare import prepare
+
+    c = load(tmp_path, "input: [4]\n    Linear(5)", IRIS, "loss: CrossEntropyLoss(weight=[1, 1, 2, 1, 1])")
+    assert any("the model outputs [5] but the training data has 3 classes" in w.message and w.severity == "warning"
+               for w in c.warnings)
+    assert prepare(c).pre.classes == ["setosa", "versicolor", "virginica"]
+    c = load(tmp_path, "input: [1, 28, 28]\n    Flatten\n    Linear(12)", 'train: mnist(split="train")',
+             "loss: CrossEntropyLoss", read_data=False)
+    assert any("the model outputs [12] but mnist has 10 classes" in w.message for w in c.warnings)
+    d = error_of(tmp_path, "input: [4]\n    Linear(2)", IRIS, "loss: CrossEntropyLoss")  # fewer: torch fails
+    assert "the model outputs [2] but the training data has 3 classes" in d.message
+    d = error_of(tmp_path, "input: [4]\n    Linear(5)", IRIS, "loss: CrossEntropyLoss(weight=[1, 1, 2])")
+    assert "weight= has 3 values but the model outputs [5] class scores" in d.message
+
+
+def test_cross_entropy_on_probability_rows_is_accepted(tmp_path):
+    """torch's CrossEntropyLoss takes class probabilities as wide as the output (distillation)."""
+    from netspec.data.prepare import prepare
+
+    (tmp_path / "soft.csv").write_text("a,b,p0,p1,p2\n" + "".join(
+        f"{i},{i % 3},{0.2 * (i % 2)},{0.5},{0.5 - 0.2 * (i % 2)}\n" for i in range(30)))
+    c = load(tmp_path, "input: [2]\n    Linear(3)", 'train: csv("soft.csv", target=["p0", "p1", "p2"])',
+             "loss: CrossEntropyLoss\n    metrics: [accuracy]")
+    p = prepare(c)
+    assert p.train.y.dtype == np.float32 and p.train.y.shape == (30, 3)
+
+
+def test_many_whole_targets_under_a_class_loss_with_as_many_outputs_is_a_warning(tmp_path):
+    """diabetes's 214 progression values as 214 classes: torch trains it; a warning says what it means."""
+    c = load(tmp_path, "input: [10]\n    Linear(214)", DIABETES, "loss: CrossEntropyLoss")
+    assert any("the target looks continuous" in w.message for w in c.warnings)

@@ -224,7 +224,8 @@ def loss_outputs(loss: str, kwargs: dict) -> str:
     (a value loss, or BCELoss's probabilities against 0/1 or soft targets), else the row's `wants`."""
     if loss == "PoissonNLLLoss" and not kwargs.get("log_input", True):
         return ""
-    return LOSSES[loss].wants if loss in LOSSES else ""
+    wants = LOSSES[loss].wants if loss in LOSSES else ""
+    return "" if wants == "probs" else wants
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,13 @@ class CrossChecker:
         classes = len(DATASETS[kind].labels) if kind in DATASETS else None
         if classes and spec_loss is not None and spec_loss.target == "class" and out and out[-1] is not None \
                 and not autoencoder and out != (classes,):
-            self.ctx.err(where, f"the model outputs {fmt_shape(out)} but {kind} has {classes} classes",
-                     f"make the last layer produce {classes} values, e.g. Linear({classes})")
+            message = f"the model outputs {fmt_shape(out)} but {kind} has {classes} classes"
+            fix = f"make the last layer produce {classes} values, e.g. Linear({classes})"
+            width = out[0] if len(out) == 1 else None
+            if width is not None and width > classes and not one_hot:  # unused outputs: torch trains it
+                self.ctx.warn(where, f"{message}; outputs {classes} to {width - 1} are never a target", fix)
+            else:
+                self.ctx.err(where, message, fix)
 
     @staticmethod
     def class_output_help(model: ir.CheckedModel, layers: list[ir.LayerNode]) -> str:

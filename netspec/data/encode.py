@@ -62,6 +62,12 @@ class Preprocessing:
     class_values: list | None = None  # numeric labels coded by position (e.g. wine's 1, 2, 3)
     one_hot: bool = False
     tokens: bool = False  # the model takes integer token ids (Embedding first)
+    probabilities: bool = False  # binary losses on targets in [0, 1] that are not all 0/1 (soft labels)
+
+    @property
+    def coded(self) -> bool:
+        """Whether targets are class codes (indices, 0/1 labels, one-hot rows) rather than values."""
+        return (self.task in ("class", "binary") or self.one_hot) and not self.probabilities
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -201,14 +207,18 @@ class Encoder:
                     "use CrossEntropyLoss with one output per class; for several yes/no labels per sample "
                     "set `one_hot: true`", span=loss.span)
             return
-        if out and out[-1] is not None and out[-1] != k and (pre.task == "class" or pre.one_hot):
+        width = out[-1] if out and out[-1] is not None else None
+        if width is not None and width != k and (pre.task == "class" or pre.one_hot):
             what = "one_hot targets have" if pre.one_hot and pre.task != "class" else "the training data has"
-            raise data_error(f"the model outputs {fmt_shape(out)} but {what} {k} classes ({shown})",
-                             f"make the last layer produce {k} values, e.g. Linear({k})", span=last_span)
-        weight = loss.get("weight")
-        if loss.name == "CrossEntropyLoss" and weight is not None and len(weight) != k:
-            raise data_error(f"CrossEntropyLoss weight= has {len(weight)} values but there are {k} classes ({shown})",
-                             f"give one weight per class ({k})", span=loss.span)
+            message = f"the model outputs {fmt_shape(out)} but {what} {k} classes ({shown})"
+            if width > k and pre.task == "class" and not pre.one_hot:
+                # class indices below the width: torch trains it; the extra outputs are never a target
+                self.warnings.append(Diagnostic(
+                    f"{message}; outputs {k} to {width - 1} are never a target", last_span, "warning",
+                    f"make the last layer produce {k} values, e.g. Linear({k})"))
+            else:  # fewer outputs: torch fails on the larger labels; one-hot rows: the widths differ
+                raise data_error(message, f"make the last layer produce {k} values, e.g. Linear({k})", span=last_span)
+        check_class_weight(loss, out)
 
     def learn_csv(self, table: CsvTable, rows: np.ndarray) -> None:
         pre = self.pre
@@ -262,6 +272,19 @@ class Encoder:
         if pre.task == "input":
             return
         if len(targets) > 1:
+            if pre.task == "binary" and not pre.one_hot:  # several yes/no labels per sample (multi-label)
+                for t in targets:
+                    self.numeric_cells(table, t, rows, feature=False)
+                y = np.asarray([_parse_numbers([table.columns[t][i] for i in rows])[0] for t in targets]).T
+                self.probability_targets(y, f"{table.path}", [table.lines[i] for i in rows])
+                return
+            if self.checked.train.loss.name == "CrossEntropyLoss" and not pre.one_hot and \
+                    class_width(self.checked) == len(targets):  # one probability per class and sample
+                for t in targets:
+                    self.numeric_cells(table, t, rows, feature=False)
+                y = np.asarray([_parse_numbers([table.columns[t][i] for i in rows])[0] for t in targets]).T
+                self.probability_targets(y, f"{table.path}", [table.lines[i] for i in rows])
+                return
             if pre.task != "value":
                 raise data_error(f"{self.checked.train.loss.name} takes one class label per sample, "
                                  f"but `target` names {len(targets)} columns",
@@ -355,6 +378,14 @@ class Encoder:
             pre.class_values = vocab
             return
         flat = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        if pre.task == "binary" and not pre.one_hot and not labels and \
+                (flat.shape[1] != 1 or not np.all(np.equal(np.mod(flat, 1), 0))):
+            self.probability_targets(flat, where, lines)  # soft labels, or several yes/no labels per sample
+            return
+        if flat.shape[1] != 1 and self.checked.train.loss.name == "CrossEntropyLoss" and not pre.one_hot and \
+                flat.shape[1] == width:
+            self.probability_targets(flat, where, lines)  # class probabilities, as wide as the output
+            return
         if flat.shape[1] != 1:
             raise data_error(f"{where}: class targets need one label per sample, got shape {list(y.shape[1:])}")
         values = flat[:, 0]
@@ -366,17 +397,18 @@ class Encoder:
                              "for regression use MSELoss (or L1Loss) with a last layer of Linear(1)")
         ints = distinct.astype(np.int64)
         indices = width is not None and ints.min() >= 0 and ints.max() < width
-        if not labels and not indices and len(ints) > 50 and len(ints) > 0.1 * len(values):
+        if not labels and not indices and len(ints) > 50 and len(ints) > 0.1 * len(values) and width != len(ints):
             raise data_error(f"{where}: the target looks continuous ({len(ints)} distinct values from {ints.min()} to "
                              f"{ints.max()}), but {self.checked.train.loss.name} needs class labels",
                              "for regression use MSELoss (or L1Loss) with a last layer of Linear(1)")
-        if not labels and indices and self.data.target_type != "class" and len(ints) > 50 and \
-                len(ints) > 0.1 * len(values):
-            # fits the output as class indices, but reads like a measurement: say so
+        if not labels and self.data.target_type != "class" and len(ints) > 50 and len(ints) > 0.1 * len(values):
+            # fits the output (as class indices, or coded as as many classes), but reads like a measurement
+            what = f"class indices of the model's {width} outputs" if indices else \
+                f"{len(ints)} classes (one per distinct value)"
             self.warnings.append(Diagnostic(
                 f"{where}: the target looks continuous ({len(ints)} distinct whole values from {ints.min()} to "
-                f"{ints.max()} in {len(values):,} rows); {self.checked.train.loss.name} treats them as class "
-                f"indices of the model's {width} outputs", self.checked.train.loss.span, "warning",
+                f"{ints.max()} in {len(values):,} rows); {self.checked.train.loss.name} treats them as "
+                f"{what}", self.checked.train.loss.span, "warning",
                 "for regression use MSELoss (or L1Loss) with a last layer of Linear(1); `target_type: class` "
                 "says they are classes"))
         if labels and ints.min() >= 0 and ints.max() < len(labels):
@@ -387,6 +419,14 @@ class Encoder:
             pre.classes = [f"{v:g}" for v in ints]
             pre.class_values = [int(v) for v in ints]
             self.value_map = {int(v): i for i, v in enumerate(ints)}
+
+    def probability_targets(self, y: np.ndarray, where: str, lines: list[int] | None = None) -> None:
+        """Targets of a binary loss that are not all 0/1: probabilities (soft labels,
+        distillation) or several labels per sample, which torch's BCE losses take as they are.
+        Only values outside [0, 1] are wrong (the loss would be meaningless, even negative)."""
+        check_probabilities(np.asarray(y, np.float64), where, self.checked.train.loss, lines)
+        self.pre.probabilities = True
+        self.target_values = np.asarray(y)
 
     def maybe_warn_class_like(self, y: np.ndarray, where: str) -> None:
         """Integer targets with few distinct values under a value loss: probably classes."""
@@ -524,7 +564,7 @@ class Encoder:
         for t in targets:
             if t not in table.columns:
                 raise data_error(f"{table.path}: no target column {t!r} ({what} needs the training columns)")
-        if len(targets) > 1 or not (pre.task in ("class", "binary") or pre.one_hot):
+        if len(targets) > 1 or not pre.coded:
             out = np.zeros((len(table), len(targets)), np.float32)
             for j, t in enumerate(targets):
                 values, bad = _parse_numbers(table.columns[t])
@@ -534,6 +574,8 @@ class Encoder:
                     raise data_error(f"{table.path}:{table.lines[r]}: target column {t!r}: "
                                      + (f"{cell!r} is not a finite number" if cell else "empty (a missing value)"))
                 out[:, j] = values
+            if pre.probabilities:
+                check_probabilities(out, str(table.path), self.checked.train.loss, table.lines)
             return self.shape_values(out, table.path.name)
         cells = table.columns[targets[0]]
         if pre.class_values is not None and isinstance(pre.class_values[0], str):
@@ -553,7 +595,9 @@ class Encoder:
         if y is None:
             raise data_error(f"{file}: {what} has no targets")
         y = np.asarray(y)
-        if not (pre.task in ("class", "binary") or pre.one_hot):
+        if not pre.coded:
+            if pre.probabilities:
+                check_probabilities(np.asarray(y, np.float64), f"{file}: {what}", self.checked.train.loss)
             return self.shape_values(np.asarray(y, np.float32), file)
         if intrinsic is not None and pre.classes is not None and list(intrinsic) != list(pre.classes):
             raise data_error(f"{file}: {what} has classes {list(intrinsic)}, training had {pre.classes}")
@@ -621,6 +665,29 @@ class Encoder:
         raise data_error(f"{self.file}: the training samples have shape {fmt_shape(have)} "
                          f"({math.prod(have)} values) but the model input is {fmt_shape(want)}",
                          f"set `input: {fmt_shape(have)}` in the model")
+
+
+def check_class_weight(loss: ir.CallValue, out: tuple) -> None:
+    """CrossEntropyLoss's weight= needs one value per output (torch checks it against the
+    output's width, not the class count)."""
+    weight = loss.get("weight")
+    width = out[-1] if out and out[-1] is not None else None
+    if loss.name == "CrossEntropyLoss" and weight is not None and width is not None and len(weight) != width:
+        raise data_error(f"CrossEntropyLoss weight= has {len(weight)} values but the model outputs [{width}] class "
+                         "scores", f"give one weight per output ({width})", span=loss.span)
+
+
+def check_probabilities(y: np.ndarray, where: str, loss: ir.CallValue, lines: list[int] | None = None) -> None:
+    """Binary-loss targets must lie in [0, 1]; the first one outside is named with its row."""
+    flat = np.asarray(y, np.float64).reshape(len(y), -1)
+    outside = (flat < 0) | (flat > 1)
+    if outside.any():
+        r = int(np.argmax(outside.any(axis=1)))
+        v = flat[r][outside[r]][0]
+        at = f"row {lines[r]}" if lines is not None else f"sample {r}"
+        raise data_error(f"{loss.name} takes targets in [0, 1] (labels or probabilities), but {where} holds "
+                         f"{v:g} ({at})", "for values outside [0, 1] use a value loss (MSELoss), or rescale the "
+                         "targets into [0, 1]", span=loss.span)
 
 
 def _subtable(table: CsvTable, rows: np.ndarray) -> CsvTable:

@@ -189,7 +189,7 @@ def learn_and_encode(checked: ir.CheckedSpec, saved: Preprocessing | None, base:
         # used rows (the same codes as the training rows' whenever the splits agree on classes)
         first = Encoder(checked, saved)
         first.learn(base, rows)
-        keys = first.encode(base, "training data", data.train, rows)[1] if first.pre.task in ("class", "binary") \
+        keys = first.encode(base, "training data", data.train, rows)[1] if first.pre.coded \
             else None
     pieces = split_rows(rows, data, seed, keys)
     enc = Encoder(checked, saved)

@@ -96,7 +96,9 @@ class MetricState:
                 labels = y.argmax(dim=1) if one_hot else y.long()
                 hit = (top == labels.unsqueeze(1)).any(dim=1)
                 self._add(f"top_{m.get('k', 5)}", hit.sum())
-        k = self.classes or int(max(int(pred.max()) if pred.numel() else 0, int(true.max()) if true.numel() else 0)) + 1
+        scores = out.shape[1] if self.task == "class" and out.dim() > 1 else 0  # more outputs than classes: counted
+        k = max(self.classes or 0, scores) or \
+            int(max(int(pred.max()) if pred.numel() else 0, int(true.max()) if true.numel() else 0)) + 1
         if self.need_confusion and k <= 4096:
             idx = (true.clamp(0, k - 1) * k + pred.clamp(0, k - 1)).long()
             self._add("confusion", torch.bincount(idx, minlength=k * k).reshape(k, k))
