@@ -222,6 +222,33 @@ train {
     eject_and_compare(spec, (), tmp_path)
 
 
+def test_float_npy_images_with_augmentation(tmp_path):
+    """Float [1, 12, 12] samples from .npy, cropped and flipped (issue 19: augment was refused)."""
+    g = np.random.default_rng(1)
+    np.save(tmp_path / "x.npy", g.uniform(0, 1, (80, 1, 12, 12)).astype(np.float32))
+    np.save(tmp_path / "y.npy", g.integers(0, 3, 80))
+    spec = _spec(tmp_path, '''
+model floats {
+    input: [1, 12, 12]
+    Conv2d(4, 3, padding=1); ReLU
+    Flatten
+    Linear(3)
+}
+data {
+    train: npy(x="x.npy", y="y.npy")
+    split: [0.6, 0.2, 0.2]
+    batch_size: 16
+    augment: [RandomCrop(12, padding=2), RandomHorizontalFlip()]
+}
+train {
+    loss: CrossEntropyLoss
+    epochs: 2
+    metrics: [accuracy]
+}
+''')
+    eject_and_compare(spec, (), tmp_path)
+
+
 def test_cli_eject_writes_and_never_overwrites_what_it_did_not_write(tmp_path):
     env = {**os.environ, "NETSPEC_OFFLINE": "1"}
     spec = EXAMPLES / "linear_regression.net"

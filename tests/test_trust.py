@@ -331,3 +331,29 @@ def test_many_whole_targets_under_a_class_loss_with_as_many_outputs_is_a_warning
     """diabetes's 214 progression values as 214 classes: torch trains it; a warning says what it means."""
     c = load(tmp_path, "input: [10]\n    Linear(214)", DIABETES, "loss: CrossEntropyLoss")
     assert any("the target looks continuous" in w.message for w in c.warnings)
+
+
+def _float_images(tmp_path, low: float = 0.0, high: float = 1.0) -> str:
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "fx.npy", rng.uniform(low, high, (64, 1, 28, 28)).astype(np.float32))
+    np.save(tmp_path / "fy.npy", rng.integers(0, 3, 64))
+    return 'train: npy(x="fx.npy", y="fy.npy")\n    validation: 0.25\n    batch_size: 16'
+
+
+def test_augment_works_on_float_images_from_npy(tmp_path):
+    """[1, 28, 28] float samples were refused: "augment works on images ...; these samples are [1, 28, 28]"."""
+    from netspec.train.trainer import train_file
+
+    data = _float_images(tmp_path) + "\n    augment: [RandomCrop(28, padding=2), RandomHorizontalFlip()]"
+    c = load(tmp_path, "input: [1, 28, 28]\n    Flatten\n    Linear(3)", data, "loss: CrossEntropyLoss")
+    train_file(c.spec.file, ("train.epochs=1",), out_dir=str(tmp_path / "run"), quiet=True)
+
+
+def test_augment_errors_state_the_real_reason(tmp_path):
+    d = error_of(tmp_path, "input: [4]\n    Linear(3)", IRIS + "\n    augment: [RandomHorizontalFlip()]",
+                 "loss: CrossEntropyLoss")
+    assert "augment works on samples shaped [channels, height, width]; the samples of csv(...) are [4]" in d.message
+    data = _float_images(tmp_path, -2.0, 3.0) + "\n    augment: [RandomCrop(28, padding=2), ColorJitter(brightness=0.2)]"
+    d = error_of(tmp_path, "input: [1, 28, 28]\n    Flatten\n    Linear(3)", data, "loss: CrossEntropyLoss")
+    assert "ColorJitter works on pixel values in [0, 1]" in d.message and "from -2 to 3" in d.message
+    assert d.span.line == line_of(tmp_path, "ColorJitter")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
         except NetspecError as e:
             diags += [_at(d, data.test.span) for d in e.diagnostics]
     if encoder is not None and not diags:
-        diags += check_augment(checked, encoder)
+        diags += check_augment(checked, encoder, raw)
     if data.target == "input":
         out, inp = checked.model.output_shape, checked.model.input_shape
         if None not in out and None not in inp and math.prod(d or 0 for d in out) != math.prod(d or 0 for d in inp):
@@ -129,19 +130,40 @@ def check_test(encoder: Encoder, raw: RawSet, src: ir.Source) -> None:
         encoder.encode_targets(raw.y, raw.classes, raw.file, "test data", None)
 
 
-def check_augment(checked: ir.CheckedSpec, encoder: Encoder) -> list[Diagnostic]:
+def augment_shape_problem(data: ir.DataConfig, shape: tuple) -> Diagnostic | None:
+    """augment needs samples shaped [channels, height, width] (uint8 or float, any source)."""
+    if len(shape) == 3 or not data.augment or data.train is None:
+        return None
+    return Diagnostic(f"augment works on samples shaped [channels, height, width]; the samples of "
+                      f"{data.train.kind}(...) are {fmt_shape(shape)}", data.augment[0].span, "error",
+                      "store the samples as [channels, height, width] (e.g. arrays of shape [N, 1, 28, 28]), "
+                      "or remove `augment:`")
+
+
+def value_range(x: Any, rows: int = 4096) -> tuple[float, float] | None:
+    """(min, max) of float samples, from a bounded slice; None for uint8 images (always [0, 1])."""
+    if x is None or getattr(x, "dtype", None) is None or np.asarray(x[:0]).dtype.kind != "f" or not len(x):
+        return None
+    part = np.asarray(x[:rows], dtype=np.float64)
+    return float(part.min()), float(part.max())
+
+
+def check_augment(checked: ir.CheckedSpec, encoder: Encoder, raw: RawSet | None = None) -> list[Diagnostic]:
     data = checked.data
     if data is None or not data.augment:
         return []
     pre = encoder.pre
     shape = tuple(pre.source_shape)
-    if pre.kind != "image" or len(shape) != 3:
-        return [Diagnostic(f"augment works on images ([channels, height, width]); these samples are "
-                           f"{fmt_shape(shape)}", data.augment[0].span, "error", "remove `augment:`")]
-    from netspec.data.augment import Augmenter, augment_problems
+    wrong = augment_shape_problem(data, shape)
+    if wrong is not None:
+        return [wrong]
+    from netspec.data.augment import Augmenter, augment_problems, range_problems
 
     ops = [(a.name, dict(a.kwargs)) for a in data.augment]
     problems = augment_problems(ops, shape)  # type: ignore[arg-type]
+    span = value_range(raw.extra.get("peek_x", raw.x)) if raw is not None and pre.kind != "image" else None
+    if span is not None:
+        problems += range_problems(ops, *span)
     out = [Diagnostic(msg, data.augment[i].span if 0 <= i < len(data.augment) else data.span, "error")
            for i, msg in problems]
     if not out:

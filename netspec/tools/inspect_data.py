@@ -75,9 +75,9 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
     from netspec.train.loop import epoch_order
 
     pre = data.pre
-    if pre.kind != "image" or len(pre.source_shape) != 3:
-        raise error("--preview shows images; this data set holds rows of numbers",
-                    "`netspec data FILE` without --preview summarises it")
+    if len(pre.source_shape) != 3 or pre.source_shape[0] not in (1, 3):
+        raise error(f"--preview shows images ([1 or 3 channels, height, width]); this data set's samples are "
+                    f"{list(pre.source_shape)}", "`netspec data FILE` without --preview summarises it")
     if out.suffix.lower() != ".png":
         raise error(f"-o {out}: the preview is a .png file")
     if out.exists() and (not out.is_file() or out.read_bytes()[:8] != PNG_SIGNATURE):
@@ -93,6 +93,8 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
 
         aug = Augmenter([(a.name, dict(a.kwargs)) for a in dc.augment], tuple(pre.source_shape))  # type: ignore[arg-type]
         x = aug(x, checked.train.seed, 1, 1, offset=0, total=len(order))
+    if pre.kind != "image" and (float(x.min()) < 0 or float(x.max()) > 1):  # float samples: their own range
+        x = (x - x.min()) / (x.max() - x.min()).clamp(min=1e-12)
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     captions = _captions(yb, pre)
     title = f"{checked.model.name}: first training batch, epoch 1" + (" (augmented)" if dc and dc.augment else "")

@@ -186,13 +186,19 @@ class Trainer:
         data = self.checked.data
         if data is None or not data.augment:
             return None
-        from netspec.data.augment import Augmenter
+        from netspec.checker.data import augment_shape_problem, value_range
+        from netspec.data.augment import Augmenter, range_problems
 
         ops = [(a.name, dict(a.kwargs)) for a in data.augment]
         shape = tuple(self.data.pre.source_shape)
-        if self.data.pre.kind != "image" or len(shape) != 3:
-            raise NetspecError.at(data.augment[0].span, "augment works on images ([channels, height, width])",
-                                  f"this data's samples are {list(shape)}")
+        wrong = augment_shape_problem(data, shape)
+        if wrong is not None:
+            raise NetspecError(wrong)
+        if self.data.pre.kind != "image":  # float samples: the ops that need [0, 1] pixel values
+            span = value_range(self.data.train.rows(np.arange(min(4096, len(self.data.train))))[0])
+            problems = range_problems(ops, *span) if span is not None else []
+            if problems:
+                raise NetspecError.at(data.augment[problems[0][0]].span, problems[0][1])
         return Augmenter(ops, shape)  # type: ignore[arg-type]
 
     def precision(self) -> tuple[torch.dtype | None, Any]:
