@@ -289,6 +289,23 @@ class ChannelShuffleLowered(nn.Module):
         return x.reshape(-1, self.groups, c // self.groups, *rest).transpose(1, 2).reshape(-1, c, *rest)
 
 
+class CircularPadLowered(nn.Module):
+    """CircularPadNd on samples of its spatial dims alone (no channel dim): the same padding
+    with a channel dim of 1 added and removed around it. torch.onnx cannot export the
+    channel-less form (torch takes it as an unbatched input)."""
+
+    @classmethod
+    def from_layer(cls, layer: str, kwargs: dict, in_shape: tuple) -> CircularPadLowered:
+        return cls(getattr(nn, layer)(kwargs["padding"]))
+
+    def __init__(self, pad: nn.Module):
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pad(x.unsqueeze(1)).squeeze(1)
+
+
 class ThresholdLowered(nn.Module):
     @classmethod
     def from_layer(cls, layer: str, kwargs: dict, in_shape: tuple) -> ThresholdLowered:

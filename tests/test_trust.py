@@ -357,3 +357,41 @@ def test_augment_errors_state_the_real_reason(tmp_path):
     d = error_of(tmp_path, "input: [1, 28, 28]\n    Flatten\n    Linear(3)", data, "loss: CrossEntropyLoss")
     assert "ColorJitter works on pixel values in [0, 1]" in d.message and "from -2 to 3" in d.message
     assert d.span.line == line_of(tmp_path, "ColorJitter")
+
+
+# ---------------------------------------------------------------- padding layers take the shapes torch takes
+
+PAD_ROWS = [row for row in __import__("netspec.catalogue", fromlist=["LAYERS_LIST"]).LAYERS_LIST
+            if row.category == "padding"]
+
+
+@pytest.mark.parametrize("row", PAD_ROWS, ids=[r.name for r in PAD_ROWS])
+def test_padding_rows_accept_every_rank_torch_pads_per_sample(row, tmp_path):
+    """ConstantPad3d refused [C, H, W] (torch pads its last three dims: channels too). For each
+    per-sample rank, netspec accepts exactly when torch pads a batch of it without touching the
+    batch axis, and infers torch's shape."""
+    import torch
+
+    from netspec.builder import build_model
+
+    nd = int(row.name[-2])
+    text = f"{row.name}(({', '.join(['1', '2'] * nd)}){', 0.5' if row.name.startswith('Constant') else ''})"
+    for rank in range(1, 6):
+        sample = [3] * max(0, rank - nd) + [5] * min(rank, nd)
+        module = getattr(torch.nn, row.name)(tuple([1, 2] * nd), *([0.5] if row.name.startswith("Constant") else []))
+        try:
+            out = module(torch.randn(2, *sample))
+            want = list(out.shape[1:]) if out.shape[0] == 2 else None  # padding the batch axis is no padding
+        except (RuntimeError, ValueError, NotImplementedError):
+            want = None
+        spec = tmp_path / f"p{rank}.net"
+        spec.write_text(f"model m {{\n    input: {sample}\n    pad: {text}\n}}\n")
+        try:
+            got = list(netspec.load(str(spec)).model.output_shape)
+        except NetspecError:
+            got = None
+        assert got == want, (row.name, sample, got, want)
+        if got is not None:
+            c = netspec.load(str(spec))
+            x = torch.randn(2, *sample)
+            assert torch.equal(build_model(c.model)(x), module(x))

@@ -255,12 +255,19 @@ def _pad_rows() -> list[LayerSpec]:
                               ("Circular", (1, 2, 3), ())):
         for nd in dims:
             size = {1: "8", 2: "8, 8", 3: "5, 5, 5"}[nd]
+            constant = kind in ("Zero", "Constant")  # F.pad's constant mode: any rank; the others nd+1 or nd+2
             rows.append(_layer(
                 f"{kind}Pad{nd}d", f"torch.nn.{kind}Pad{nd}d", (P("padding", IT),) + extra,
-                padding(nd, reflect=kind == "Reflection"), SPATIAL[nd], (nd + 1,), category="padding",
+                padding(nd, reflect=kind == "Reflection", least=nd if constant else None),
+                f"at least {nd} dimension{'s' if nd > 1 else ''} (the last {nd} are padded)" if constant else
+                f"{SPATIAL[nd]} or its last {nd} dimension{'s' if nd > 1 else ''}",
+                None if constant else (nd, nd + 1), category="padding",
+                onnx_lowering="netspec.layers.CircularPadLowered" if kind == "Circular" else "",
                 examples=((f"[2, {size}]", f"{kind}Pad{nd}d(1{', 0.5' if extra else ''})"),
-                          (f"[2, {size}]", f"{kind}Pad{nd}d(({', '.join(['1', '2'] * nd)}){', 0.5' if extra else ''})")),
-                doc=f"{kind.lower()} padding of the last {nd} dimension(s).",
+                          (f"[2, {size}]", f"{kind}Pad{nd}d(({', '.join(['1', '2'] * nd)}){', 0.5' if extra else ''})"),
+                          (f"[{size}]", f"{kind}Pad{nd}d(1{', 0.5' if extra else ''})")),
+                doc=f"{kind.lower()} padding of the last {nd} dimension(s)" +
+                    (" of any sample (ConstantPad3d on [C, H, W] pads channels too)." if constant else "."),
             ))
     return rows
 
