@@ -395,3 +395,15 @@ def test_padding_rows_accept_every_rank_torch_pads_per_sample(row, tmp_path):
             c = netspec.load(str(spec))
             x = torch.randn(2, *sample)
             assert torch.equal(build_model(c.model)(x), module(x))
+
+
+def test_linear_on_a_feature_map_is_a_warning_as_torch_applies_it_per_position(tmp_path):
+    """Audit: torch's Linear takes [..., features]; netspec refused [C, H, W] outright."""
+    import torch
+
+    from netspec.builder import build_model
+
+    c = load(tmp_path, "input: [2, 3, 6]\n    fc: Linear(4)", IRIS, "loss: MSELoss", read_data=False)
+    assert c.model.output_shape == (2, 3, 4)
+    assert any("Linear applies to the last dimension of [2, 3, 6]" in w.message for w in c.warnings)
+    assert build_model(c.model)(torch.randn(5, 2, 3, 6)).shape == (5, 2, 3, 4)
