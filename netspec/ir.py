@@ -337,6 +337,7 @@ class DataConfig:
     validation: float = 0.0
     split: tuple[float, ...] | None = None
     normalize: str = "none"
+    normalize_target: str | None = None  # standard | minmax | none; None: not written (a lint may suggest it)
     batch_size: int | None = 32  # None: full batch
     shuffle: bool = True
     one_hot: bool = False
@@ -349,6 +350,7 @@ class DataConfig:
     augment: tuple[CallValue, ...] = ()  # training-batch augmentation (catalogue AUGMENTS), full kwargs
     skip_bad: bool = False  # skip unreadable images with a warning
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    normalize_target_span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

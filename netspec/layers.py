@@ -319,6 +319,27 @@ class ThresholdLowered(nn.Module):
         return torch.where(x > self.threshold, x, torch.full_like(x, self.value))
 
 
+# ---------------------------------------------------------------- targets
+
+
+class TargetScale(nn.Module):
+    """`normalize_target:` the loss sees regression targets as (y - shift) / div (`normalize`),
+    and the model's outputs come back to the target's units as out * div + shift (`forward`):
+    metrics, predictions and the last node of the exported graph. One shift/div per output
+    column (a model that outputs [k]), or one for all outputs."""
+
+    def __init__(self, shift: list, div: list):
+        super().__init__()
+        self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
+        self.register_buffer("div", torch.tensor(div, dtype=torch.float32))
+
+    def normalize(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.get_buffer("shift")) / self.get_buffer("div")
+
+    def forward(self, out: torch.Tensor) -> torch.Tensor:
+        return out * self.get_buffer("div") + self.get_buffer("shift")
+
+
 # ---------------------------------------------------------------- inputs
 
 

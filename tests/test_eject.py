@@ -180,6 +180,7 @@ data {
     train: csv("diabetes.csv", target=["bp", "progression"], features=["age", "sex", "bmi", "s1", "s2", "s3", "s4", "s5", "s6"])
     validation: 0.25
     normalize: standard
+    normalize_target: standard
     batch_size: 64
     shuffle: false
 }

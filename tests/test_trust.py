@@ -407,3 +407,62 @@ def test_linear_on_a_feature_map_is_a_warning_as_torch_applies_it_per_position(t
     assert c.model.output_shape == (2, 3, 4)
     assert any("Linear applies to the last dimension of [2, 3, 6]" in w.message for w in c.warnings)
     assert build_model(c.model)(torch.randn(5, 2, 3, 6)).shape == (5, 2, 3, 4)
+
+
+# ---------------------------------------------------------------- regression that converges: normalize_target
+
+DIABETES_NET = ("input: [10]\n    Linear(32)\n    ReLU\n    Linear(1)",
+                DIABETES + "\n    split: [0.7, 0.15, 0.15]\n    normalize: standard\n    normalize_target: standard"
+                "\n    batch_size: 32", "loss: MSELoss\n    optimizer: Adam(lr=0.01)\n    epochs: 3\n    metrics: [mae, r2]")
+
+
+def test_large_regression_targets_suggest_normalize_target(tmp_path):
+    c = load(tmp_path, "input: [10]\n    Linear(1)", DIABETES, "loss: MSELoss")
+    w = next(w for w in c.warnings if "normalize_target" in (w.help or ""))
+    assert "the targets are large (root mean square 171; mean 152, standard deviation 77)" in w.message and w.span.line == line_of(tmp_path, "train:")
+    c = load(tmp_path, "input: [10]\n    Linear(1)", DIABETES + "\n    normalize_target: none", "loss: MSELoss")
+    assert not any("normalize_target" in (w.help or "") for w in c.warnings)  # said explicitly: no advice
+    c = load(tmp_path, "input: [3]\n    Linear(1)", 'train: csv("iris.csv", target="petal_width", '
+             'features=["sepal_length", "sepal_width", "petal_length"])', "loss: MSELoss")
+    assert not any("normalize_target" in (w.help or "") for w in c.warnings)  # small targets
+
+
+def test_normalize_target_is_for_value_targets_only(tmp_path):
+    d = error_of(tmp_path, "input: [4]\n    Linear(3)", IRIS + "\n    normalize_target: standard",
+                 "loss: CrossEntropyLoss", read_data=False)
+    assert "normalize_target scales regression targets, but CrossEntropyLoss trains on class labels" in d.message
+    assert d.span.line == line_of(tmp_path, "normalize_target")
+
+
+@pytest.mark.slow
+def test_normalize_target_trains_on_scaled_targets_and_reports_in_units(tmp_path):
+    """Statistics from the training rows; metrics, eval, the exported graph and predict in the
+    target's units (the diabetes progression, 25..346)."""
+    import onnxruntime as ort
+    import torch
+
+    from netspec.data.prepare import prepare
+    from netspec.deploy.export import export_file
+    from netspec.train.evaluate import evaluate_file
+    from netspec.train.trainer import train_file
+
+    spec = write(tmp_path, *DIABETES_NET)
+    c = netspec.load(spec, read_data=True)
+    p = prepare(c)
+    y = p.train.y.reshape(-1).astype(np.float64)
+    assert p.pre.target_shift == pytest.approx([y.mean()]) and p.pre.target_div == pytest.approx([y.std()])
+    result = train_file(spec, out_dir=str(tmp_path / "run"), quiet=True)
+    assert result["test_mae"] > 20 and result["test_loss"] < 3  # mae in units; the loss on standardised targets
+    again = evaluate_file(spec, str(tmp_path / "run" / "model.pt"))
+    assert again["test_mae"] == pytest.approx(result["test_mae"], rel=1e-5)
+    report = export_file(spec, str(tmp_path / "d.onnx"), str(tmp_path / "run" / "model.pt"))
+    session = ort.InferenceSession(report["output"], providers=["CPUExecutionProvider"])
+    x = np.asarray(p.test.x, np.float32)
+    out = session.run(None, {"input": x})[0]
+    assert np.abs(out - p.test.y).mean() == pytest.approx(result["test_mae"], rel=1e-4)  # the graph de-normalises
+    r = run("eval", str(tmp_path / "d.onnx"), "--spec", spec, "--json")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    assert json.loads(r.stdout)["test_mae"] == pytest.approx(result["test_mae"], rel=1e-4)
+    assert torch.load(tmp_path / "run" / "model.pt", weights_only=True)  # a plain state_dict

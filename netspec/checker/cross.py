@@ -51,6 +51,12 @@ class CrossChecker:
                      self.class_output_help(model, layers))
         one_hot = data is not None and data.one_hot
         value_targets = data is not None and data.target_type == "value"
+        if data is not None and data.normalize_target not in (None, "none") and spec_loss is not None and \
+                (autoencoder or one_hot or (spec_loss.target != "value" and not value_targets)):
+            what = "the targets are the inputs (`target: input`)" if autoencoder else \
+                "`one_hot` makes the targets class rows" if one_hot else f"{loss} trains on class labels"
+            self.ctx.err(data.normalize_target_span or data.span, f"normalize_target scales regression targets, "
+                         f"but {what}", "remove `normalize_target:`")
         if data is not None and data.target_type == "value" and spec_loss is not None and spec_loss.target == "class":
             self.ctx.err(loss_span, f"{loss} trains on class labels, but `target_type: value` makes the targets numbers",
                      "use MSELoss (or another value loss) for regression, or drop `target_type: value`")

@@ -35,6 +35,8 @@ from netspec.data.sources import CsvTable, RawSet
 from netspec.errors import DataError, Diagnostic, data_error
 
 MAX_SHOWN = 5
+LARGE_TARGETS = 10.0  # root mean square of regression targets above which normalize_target is suggested
+VALUE_UNIT_LOSSES = ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss")
 
 
 # ---------------------------------------------------------------- the preprocessing record
@@ -63,6 +65,9 @@ class Preprocessing:
     one_hot: bool = False
     tokens: bool = False  # the model takes integer token ids (Embedding first)
     probabilities: bool = False  # binary losses on targets in [0, 1] that are not all 0/1 (soft labels)
+    target_normalize: str = "none"  # normalize_target: the loss sees (y - target_shift) / target_div
+    target_shift: list | None = None  # per output column ([k] outputs), else one value
+    target_div: list | None = None
 
     @property
     def coded(self) -> bool:
@@ -292,6 +297,7 @@ class Encoder:
             for t in targets:
                 self.numeric_cells(table, t, rows, feature=False)
             self.target_values = np.asarray([_parse_numbers([table.columns[t][i] for i in rows])[0] for t in targets]).T
+            self.maybe_suggest_normalize_target(self.target_values, f"{table.path}")
             return
         cells = [table.columns[targets[0]][i] for i in rows]
         numeric = self.classify_target(table, targets[0], rows, cells)
@@ -362,6 +368,7 @@ class Encoder:
                                  "use CrossEntropyLoss for class labels")
             self.maybe_warn_class_like(y, where)
             self.target_values = y
+            self.maybe_suggest_normalize_target(y, where)
             return
         width = class_width(self.checked)
         if intrinsic is not None:
@@ -427,6 +434,25 @@ class Encoder:
         check_probabilities(np.asarray(y, np.float64), where, self.checked.train.loss, lines)
         self.pre.probabilities = True
         self.target_values = np.asarray(y)
+
+    def maybe_suggest_normalize_target(self, y: np.ndarray, where: str) -> None:
+        """Regression targets far from the unit scale a fresh model starts at: an untrained model
+        (outputs near 0) begins at a loss of about their mean square and spends many epochs
+        growing its last layer. "Large": a root mean square above LARGE_TARGETS."""
+        loss = self.checked.train.loss
+        src = self.data.train
+        if self.data.normalize_target is not None or loss.name not in VALUE_UNIT_LOSSES or src is None or not len(y):
+            return
+        flat = np.asarray(y, np.float64).reshape(len(y), -1)[:200_000]
+        rms = float(np.sqrt(np.mean(flat**2)))
+        if rms <= LARGE_TARGETS:
+            return
+        self.warnings.append(Diagnostic(
+            f"{where}: the targets are large (root mean square {rms:.3g}; mean {flat.mean():.3g}, standard deviation "
+            f"{flat.std():.3g}): an untrained model starts near a loss of {rms**2:.3g} and needs many epochs to "
+            "reach their scale", src.span, "warning",
+            "add `normalize_target: standard` to the data section: the loss then sees standardised targets, while "
+            "metrics, predictions and exports stay in the target's units"))
 
     def maybe_warn_class_like(self, y: np.ndarray, where: str) -> None:
         """Integer targets with few distinct values under a value loss: probably classes."""

@@ -161,6 +161,7 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
                          "lower `validation`/`split`, or raise `subset`")
     if saved is None:
         learn_statistics(enc.pre, train)
+        learn_target_statistics(enc.pre, train, data.normalize_target, checked.model.output_shape)
     enc.conform()
     return Prepared(train, val, test, enc.pre, notes, enc.warnings)
 
@@ -271,6 +272,21 @@ def learn_statistics(pre: Preprocessing, train: Split) -> None:
         span = hi - lo
         span[span == 0] = 1.0
         pre.shift, pre.div = lo.tolist(), span.tolist()
+
+
+def learn_target_statistics(pre: Preprocessing, train: Split, how: str | None, out: tuple) -> None:
+    """`normalize_target:` statistics of the training split's targets, into `pre`: per output
+    column for a model that outputs [k], one pair for any other output shape."""
+    if how in (None, "none") or train.y is None or pre.task != "value" or pre.one_hot or pre.probabilities:
+        return
+    y = np.asarray(train.y, np.float64)
+    y = y.reshape(len(y), -1) if len(out) == 1 else y.reshape(-1, 1)
+    if how == "standard":
+        shift, div = y.mean(axis=0), y.std(axis=0)
+    else:
+        shift, div = y.min(axis=0), y.max(axis=0) - y.min(axis=0)
+    div[div == 0] = 1.0
+    pre.target_normalize, pre.target_shift, pre.target_div = how, shift.tolist(), div.tolist()
 
 
 def _moments(x: Any, rows: np.ndarray | None, axis: int, scale: float) -> tuple[np.ndarray, ...]:

@@ -31,13 +31,15 @@ class Graph(torch.nn.Module):
     training statistics, reshape) and then the model, so plain onnxruntime takes raw
     inputs (images scaled to [0, 1], CSV rows as numbers) and answers as `predict` does."""
 
-    def __init__(self, transform: torch.nn.Module, model: torch.nn.Module):
+    def __init__(self, transform: torch.nn.Module, model: torch.nn.Module, target: torch.nn.Module | None = None):
         super().__init__()
         self.transform = transform
         self.model = model
+        self.target = target  # normalize_target: outputs back in the target's units
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.transform(x))
+        out = self.model(self.transform(x))
+        return out if self.target is None else self.target(out)
 
 
 def graph_input(checked: ir.CheckedSpec, pre: Preprocessing) -> tuple[tuple, bool]:
@@ -73,7 +75,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     import onnx
 
     from netspec.catalogue import onnx_problem
-    from netspec.train.evaluate import build_transform
+    from netspec.train.evaluate import build_target_scale, build_transform
 
     problems = []
     for layer in ir.layers(checked.model.root):
@@ -86,8 +88,9 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     model = checked.model
     net = net.eval().cpu()
     transform = build_transform(pre).eval()
-    graph = Graph(transform, net).eval()
-    exported = Graph(transform, lower_for_onnx(net, model)).eval()
+    target = build_target_scale(pre)
+    graph = Graph(transform, net, target).eval()
+    exported = Graph(transform, lower_for_onnx(net, model), target).eval()
     shape, tokens = graph_input(checked, pre)
     vocab = _vocabulary(checked) if tokens else None
     sample = sample_input(shape, vocab, 2, 5, 0)
@@ -342,6 +345,7 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
     from netspec.builder import build_loss
     from netspec.data.loader import Loader, to_units
     from netspec.data.prepare import evaluation_split, prepare
+    from netspec.train.evaluate import build_target_scale
     from netspec.train.metrics import MetricState
 
     checked = load(spec_file, overrides)
@@ -358,6 +362,7 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
     loss_fn = build_loss(checked.train.loss)
     reduction = str(checked.train.loss.get("reduction", "mean"))
     state = MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes)
+    target = build_target_scale(data.pre)  # the graph answers in the target's units; the loss is training's
     for xb, yb in Loader(split, data.pre, torch.device("cpu"), resident=False).sequential(1024):
         x = to_units(xb, data.pre)
         try:
@@ -367,7 +372,7 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
                         f"({str(e).splitlines()[0][:200]})") from None
         y = x if yb is None else yb
         with torch.no_grad():
-            loss = loss_fn(out, y)
+            loss = loss_fn(out, y) if target is None else loss_fn(target.normalize(out), target.normalize(y))
         state.update(out, y, loss * len(x) if reduction == "mean" else loss)
     res = state.result()
     return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}

@@ -43,6 +43,10 @@ def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
         what = "per channel" if pre.kind == "image" else "per column"
         lines.append(f"  normalize:  {pre.normalize} {what}, from the training split: shift "
                      f"{_short(pre.shift)}, divide by {_short(pre.div or [])}")
+    if pre.target_shift is not None:
+        lines.append(f"  targets normalized: {pre.target_normalize}, from the training split: shift "
+                     f"{_short(pre.target_shift)}, divide by {_short(pre.target_div or [])} (for the loss; metrics "
+                     "and predictions in the target's units)")
     dc = checked.data
     if dc is not None and dc.augment:
         from netspec.syntax.expr import show

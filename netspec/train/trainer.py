@@ -53,7 +53,7 @@ from netspec.train.checkpoint import (
     torch_writer,
 )
 from netspec.train.distributed import Dist, contiguous_shard, from_environment, shard, sync_batchnorm
-from netspec.train.evaluate import EVAL_BATCH, build_transform
+from netspec.train.evaluate import EVAL_BATCH, build_target_scale, build_transform
 from netspec.train.metrics import MetricState
 from netspec.train.preflight import batch_size_of, check_before_training, monitor_of, patience_of, select_device
 from netspec.train.resources import ensure_fits
@@ -138,6 +138,8 @@ class Trainer:
         if self.dist.enabled:
             torch.manual_seed(self.cfg.seed * 1000 + self.dist.rank + 1)  # dropout differs per process
         self.transform = build_transform(pre).to(self.device)
+        target = build_target_scale(pre)
+        self.target_scale = target.to(self.device) if target is not None else None
         self.augment = self.make_augmenter()
         self.loss_fn = build_loss(self.cfg.loss).to(self.device)
         self.reduction = str(self.cfg.loss.get("reduction", "mean"))
@@ -169,7 +171,7 @@ class Trainer:
             scale=pre.scale, tokens=pre.tokens, autocast_dtype=self.autocast_dtype, channels_last=self.channels_last,
             l1=self.cfg.l1, clip_grad_norm=self.cfg.clip_grad_norm,
             closure=cat.OPTIMIZERS[self.cfg.optimizer.name].closure, reduction=self.reduction,
-            interval=self.interval,
+            interval=self.interval, target=self.target_scale,
             check_every=NONFINITE_CHECK_CPU if self.device.type == "cpu" else NONFINITE_CHECK_EVERY)
         self.state = loop.RunState()
         monitor, minimize = monitor_of(checked, self.val_loader is not None)

@@ -310,7 +310,8 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
     pre = prepared.pre
     env = {k: v for k, v in checked.constants if isinstance(v, (int, float)) and not isinstance(v, bool)}
     model_text, own = model_code(checked.model)
-    own_classes = copied_source(layers, [*own, "InputTransform"])
+    scaled = pre.target_shift is not None  # normalize_target: the loop scales targets with TargetScale
+    own_classes = copied_source(layers, [*own, "InputTransform", *(["TargetScale"] if scaled else [])])
     dw = DataWriter(checked, pre, env)
     data = checked.data
     train_src = data.train
@@ -347,6 +348,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         const("SHIFT", pre.shift, f"normalize: {pre.normalize}"),
         const("DIV", pre.div),
         f"AXIS = {py(pre.axis)}",
+        *([const("TARGET_SHIFT", pre.target_shift, f"normalize_target: {pre.target_normalize} (the loss sees "
+                 "(y - TARGET_SHIFT) / TARGET_DIV; metrics are in the target's units)"),
+           const("TARGET_DIV", pre.target_div)] if scaled else []),
     ]
     if pre.columns:
         constants.append(const("FEATURE_COLUMNS", [list(c) + ([] if len(c) > 2 else [None]) for c in pre.columns],
@@ -412,7 +416,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         _metrics_code(cfg),
         _loop_code(),
         BATCHES,
-        FILES,
+        FILES.replace("interval=SCHEDULER_INTERVAL)", "interval=SCHEDULER_INTERVAL, "
+                      "target=TargetScale(TARGET_SHIFT, TARGET_DIV).to(DEVICE))" if scaled else
+                      "interval=SCHEDULER_INTERVAL)"),
         MAIN,
     ]
     text = "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
