@@ -81,7 +81,7 @@ class Loop:
     closure: bool = False  # the optimizer re-evaluates the loss (LBFGS)
     reduction: str = "mean"  # the loss's: a mean loss counts len(batch) samples
     interval: str | None = None  # when the scheduler steps: "batch", "epoch", "plateau"
-    target: nn.Module | None = None  # normalize_target: .normalize(y) for the loss; (out) -> the target's units
+    target: Any = None  # normalize_target (layers.TargetScale): .normalize(y) for the loss; (out) -> target units
     check_every: int = 1  # steps between host reads of the non-finite flag
     weights: list[torch.Tensor] = field(init=False)  # the L1 penalty's
 
