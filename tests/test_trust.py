@@ -235,8 +235,12 @@ def test_train_says_which_epoch_the_test_metrics_come_from(tmp_path):
     assert r.returncode == 0, r.stderr
     best = json.loads((tmp_path / "run" / "run.json").read_text())["result"]["best_epoch"]
     assert re.search(rf"^test \(best epoch {best} of 3\): test_loss [0-9.e+-]+  test_mae", r.stdout, re.M), r.stdout
-    r = run("train", spec, "--out", str(tmp_path / "last"), "--set", "train.save=last")
-    assert re.search(r"^test \(last epoch 3 of 3\): test_loss", r.stdout, re.M), r.stdout
+    r = run("train", spec, "--out", str(tmp_path / "last"), "--set", "train.save=last", "--epochs", "1")
+    assert re.search(r"^test \(last epoch 1 of 1\): test_loss", r.stdout, re.M), r.stdout
+    assert ", batch 8, 1 epoch\n" in r.stdout  # not "1 epochs"
+    r = run("train", spec, "--out", str(tmp_path / "stop"), "--set",
+            'train.early_stopping=EarlyStopping(monitor="val_loss", patience=1, min_delta=1e9)')
+    assert re.search(r"^early stopping: `val_loss` has not improved for 1 epoch \(best", r.stdout, re.M), r.stdout
 
 
 # ---------------------------------------------------------------- summary's Trainable column is computed
@@ -466,3 +470,60 @@ def test_normalize_target_trains_on_scaled_targets_and_reports_in_units(tmp_path
 
     assert json.loads(r.stdout)["test_mae"] == pytest.approx(result["test_mae"], rel=1e-4)
     assert torch.load(tmp_path / "run" / "model.pt", weights_only=True)  # a plain state_dict
+
+
+# ---------------------------------------------------------------- smaller slips
+
+
+def test_diff_shows_a_full_batch_as_full(tmp_path):
+    a = write(tmp_path, "input: [4]\n    Linear(3)", IRIS + "\n    batch_size: full", "loss: CrossEntropyLoss", "a.net")
+    b = write(tmp_path, "input: [4]\n    Linear(3)", IRIS + "\n    batch_size: 16", "loss: CrossEntropyLoss", "b.net")
+    r = run("diff", a, b)
+    assert "data.batch_size  full -> 16" in r.stdout, r.stdout
+    import json
+
+    changes = json.loads(run("diff", a, b, "--json").stdout)["settings"]
+    assert {"key": "data.batch_size", "a": "full", "b": "16"} in changes
+
+
+def test_check_json_prints_the_summary_object_on_success(tmp_path):
+    import json
+
+    spec = write(tmp_path, "input: [10]\n    Linear(1)", DIABETES, "loss: MSELoss")
+    r = run("check", "--json", spec)
+    assert r.returncode == 0 and r.stderr == ""
+    (summary,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert summary["ok"] is True and summary["file"] == spec and summary["model"] == "m"
+    assert summary["input_shape"] == [10] and summary["output_shape"] == [1] and summary["parameters"] == 11
+    assert [w["severity"] for w in summary["warnings"]] == ["warning"]
+    assert "normalize_target" in summary["warnings"][0]["help"]
+
+
+def test_interrupted_training_says_how_to_resume(tmp_path, monkeypatch):
+    """Ctrl-C printed only `interrupted`. (Ctrl-C arrives here after the first epoch's checkpoint.)"""
+    import sys
+
+    from click.testing import CliRunner
+
+    from netspec import cli
+    from netspec.train import loop
+
+    real = loop.fit
+
+    def fit(lp, state, epochs, train, validate, monitor, end_of_epoch, samples=None):
+        def end(row, stop):
+            end_of_epoch(row, stop)
+            raise KeyboardInterrupt
+
+        return real(lp, state, epochs, train, validate, monitor, end, samples)
+
+    monkeypatch.setattr(loop, "fit", fit)
+    monkeypatch.chdir(tmp_path)  # runs/m lands here
+    spec = write(tmp_path, *TINY)
+    args = ["train", spec, "--quiet", "--set", "train.epochs=5"]
+    monkeypatch.setattr(sys, "argv", ["netspec", *args])
+    r = CliRunner().invoke(cli.main, args)
+    assert r.exit_code == 130
+    assert "interrupted at epoch 2; " in r.output and "checkpoint.pt holds the last checkpoint; resume with:" in r.output
+    command = r.output.strip().splitlines()[-1].strip()
+    assert command == f"netspec train {spec} --quiet --set train.epochs=5 --out runs/m --resume"

@@ -275,7 +275,7 @@ def _pad_rows() -> list[LayerSpec]:
                 examples=((f"[2, {size}]", f"{kind}Pad{nd}d(1{', 0.5' if extra else ''})"),
                           (f"[2, {size}]", f"{kind}Pad{nd}d(({', '.join(['1', '2'] * nd)}){', 0.5' if extra else ''})"),
                           (f"[{size}]", f"{kind}Pad{nd}d(1{', 0.5' if extra else ''})")),
-                doc=f"{kind.lower()} padding of the last {nd} dimension(s)" +
+                doc=f"{kind.lower()} padding of the last {nd} dimension{'s' if nd > 1 else ''}" +
                     (" of any sample (ConstantPad3d on [C, H, W] pads channels too)." if constant else "."),
             ))
     return rows

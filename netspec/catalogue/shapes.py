@@ -116,7 +116,7 @@ def padding(nd: int, reflect: bool = False, least: int | None = None):
     take [C, spatial...] or the spatial dims alone, the rows' `ranks`)."""
     def rule(s: Shape, a: dict) -> Shape:
         if least is not None and len(s) < least:
-            raise ShapeError(f"this padding pads the last {nd} dimension(s), but the samples are {fmt_shape(s)}",
+            raise ShapeError(f"this padding pads the last {nd} dimension{'s' if nd > 1 else ''}, but the samples are {fmt_shape(s)}",
                              "a sample needs that many dimensions (torch would pad the batch axis)")
         pad = per_dim(a["padding"], 2 * nd)
         if len(pad) != 2 * nd:

@@ -25,6 +25,7 @@ from netspec.data.encode import Encoder, image_geometry, loss_task, takes_tokens
 from netspec.data.prepare import learn_and_encode, source_rows
 from netspec.data.sources import PEEK_ROWS, RawSet, ReadOptions, read_source, table_env
 from netspec.errors import Diagnostic, NetspecError, data_error
+from netspec.util import count
 
 
 def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
@@ -109,7 +110,7 @@ def check_shape(checked: ir.CheckedSpec, encoder: Encoder, src: ir.Source) -> No
     what = "images" if pre.kind == "image" else "samples"
     help_ = f"set `input: {fmt_shape(have)}`" + (f" or `input: [{math.prod(have)}]`" if len(have) > 1 else "")
     if pre.kind == "image" and len(want) == 3 and len(have) == 3 and want[1:] == have[1:] and want[0] != have[0]:
-        help_ = f"the data has {have[0]} channel(s); set `input: {fmt_shape(have)}`"
+        help_ = f"the data has {count(have[0], 'channel')}; set `input: {fmt_shape(have)}`"
     elif src.kind == "image_folder" and len(want) == 3 and len(have) == 3 and want[0] == have[0]:
         help_ += f", or decode the images to the model's size with `image_size: {list(want[1:])}` in `data`"
     raise data_error(f"the {what} of {src.kind}(...) are {fmt_shape(have)} ({math.prod(have)} values) but "

@@ -351,7 +351,7 @@ class Encoder:
             raise data_error(f"{table.path}:{line}: column {name!r} holds text ({cell!r})",
                              "list it in categorical=[...] to one-hot encode it, or leave it out of features")
         shown = ", ".join(f"row {table.lines[rows[j]]} ({cells[j]!r})" for j in bad[:MAX_SHOWN])
-        raise data_error(f"{table.path}: column {name!r} is numeric except {len(bad)} cell(s): {shown}",
+        raise data_error(f"{table.path}: column {name!r} is numeric except {len(bad)} cell{'s' if len(bad) != 1 else ''}: {shown}",
                          "fix or drop those rows")
 
     def learn_targets(self, y: Any, rows: np.ndarray, intrinsic: tuple[str, ...] | None, where: str,

@@ -28,7 +28,7 @@ def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
     lines = [f"data of {checked.spec.file} (model `{checked.model.name}`, input {list(checked.model.input_shape)})"]
     for name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
         if split is not None:
-            lines.append(f"  {name + ':':<12}{len(split):>9,} samples")
+            lines.append(f"  {name + ':':<12}{len(split):>9,} sample{'s' if len(split) != 1 else ''}")
     lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
                  + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
     if pre.features and pre.kind == "table" and len(pre.features) <= 20:

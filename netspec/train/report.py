@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.util import atomic_write, atomic_write_text
+from netspec.util import atomic_write, atomic_write_text, count
 
 SKIP = ("epoch", "lr", "seconds", "samples_per_s")
 
@@ -81,7 +81,7 @@ def write_confusion(out: Path, matrix: np.ndarray, labels: list[str], split: str
     atomic_write_text(out / "confusion.csv", "\n".join(lines) + "\n")
     total = int(matrix.sum())
     acc = float(np.trace(matrix)) / max(total, 1)
-    img = plot.heatmap(matrix.tolist(), names, f"confusion matrix ({split}, {total:,} samples, accuracy {acc:.2%})",
+    img = plot.heatmap(matrix.tolist(), names, f"confusion matrix ({split}, {count(total, 'sample')}, accuracy {acc:.2%})",
                        "predicted", "true", show_numbers=k <= 20)
     atomic_write(out / "confusion.png", lambda tmp: img.save(tmp, format="PNG"))
 

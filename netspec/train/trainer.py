@@ -39,7 +39,7 @@ from netspec import catalogue as cat
 from netspec.builder import build_loss, build_model, build_optimizer, build_scheduler
 from netspec.data.loader import Loader
 from netspec.data.prepare import Prepared, prepare
-from netspec.errors import Diagnostic, NetspecError, error
+from netspec.errors import Diagnostic, NetspecError, TrainingInterrupted, error
 from netspec.train import loop
 from netspec.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -58,7 +58,7 @@ from netspec.train.metrics import MetricState
 from netspec.train.preflight import batch_size_of, check_before_training, monitor_of, patience_of, select_device
 from netspec.train.resources import ensure_fits
 from netspec.train.runs import RunDir, default_run_dir, resolved_spec_text
-from netspec.util import atomic_write_many, atomic_write_text, sha256_text
+from netspec.util import atomic_write_many, atomic_write_text, count, sha256_text
 
 NONFINITE_CHECK_EVERY = 50  # steps between host reads of the non-finite flag on accelerators
 NONFINITE_CHECK_CPU = 1  # on the CPU reading it costs nothing
@@ -445,7 +445,7 @@ class Trainer:
         self.log_epoch(row)
         self.emit(row)
         if stop and self.dist.main and not self.as_json:
-            print(f"early stopping: `{self.monitor.key}` has not improved for {self.state.bad_epochs} epochs "
+            print(f"early stopping: `{self.monitor.key}` has not improved for {count(self.state.bad_epochs, 'epoch')} "
                   f"(best {self.state.best_value:.4g} at epoch {self.state.best_epoch})", flush=True)
 
     def log_epoch(self, row: dict) -> None:
@@ -544,11 +544,24 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
             print(f"resuming with changed settings:\n{changed}", file=sys.stderr)
         refuse_finished(ckpt, checked, out)
     run = RunDir(out, resume=resume, enabled=dist.main)
+    started: list[Trainer] = []
+    try:
+        return _run(checked, out, run, ckpt, quiet, as_json, dist, started)
+    except KeyboardInterrupt:
+        if dist.enabled or not dist.main:
+            raise
+        done = (out / "checkpoint.pt").is_file() and (run.claimed or resume)
+        raise TrainingInterrupted(str(out), started[0].state.epoch if started else 0, done) from None
+
+
+def _run(checked: ir.CheckedSpec, out: Path, run: RunDir, ckpt: dict | None, quiet: bool, as_json: bool,
+         dist: Dist, started: list) -> dict:
     data, warnings = prepare_run(checked, dist)
     if dist.main:
         for w in warnings:
             print(w.render(), file=sys.stderr)
     trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist, data=data)
+    started.append(trainer)  # where it stands, should Ctrl-C come
     if ckpt is not None:
         wrong = state_problems(trainer.model, ckpt["model"])
         if wrong:
@@ -564,8 +577,8 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
             return trainer.finish(stopped_early=trainer.state.epoch < checked.train.epochs)
     if dist.main and not as_json and not quiet:
         where = f"{trainer.device}" + (f" x {dist.world} processes" if dist.enabled else "")
-        print(f"training {checked.model.name} on {where}: {len(trainer.data.train):,} samples, "
-              f"batch {trainer.batch_size}, {checked.train.epochs} epochs"
+        print(f"training {checked.model.name} on {where}: {count(len(trainer.data.train), 'sample')}, "
+              f"batch {trainer.batch_size}, {count(checked.train.epochs, 'epoch')}"
               + (f", {checked.train.precision}" if checked.train.precision != "fp32" else ""), flush=True)
         for note in trainer.data.notes:
             print(note, flush=True)

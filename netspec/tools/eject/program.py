@@ -217,7 +217,8 @@ def main() -> None:
             save(loop, state, args.out)
             saved.append(row["epoch"])
         if stop:
-            print(f"early stopping: `{MONITOR}` has not improved for {state.bad_epochs} epochs "
+            print(f"early stopping: `{MONITOR}` has not improved for {state.bad_epochs} "
+                  f"epoch{'s' if state.bad_epochs != 1 else ''} "
                   f"(best {state.best_value:.4g} at epoch {state.best_epoch})")
 
     try:
@@ -225,6 +226,11 @@ def main() -> None:
             Monitor(MONITOR, MINIMIZE, MIN_DELTA, PATIENCE), end_of_epoch)
     except NonFiniteLoss as e:
         sys.exit(str(e))
+    except KeyboardInterrupt:
+        command = shlex.join(["python", *sys.argv] + ([] if "--resume" in sys.argv else ["--resume"]))
+        print(f"interrupted in epoch {state.epoch + 1}; " + (f"resume with:\n    {command}" if saved or args.resume
+              else "nothing was saved yet: start again"), file=sys.stderr)
+        sys.exit(130)
     tested = f"last epoch {state.epoch} of {state.epoch}"
     if SAVE == "best" and state.best_weights is not None:
         loop.model.load_state_dict(state.best_weights)
@@ -428,7 +434,7 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
 IMPORTS = [
     "from __future__ import annotations", "",
     "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import math", "import os",
-    "import sys", "import tempfile", "import time", "from collections import OrderedDict",
+    "import shlex", "import sys", "import tempfile", "import time", "from collections import OrderedDict",
     "from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence",
     "from dataclasses import dataclass, field", "from pathlib import Path", "from typing import Any, NamedTuple", "",
     "import numpy as np", "import torch", "import torch.nn.functional as F", "from torch import nn",
