@@ -228,7 +228,7 @@ def main() -> None:
         sys.exit(str(e))
     except KeyboardInterrupt:
         command = shlex.join(["python", *sys.argv] + ([] if "--resume" in sys.argv else ["--resume"]))
-        print(f"interrupted in epoch {state.epoch + 1}; " + (f"resume with:\n    {command}" if saved or args.resume
+        print(f"interrupted in epoch {state.epoch + 1}; " + (f"resume with:\\n    {command}" if saved or args.resume
               else "nothing was saved yet: start again"), file=sys.stderr)
         sys.exit(130)
     tested = f"last epoch {state.epoch} of {state.epoch}"
