@@ -187,6 +187,15 @@ def make_loop(epochs: int, steps_per_epoch: int) -> Loop:
                 interval=SCHEDULER_INTERVAL)
 '''
 
+INTERRUPTED = '''
+def interrupted(epoch: int, saved: bool) -> None:
+    """Ctrl-C: where the run stands and the command that carries on (as `netspec train` says)."""
+    command = shlex.join(["python", *sys.argv] + ([] if "--resume" in sys.argv else ["--resume"]))
+    print(f"interrupted in epoch {epoch + 1}; " + (f"resume with:\\n    {command}" if saved else
+          "nothing was saved yet: start again"), file=sys.stderr)
+    sys.exit(130)
+'''
+
 MAIN = '''
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0],
@@ -227,10 +236,7 @@ def main() -> None:
     except NonFiniteLoss as e:
         sys.exit(str(e))
     except KeyboardInterrupt:
-        command = shlex.join(["python", *sys.argv] + ([] if "--resume" in sys.argv else ["--resume"]))
-        print(f"interrupted in epoch {state.epoch + 1}; " + (f"resume with:\\n    {command}" if saved or args.resume
-              else "nothing was saved yet: start again"), file=sys.stderr)
-        sys.exit(130)
+        interrupted(state.epoch, bool(saved) or args.resume)
     tested = f"last epoch {state.epoch} of {state.epoch}"
     if SAVE == "best" and state.best_weights is not None:
         loop.model.load_state_dict(state.best_weights)
@@ -422,6 +428,7 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         _metrics_code(cfg),
         _loop_code(),
         BATCHES,
+        INTERRUPTED,
         FILES.replace("interval=SCHEDULER_INTERVAL)", "interval=SCHEDULER_INTERVAL, "
                       "target=TargetScale(TARGET_SHIFT, TARGET_DIV).to(DEVICE))" if scaled else
                       "interval=SCHEDULER_INTERVAL)"),
