@@ -71,4 +71,18 @@ def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, .
                       target=build_target_scale(pre))
     state = MetricState(checked.train.metrics, pre.task, checked.train.loss.name, data.classes, device)
     res = loop.evaluate(parts, Loader(split, pre, device).sequential(EVAL_BATCH), state)
-    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}
+    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)} | tested_weights(checked, weights_path)
+
+
+def tested_weights(checked: ir.CheckedSpec, weights: Path) -> dict:
+    """{"weights": "runs/m/model.pt (best epoch 3 of 5)"} for a run folder's model.pt, as the
+    run's test line says it; {"weights": path} for any other file."""
+    from netspec.train.runs import read_run_json
+
+    result = read_run_json(weights.parent).get("result") if weights.name == "model.pt" else None
+    epochs = result.get("epochs") if isinstance(result, dict) else None
+    best = result.get("best_epoch") if isinstance(result, dict) else None
+    if not (isinstance(epochs, int) and isinstance(best, int) and 0 < best <= epochs):
+        return {"weights": str(weights)}
+    which = f"best epoch {best}" if checked.train.save == "best" else f"last epoch {epochs}"
+    return {"weights": f"{weights} ({which} of {epochs})"}
