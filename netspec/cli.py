@@ -170,14 +170,19 @@ def check(files: tuple[str, ...], as_json: bool, target: str | None, no_data: bo
             else:
                 click.echo(e.render(), err=True)
             continue
+        m = checked.model
+        if as_json:  # one object per file that checks: what `ok` says, and its warnings
+            click.echo(json.dumps({"file": f, "ok": True, "model": m.name, "input_shape": list(m.input_shape),
+                                   "output_shape": list(m.output_shape), "parameters": parameter_count(m.root),
+                                   "warnings": [w.to_json() for w in checked.warnings]}))
+            continue
         for w in checked.warnings:
-            click.echo(json.dumps(w.to_json()) if as_json else w.render(), err=not as_json)
-        if not as_json:
-            from netspec.catalogue import fmt_shape
+            click.echo(w.render(), err=True)
+        from netspec.catalogue import fmt_shape
+        from netspec.util import count
 
-            m = checked.model
-            click.echo(f"{f}: ok: model `{m.name}` {fmt_shape(m.input_shape)} -> {fmt_shape(m.output_shape)}, "
-                       f"{parameter_count(m.root):,} parameters")
+        click.echo(f"{f}: ok: model `{m.name}` {fmt_shape(m.input_shape)} -> {fmt_shape(m.output_shape)}, "
+                   f"{count(parameter_count(m.root), 'parameter')}")
     if failed:
         sys.exit(1)
 
@@ -416,9 +421,29 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
             _fail(f"the distributed job failed (exit status {code}); the first failing process's message is above",
                   1 if code != 130 else 130)
         return
+    from netspec.errors import TrainingInterrupted
     from netspec.train.trainer import train_file
 
-    train_file(_spec(file), tuple(extra), out_dir=out_dir, resume=resume, quiet=quiet, as_json=as_json)
+    try:
+        train_file(_spec(file), tuple(extra), out_dir=out_dir, resume=resume, quiet=quiet, as_json=as_json)
+    except TrainingInterrupted as e:
+        _fail(_interrupted(e), 130)
+
+
+def _interrupted(e: Any) -> str:
+    """What Ctrl-C during `netspec train` leaves, and the exact command that carries on."""
+    import shlex
+
+    args = sys.argv[1:]
+    if "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", e.run]  # the same folder, whatever runs/ holds by the next time
+    if not e.checkpointed:
+        return (f"interrupted before the first checkpoint: nothing to resume; start again with:\n"
+                f"    {shlex.join(['netspec', *[a for a in args if a != '--resume']])}")
+    if "--resume" not in args:
+        args.append("--resume")
+    return (f"interrupted at epoch {e.epoch + 1}; {e.run}/checkpoint.pt holds the last checkpoint; resume with:\n"
+            f"    {shlex.join(['netspec', *args])}")
 
 
 @main.command()
@@ -665,7 +690,10 @@ def diagram(file: str, output: str | None, depth: int | None, overrides: tuple[s
     spec = _spec_or_run(file)
     checked = load(spec, overrides)
     written = write_diagram(checked, output or f"{checked.model.name}.svg", depth, (file, spec))
-    click.echo(f"wrote {written.path} ({written.boxes} boxes, depth {written.depth} of {written.max_depth})")
+    from netspec.util import count
+
+    click.echo(f"wrote {written.path} ({count(written.boxes, 'box', 'boxes')}, depth {written.depth} of "
+               f"{written.max_depth})")
 
 
 @main.command()

@@ -337,6 +337,7 @@ class DataConfig:
     validation: float = 0.0
     split: tuple[float, ...] | None = None
     normalize: str = "none"
+    normalize_target: str | None = None  # standard | minmax | none; None: not written (a lint may suggest it)
     batch_size: int | None = 32  # None: full batch
     shuffle: bool = True
     one_hot: bool = False
@@ -349,6 +350,7 @@ class DataConfig:
     augment: tuple[CallValue, ...] = ()  # training-batch augmentation (catalogue AUGMENTS), full kwargs
     skip_bad: bool = False  # skip unreadable images with a warning
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    normalize_target_span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,6 +485,28 @@ def parameter_count(node: Node) -> int:
     from netspec.catalogue import parameter_shapes
 
     return sum(math.prod(s) for layer in layers(node) for _, s in parameter_shapes(layer.type, dict(layer.kwargs)))
+
+
+def frozen_paths(checked: CheckedSpec) -> frozenset[str]:
+    """The paths (as `walk` names them) of the layers and blocks whose parameters do not
+    train. Nothing freezes yet: `train { freeze: [...] }` plugs in here, and the summary's
+    Trainable column and totals (and whatever else asks) follow it."""
+    return frozenset()
+
+
+def is_frozen(path: str, frozen: frozenset[str]) -> bool:
+    """Whether `path` or a block around it is frozen."""
+    return any(path == f or path.startswith(f + ".") for f in frozen)
+
+
+def trainable_parameter_count(node: Node, frozen: frozenset[str], path: str = "") -> int:
+    """Parameters at or below `node` (at `path`, as `walk` names it; "" for the root) that
+    train. Buffers (BatchNorm's running statistics) are not parameters: in neither count."""
+    if path and is_frozen(path, frozen):
+        return 0
+    if isinstance(node, LayerNode):
+        return parameter_count(node)
+    return sum(trainable_parameter_count(c, frozen, f"{path}.{c.name}" if path else c.name) for c in children(node))
 
 
 # ---------------------------------------------------------------- stable dump

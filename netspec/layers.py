@@ -289,6 +289,23 @@ class ChannelShuffleLowered(nn.Module):
         return x.reshape(-1, self.groups, c // self.groups, *rest).transpose(1, 2).reshape(-1, c, *rest)
 
 
+class CircularPadLowered(nn.Module):
+    """CircularPadNd on samples of its spatial dims alone (no channel dim): the same padding
+    with a channel dim of 1 added and removed around it. torch.onnx cannot export the
+    channel-less form (torch takes it as an unbatched input)."""
+
+    @classmethod
+    def from_layer(cls, layer: str, kwargs: dict, in_shape: tuple) -> CircularPadLowered:
+        return cls(getattr(nn, layer)(kwargs["padding"]))
+
+    def __init__(self, pad: nn.Module):
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pad(x.unsqueeze(1)).squeeze(1)
+
+
 class ThresholdLowered(nn.Module):
     @classmethod
     def from_layer(cls, layer: str, kwargs: dict, in_shape: tuple) -> ThresholdLowered:
@@ -300,6 +317,27 @@ class ThresholdLowered(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(x > self.threshold, x, torch.full_like(x, self.value))
+
+
+# ---------------------------------------------------------------- targets
+
+
+class TargetScale(nn.Module):
+    """`normalize_target:` the loss sees regression targets as (y - shift) / div (`normalize`),
+    and the model's outputs come back to the target's units as out * div + shift (`forward`):
+    metrics, predictions and the last node of the exported graph. One shift/div per output
+    column (a model that outputs [k]), or one for all outputs."""
+
+    def __init__(self, shift: list, div: list):
+        super().__init__()
+        self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
+        self.register_buffer("div", torch.tensor(div, dtype=torch.float32))
+
+    def normalize(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.get_buffer("shift")) / self.get_buffer("div")
+
+    def forward(self, out: torch.Tensor) -> torch.Tensor:
+        return out * self.get_buffer("div") + self.get_buffer("shift")
 
 
 # ---------------------------------------------------------------- inputs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,10 @@ def eject_and_compare(spec: Path, overrides: tuple[str, ...], tmp_path: Path) ->
                        text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "weights saved in" in r.stdout
+    # the test line says which weights it tested, as netspec's does
+    assert not re.search(r"^test: ", r.stdout, re.M), r.stdout
+    assert all(re.match(r"test \((best|last) epoch \d+ of \d+\): test_", line)
+               for line in r.stdout.splitlines() if line.startswith("test"))
     ours = torch.load(run / "model.pt", weights_only=True)
     theirs = torch.load(out / "model.pt", weights_only=True)
     assert list(ours) == list(theirs)
@@ -175,6 +180,7 @@ data {
     train: csv("diabetes.csv", target=["bp", "progression"], features=["age", "sex", "bmi", "s1", "s2", "s3", "s4", "s5", "s6"])
     validation: 0.25
     normalize: standard
+    normalize_target: standard
     batch_size: 64
     shuffle: false
 }
@@ -216,6 +222,33 @@ train {
 export {
     quantize: int8  # an export setting: the program trains exactly the same
     calibration: 64
+}
+''')
+    eject_and_compare(spec, (), tmp_path)
+
+
+def test_float_npy_images_with_augmentation(tmp_path):
+    """Float [1, 12, 12] samples from .npy, cropped and flipped (issue 19: augment was refused)."""
+    g = np.random.default_rng(1)
+    np.save(tmp_path / "x.npy", g.uniform(0, 1, (80, 1, 12, 12)).astype(np.float32))
+    np.save(tmp_path / "y.npy", g.integers(0, 3, 80))
+    spec = _spec(tmp_path, '''
+model floats {
+    input: [1, 12, 12]
+    Conv2d(4, 3, padding=1); ReLU
+    Flatten
+    Linear(3)
+}
+data {
+    train: npy(x="x.npy", y="y.npy")
+    split: [0.6, 0.2, 0.2]
+    batch_size: 16
+    augment: [RandomCrop(12, padding=2), RandomHorizontalFlip()]
+}
+train {
+    loss: CrossEntropyLoss
+    epochs: 2
+    metrics: [accuracy]
 }
 ''')
     eject_and_compare(spec, (), tmp_path)

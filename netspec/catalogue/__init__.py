@@ -45,9 +45,13 @@ from netspec.catalogue.training import (
     METRICS_LIST,
     OPTIMIZERS,
     OPTIMIZERS_LIST,
+    OUTPUT_WORDS,
     SCHEDULERS,
     SCHEDULERS_LIST,
+    TargetFacts,
+    loss_outputs,
     lower_is_better,
+    metric_problem,
 )
 from netspec.catalogue.types import (
     REQUIRED,
@@ -93,5 +97,6 @@ __all__ = [
     "SOURCES_LIST", "TABLE_FUNCTIONS", "TRAIN_SETTINGS", "AugmentSpec", "BranchSpec", "InitSpec", "LayerSpec",
     "LossSpec", "MetricSpec", "OptimizerSpec", "P", "SchedulerSpec", "SettingSpec", "Shape", "ShapeError",
     "SourceSpec", "describe_domain", "describe_type", "fmt_shape", "in_domain", "lower_is_better",
+    "OUTPUT_WORDS", "TargetFacts", "loss_outputs", "metric_problem",
     "needs_lowering", "onnx_problem", "parameter_shapes", "type_ok",
 ]

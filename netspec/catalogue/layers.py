@@ -49,7 +49,7 @@ from netspec.catalogue.shapes import (
     unfold_rule,
     upsample_rule,
 )
-from netspec.catalogue.types import IT, BranchSpec, LayerSpec, P, Shape, ShapeError, with_domains
+from netspec.catalogue.types import IT, BranchSpec, LayerSpec, P, Shape, ShapeError, fmt_shape, with_domains
 
 SPATIAL = {1: "[channels, length]", 2: "[channels, height, width]", 3: "[channels, depth, height, width]"}
 ACT_INPLACE = (P("inplace", "bool", False),)
@@ -74,6 +74,15 @@ def _layer(name: str, factory: str, params: tuple[P, ...], *args: Any, **kw: Any
     padding layer's `padding`)."""
     keep = ("padding",) if kw.get("category") == "padding" else ()
     return LayerSpec(name, factory, with_domains(params, NAME_DOMAINS, keep), *args, **kw)
+
+
+def _per_position(s: Shape) -> tuple[str, str] | None:
+    """Linear on [C, H, W]: torch applies it to the last dimension at every position; after a
+    convolution that is usually a missing Flatten (a classifier's loss then says so too)."""
+    if len(s) <= 2:
+        return None
+    return (f"Linear applies to the last dimension of {fmt_shape(s)} at each of the other positions "
+            f"({s[-1]} features each), not to the whole sample", "insert Flatten before this layer to use every value")
 
 
 def _infer_first(param: str) -> Callable[[Shape, dict], dict]:
@@ -255,12 +264,19 @@ def _pad_rows() -> list[LayerSpec]:
                               ("Circular", (1, 2, 3), ())):
         for nd in dims:
             size = {1: "8", 2: "8, 8", 3: "5, 5, 5"}[nd]
+            constant = kind in ("Zero", "Constant")  # F.pad's constant mode: any rank; the others nd+1 or nd+2
             rows.append(_layer(
                 f"{kind}Pad{nd}d", f"torch.nn.{kind}Pad{nd}d", (P("padding", IT),) + extra,
-                padding(nd, reflect=kind == "Reflection"), SPATIAL[nd], (nd + 1,), category="padding",
+                padding(nd, reflect=kind == "Reflection", least=nd if constant else None),
+                f"at least {nd} dimension{'s' if nd > 1 else ''} (the last {nd} are padded)" if constant else
+                f"{SPATIAL[nd]} or its last {nd} dimension{'s' if nd > 1 else ''}",
+                None if constant else (nd, nd + 1), category="padding",
+                onnx_lowering="netspec.layers.CircularPadLowered" if kind == "Circular" else "",
                 examples=((f"[2, {size}]", f"{kind}Pad{nd}d(1{', 0.5' if extra else ''})"),
-                          (f"[2, {size}]", f"{kind}Pad{nd}d(({', '.join(['1', '2'] * nd)}){', 0.5' if extra else ''})")),
-                doc=f"{kind.lower()} padding of the last {nd} dimension(s).",
+                          (f"[2, {size}]", f"{kind}Pad{nd}d(({', '.join(['1', '2'] * nd)}){', 0.5' if extra else ''})"),
+                          (f"[{size}]", f"{kind}Pad{nd}d(1{', 0.5' if extra else ''})")),
+                doc=f"{kind.lower()} padding of the last {nd} dimension{'s' if nd > 1 else ''}" +
+                    (" of any sample (ConstantPad3d on [C, H, W] pads channels too)." if constant else "."),
             ))
     return rows
 
@@ -388,9 +404,11 @@ LAYERS_LIST: list[LayerSpec] = [
     _layer(
         "Linear", "torch.nn.Linear",
         (P("in_features", "int", inferred=True), P("out_features", "int"), P("bias", "bool", True)),
-        linear_rule, "[features] or [steps, features]", (1, 2), _infer_last("in_features"), category="linear",
-        examples=(("[20]", "Linear(7)"), ("[5, 20]", "Linear(3, bias=false)")), weights=_w_linear,
-        doc="fully connected layer; in_features is inferred.",
+        linear_rule, "[features] or [..., features]", None, _infer_last("in_features"), category="linear",
+        examples=(("[20]", "Linear(7)"), ("[5, 20]", "Linear(3, bias=false)"), ("[2, 3, 6]", "Linear(4)")),
+        weights=_w_linear, advice=_per_position,
+        doc="fully connected layer on the last dimension (per position of any leading ones); in_features is "
+            "inferred.",
     ),
     _layer(
         "Bilinear", "netspec.layers.Bilinear",

@@ -25,6 +25,8 @@ def needs_lowering(layer: str, kwargs: dict, in_shape: Shape) -> bool:
         return any(o is not None and (n is None or n % o) for n, o in zip(in_shape[1:], out))
     if layer == "Threshold":
         return kwargs["threshold"] != 0
+    if layer.startswith("CircularPad"):
+        return len(in_shape) == int(layer[-2])  # spatial dims only, no channel dim
     return True
 
 

@@ -19,6 +19,9 @@ DATA_SETTINGS = [
     SettingSpec("split", "floats?", None, "[train, validation, test] fractions of one source"),
     SettingSpec("stratify", "bool", False, "validation/split keep each class's share of the samples"),
     SettingSpec("normalize", "choice(standard,minmax,none)", "none", "input scaling; statistics from train only"),
+    SettingSpec("normalize_target", "choice(standard,minmax,none)?", None,
+                "regression targets scaled for the loss (training statistics); metrics, predictions and exports "
+                "stay in the target's units"),
     SettingSpec("batch_size", "int|choice(full)", 32, "samples per step (global under DDP), or `full`", "[1,inf)"),
     SettingSpec("shuffle", "bool", True, "reshuffle training data every epoch"),
     SettingSpec("one_hot", "bool", False, "turn class labels into one-hot rows (width: the class count)"),

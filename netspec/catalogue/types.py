@@ -72,6 +72,8 @@ class LayerSpec:
     doc: str = ""
     aliases: bool = False  # may return its input (or a view of it): a later in-place layer would change it
     onnx_lowering: str = ""  # netspec.layers factory of an exact exportable equivalent, swapped in at export
+    advice: Callable[[Shape], tuple[str, str] | None] | None = None  # a warning (message, help) for an input
+    # torch takes, but that is more often a mistake (Linear on [C, H, W]); errors are for what torch refuses
 
     @property
     def user_params(self) -> tuple[P, ...]:

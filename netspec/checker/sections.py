@@ -43,6 +43,9 @@ class SectionChecker:
         self.ctx.simple_settings(s, cat.DATA_SETTINGS, cfg, ir.DataConfig())
         if cfg.get("batch_size") == "full":
             cfg["batch_size"] = None
+        if "normalize_target" in s:  # written (`none` included): no lint suggests it
+            cfg["normalize_target_span"] = s["normalize_target"].key_span
+            cfg["normalize_target"] = cfg.get("normalize_target") or "none"
         if "image_size" in cfg and cfg["image_size"] is not None:
             size = cfg["image_size"]
             size = (size, size) if isinstance(size, int) else tuple(size)

@@ -337,9 +337,11 @@ def _read_arrays(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
     image = x.dtype == np.uint8 and x.ndim in (3, 4)
     if image and x.ndim == 3:
         x = x[:, None]
-    if opts.peek:
+    extra = {}
+    if opts.peek:  # the samples stay unread, but token ids are checked on a bounded slice
+        extra["peek_x"] = x[:PEEK_ROWS]
         x = np.zeros((0, *x.shape[1:]), x.dtype)
-    return RawSet("image" if image else "table", where, x, y)
+    return RawSet("image" if image else "table", where, x, y, extra=extra)
 
 
 Reader = Callable[[ir.Source, dict, ReadOptions], RawSet | None]

@@ -26,12 +26,14 @@ def onnx_metrics(checked: ir.CheckedSpec, data: Any, split: Any, sessions: dict[
     `max_abs_diff`, and `agreement` (the share of equal top-1 classes) for classifiers."""
     from netspec.builder import build_loss
     from netspec.data.loader import Loader, to_units
+    from netspec.train.evaluate import build_target_scale
     from netspec.train.metrics import MetricState
 
     loss_fn = build_loss(checked.train.loss)
     reduction = str(checked.train.loss.get("reduction", "mean"))
     states = {name: MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes)
               for name in sessions}
+    target = build_target_scale(data.pre)  # the graphs answer in the target's units; the loss is training's
     same = total = 0
     worst = 0.0
     for xb, yb in Loader(split, data.pre, torch.device("cpu"), resident=False).sequential(1024):
@@ -45,7 +47,7 @@ def onnx_metrics(checked: ir.CheckedSpec, data: Any, split: Any, sessions: dict[
                 raise error(f"{name}: onnxruntime could not run it on {source or checked.spec.file}'s data "
                             f"({str(e).splitlines()[0][:300]})") from None
             with torch.no_grad():
-                loss = loss_fn(out, y)
+                loss = loss_fn(out, y) if target is None else loss_fn(target.normalize(out), target.normalize(y))
             states[name].update(out, y, loss * len(x) if reduction == "mean" else loss)
             outs.append(out)
         for out in outs[1:]:

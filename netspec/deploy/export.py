@@ -33,13 +33,15 @@ class Graph(torch.nn.Module):
     training statistics, reshape) and then the model, so plain onnxruntime takes raw
     inputs (images scaled to [0, 1], CSV rows as numbers) and answers as `predict` does."""
 
-    def __init__(self, transform: torch.nn.Module, model: torch.nn.Module):
+    def __init__(self, transform: torch.nn.Module, model: torch.nn.Module, target: torch.nn.Module | None = None):
         super().__init__()
         self.transform = transform
         self.model = model
+        self.target = target  # normalize_target: outputs back in the target's units
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.transform(x))
+        out = self.model(self.transform(x))
+        return out if self.target is None else self.target(out)
 
 
 def graph_input(checked: ir.CheckedSpec, pre: Preprocessing) -> tuple[tuple, bool]:
@@ -75,7 +77,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     import onnx
 
     from netspec.catalogue import onnx_problem
-    from netspec.train.evaluate import build_transform
+    from netspec.train.evaluate import build_target_scale, build_transform
 
     problems = []
     for layer in ir.layers(checked.model.root):
@@ -88,8 +90,9 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     model = checked.model
     net = net.eval().cpu()
     transform = build_transform(pre).eval()
-    graph = Graph(transform, net).eval()
-    exported = Graph(transform, lower_for_onnx(net, model)).eval()
+    target = build_target_scale(pre)
+    graph = Graph(transform, net, target).eval()
+    exported = Graph(transform, lower_for_onnx(net, model), target).eval()
     shape, tokens = graph_input(checked, pre)
     vocab = _vocabulary(checked) if tokens else None
     sample = sample_input(shape, vocab, 2, 5, 0)
@@ -336,6 +339,8 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
             NO_SPAN if quantize else settings.quantize_span, "error",
             "add `test:`, `validation:` or `split:` to the data section"))
     meta["input_dtype"] = "int64" if pre.tokens else "float32"
+    if pre.tokens:
+        meta["num_embeddings"] = _vocabulary(checked)  # predict checks ids against it
     report = export_model(checked, net, out, opset=opset,
                           tolerance=tolerance if tolerance is not None else settings.tolerance,
                           metadata={k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()},

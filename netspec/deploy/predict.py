@@ -226,7 +226,10 @@ def predictions(session: Any, meta: dict, inputs: tuple[str, ...], top_k: int = 
     done: {"input": name, and "predictions" (top-k classes), "label"/"probabilities" or "values"}."""
     dtype = np.int64 if meta.get("input_dtype") == "int64" else np.float32
     for path in (p for raw in inputs for p in expand_folder(Path(raw))):
-        x = read_inputs(path, meta).astype(dtype)
+        x = read_inputs(path, meta)
+        if dtype == np.int64:
+            x = token_ids(path, x, meta.get("num_embeddings"))
+        x = x.astype(dtype)
         try:
             outs = [run_session(session, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
@@ -235,6 +238,25 @@ def predictions(session: Any, meta: dict, inputs: tuple[str, ...], top_k: int = 
         for i, r in enumerate(results):
             r["input"] = str(path) if len(results) == 1 else f"{path}[{i}]"
             yield r
+
+
+def token_ids(path: Path, x: np.ndarray, vocabulary: Any) -> np.ndarray:
+    """Inputs of a model that starts with an Embedding: whole numbers within its table
+    (5.1 is not silently id 5), as training demands."""
+    flat = np.asarray(x).reshape(len(x), -1)
+    if flat.dtype.kind == "f":
+        bad = ~np.equal(np.mod(flat, 1), 0)
+        if bad.any():
+            r = int(np.argmax(bad.any(axis=1)))
+            raise data_error(f"{path}: sample {r} holds {flat[r][bad[r]][0]:g}, but the model takes integer token ids")
+    n = vocabulary if isinstance(vocabulary, int) and not isinstance(vocabulary, bool) and vocabulary > 0 else None
+    outside = (flat < 0) | (flat >= n) if n is not None else flat < 0
+    if outside.any():
+        r = int(np.argmax(outside.any(axis=1)))
+        v = flat[r][outside[r]][0]
+        raise data_error(f"{path}: token id {v:g} (sample {r}) is outside the model's "
+                         + (f"{n} ids (0 to {n - 1})" if n is not None else "ids (they start at 0)"))
+    return x
 
 
 def format_result(r: dict) -> str:

@@ -391,9 +391,16 @@ def compare_settings(a: ir.CheckedSpec, b: ir.CheckedSpec) -> list[SettingChange
                           ("train", a.train, b.train), ("export", a.export, b.export)):
         for f in fields(x):
             if not f.name.endswith("span"):
-                out += compare_values(f"{section}.{f.name}", getattr(x, f.name), getattr(y, f.name),
-                                      frozenset({"onnx"}))
+                key = f"{section}.{f.name}"
+                va, vb = getattr(x, f.name), getattr(y, f.name)
+                if key in AS_WRITTEN:  # a setting whose typed value is not what the user writes
+                    va, vb = (AS_WRITTEN[key] if v is None else v for v in (va, vb))
+                out += compare_values(key, va, vb, frozenset({"onnx"}))
     return out
+
+
+# settings whose None means something the spec writes as a word: `batch_size: full`
+AS_WRITTEN = {"data.batch_size": ir.Ref("full")}
 
 
 # ---------------------------------------------------------------- runs

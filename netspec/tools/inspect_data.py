@@ -28,7 +28,7 @@ def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
     lines = [f"data of {checked.spec.file} (model `{checked.model.name}`, input {list(checked.model.input_shape)})"]
     for name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
         if split is not None:
-            lines.append(f"  {name + ':':<12}{len(split):>9,} samples")
+            lines.append(f"  {name + ':':<12}{len(split):>9,} sample{'s' if len(split) != 1 else ''}")
     lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
                  + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
     if pre.features and pre.kind == "table" and len(pre.features) <= 20:
@@ -43,6 +43,10 @@ def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
         what = "per channel" if pre.kind == "image" else "per column"
         lines.append(f"  normalize:  {pre.normalize} {what}, from the training split: shift "
                      f"{_short(pre.shift)}, divide by {_short(pre.div or [])}")
+    if pre.target_shift is not None:
+        lines.append(f"  targets normalized: {pre.target_normalize}, from the training split: shift "
+                     f"{_short(pre.target_shift)}, divide by {_short(pre.target_div or [])} (for the loss; metrics "
+                     "and predictions in the target's units)")
     dc = checked.data
     if dc is not None and dc.augment:
         from netspec.syntax.expr import show
@@ -75,9 +79,9 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
     from netspec.train.loop import epoch_order
 
     pre = data.pre
-    if pre.kind != "image" or len(pre.source_shape) != 3:
-        raise error("--preview shows images; this data set holds rows of numbers",
-                    "`netspec data FILE` without --preview summarises it")
+    if len(pre.source_shape) != 3 or pre.source_shape[0] not in (1, 3):
+        raise error(f"--preview shows images ([1 or 3 channels, height, width]); this data set's samples are "
+                    f"{list(pre.source_shape)}", "`netspec data FILE` without --preview summarises it")
     if out.suffix.lower() != ".png":
         raise error(f"-o {out}: the preview is a .png file")
     if out.exists() and (not out.is_file() or out.read_bytes()[:8] != PNG_SIGNATURE):
@@ -93,6 +97,8 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
 
         aug = Augmenter([(a.name, dict(a.kwargs)) for a in dc.augment], tuple(pre.source_shape))  # type: ignore[arg-type]
         x = aug(x, checked.train.seed, 1, 1, offset=0, total=len(order))
+    if pre.kind != "image" and (float(x.min()) < 0 or float(x.max()) > 1):  # float samples: their own range
+        x = (x - x.min()) / (x.max() - x.min()).clamp(min=1e-12)
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     captions = _captions(yb, pre)
     title = f"{checked.model.name}: first training batch, epoch 1" + (" (augmented)" if dc and dc.augment else "")

@@ -81,6 +81,7 @@ class Loop:
     closure: bool = False  # the optimizer re-evaluates the loss (LBFGS)
     reduction: str = "mean"  # the loss's: a mean loss counts len(batch) samples
     interval: str | None = None  # when the scheduler steps: "batch", "epoch", "plateau"
+    target: Any = None  # normalize_target (layers.TargetScale): .normalize(y) for the loss; (out) -> target units
     check_every: int = 1  # steps between host reads of the non-finite flag
     weights: list[torch.Tensor] = field(init=False)  # the L1 penalty's
 
@@ -166,7 +167,7 @@ def forward_loss(loop: Loop, x: torch.Tensor, y: torch.Tensor, scale: float = 1.
     with autocast(loop):
         out = loop.forward_module(x)
     out = out.float()
-    data_loss = loop.loss_fn(out, y)
+    data_loss = loop.loss_fn(out, y if loop.target is None else loop.target.normalize(y))
     loss = data_loss * scale if scale != 1.0 else data_loss
     if loop.l1:
         loss = loss + loop.l1 * sum(w.abs().sum() for w in loop.weights)
@@ -234,7 +235,8 @@ def train_epoch(loop: Loop, batches: Iterable[Batch], epoch: int, metrics: Any,
             out, data_loss = step(x, y, batch.scale) if step is not None else optimizer_step(loop, x, y, batch.scale)
         except (RuntimeError, ValueError) as e:  # torch's shape/dtype complaints, with where they happened
             raise StepFailed(epoch, i, x, y, str(e).splitlines()[0]) from e
-        metrics.update(out, y, data_loss * len(batch.x) if loop.reduction == "mean" else data_loss)
+        shown = out if loop.target is None else loop.target(out)  # metrics in the target's units
+        metrics.update(shown, y, data_loss * len(batch.x) if loop.reduction == "mean" else data_loss)
         finite = torch.isfinite(data_loss)
         if loop.check_every == 1:
             if not bool(finite):
@@ -266,7 +268,11 @@ def evaluate(loop: Loop, batches: Iterable[tuple[torch.Tensor, torch.Tensor | No
         with autocast(loop):
             out = net(x)
         out = out.float()
-        loss = loop.loss_fn(out, y)
+        if loop.target is None:
+            loss = loop.loss_fn(out, y)
+        else:  # the loss as training sees it, the metrics in the target's units
+            loss = loop.loss_fn(out, loop.target.normalize(y))
+            out = loop.target(out)
         metrics.update(out, y, loss * len(x) if loop.reduction == "mean" else loss)
     net.train(was)
     metrics.reduce()

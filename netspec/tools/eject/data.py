@@ -269,7 +269,7 @@ class DataWriter:
                     "    x = csv_features(columns)"]
             if self.pre.task == "input":
                 body.append("    return x, None")
-            elif len(targets) > 1 or not (self.pre.task in ("class", "binary") or self.pre.one_hot):
+            elif len(targets) > 1 or not self.pre.coded:
                 body.append(f"    y = np.asarray([[float(columns[t][r]) for t in {py(targets)}] "
                             "for r in range(len(x))], np.float32)")
                 body.append("    return x, y")
@@ -329,7 +329,7 @@ class DataWriter:
         if pre.task == "input":
             lines = lines[:2] + ["    return None  # the targets are the preprocessed inputs"]
             return "\n".join(lines)
-        if not (pre.task in ("class", "binary") or pre.one_hot):
+        if not pre.coded:
             if None in out:
                 lines.append("    return np.asarray(y, np.float32)")
             else:

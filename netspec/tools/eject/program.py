@@ -187,6 +187,15 @@ def make_loop(epochs: int, steps_per_epoch: int) -> Loop:
                 interval=SCHEDULER_INTERVAL)
 '''
 
+INTERRUPTED = '''
+def interrupted(epoch: int, saved: bool) -> None:
+    """Ctrl-C: where the run stands and the command that carries on (as `netspec train` says)."""
+    command = shlex.join(["python", *sys.argv] + ([] if "--resume" in sys.argv else ["--resume"]))
+    print(f"interrupted in epoch {epoch + 1}; " + (f"resume with:\\n    {command}" if saved else
+          "nothing was saved yet: start again"), file=sys.stderr)
+    sys.exit(130)
+'''
+
 MAIN = '''
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0],
@@ -217,7 +226,8 @@ def main() -> None:
             save(loop, state, args.out)
             saved.append(row["epoch"])
         if stop:
-            print(f"early stopping: `{MONITOR}` has not improved for {state.bad_epochs} epochs "
+            print(f"early stopping: `{MONITOR}` has not improved for {state.bad_epochs} "
+                  f"epoch{'s' if state.bad_epochs != 1 else ''} "
                   f"(best {state.best_value:.4g} at epoch {state.best_epoch})")
 
     try:
@@ -225,11 +235,15 @@ def main() -> None:
             Monitor(MONITOR, MINIMIZE, MIN_DELTA, PATIENCE), end_of_epoch)
     except NonFiniteLoss as e:
         sys.exit(str(e))
+    except KeyboardInterrupt:
+        interrupted(state.epoch, bool(saved) or args.resume)
+    tested = f"last epoch {state.epoch} of {state.epoch}"
     if SAVE == "best" and state.best_weights is not None:
         loop.model.load_state_dict(state.best_weights)
+        tested = f"best epoch {state.best_epoch} of {state.epoch}"
     if "test" in data:
         result = evaluate(loop, evaluation_batches(*data["test"]), new_metrics())
-        print("test: " + "  ".join(f"test_{k} {v:.4g}" for k, v in result.items()))
+        print(f"test ({tested}): " + "  ".join(f"test_{k} {v:.4g}" for k, v in result.items()))
     if saved:
         print(f"weights saved in {args.out / 'model.pt'} (epoch {state.best_epoch if SAVE == 'best' else saved[-1]})")
 
@@ -308,7 +322,8 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
     pre = prepared.pre
     env = {k: v for k, v in checked.constants if isinstance(v, (int, float)) and not isinstance(v, bool)}
     model_text, own = model_code(checked.model)
-    own_classes = copied_source(layers, [*own, "InputTransform"])
+    scaled = pre.target_shift is not None  # normalize_target: the loop scales targets with TargetScale
+    own_classes = copied_source(layers, [*own, "InputTransform", *(["TargetScale"] if scaled else [])])
     dw = DataWriter(checked, pre, env)
     data = checked.data
     train_src = data.train
@@ -345,6 +360,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         const("SHIFT", pre.shift, f"normalize: {pre.normalize}"),
         const("DIV", pre.div),
         f"AXIS = {py(pre.axis)}",
+        *([const("TARGET_SHIFT", pre.target_shift, f"normalize_target: {pre.target_normalize} (the loss sees "
+                 "(y - TARGET_SHIFT) / TARGET_DIV; metrics are in the target's units)"),
+           const("TARGET_DIV", pre.target_div)] if scaled else []),
     ]
     if pre.columns:
         constants.append(const("FEATURE_COLUMNS", [list(c) + ([] if len(c) > 2 else [None]) for c in pre.columns],
@@ -410,7 +428,10 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         _metrics_code(cfg),
         _loop_code(),
         BATCHES,
-        FILES,
+        INTERRUPTED,
+        FILES.replace("interval=SCHEDULER_INTERVAL)", "interval=SCHEDULER_INTERVAL, "
+                      "target=TargetScale(TARGET_SHIFT, TARGET_DIV).to(DEVICE))" if scaled else
+                      "interval=SCHEDULER_INTERVAL)"),
         MAIN,
     ]
     text = "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
@@ -420,7 +441,7 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
 IMPORTS = [
     "from __future__ import annotations", "",
     "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import math", "import os",
-    "import sys", "import tempfile", "import time", "from collections import OrderedDict",
+    "import shlex", "import sys", "import tempfile", "import time", "from collections import OrderedDict",
     "from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence",
     "from dataclasses import dataclass, field", "from pathlib import Path", "from typing import Any, NamedTuple", "",
     "import numpy as np", "import torch", "import torch.nn.functional as F", "from torch import nn",
