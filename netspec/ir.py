@@ -307,6 +307,7 @@ class CheckedModel:
     root: SeqNode
     init: InitSpec | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    padded: bool = False  # the input is padded texts (token ids, 0 = padding): built as MaskedSequential
 
     @property
     def output_shape(self) -> Shape:
@@ -348,6 +349,9 @@ class DataConfig:
     image_size: tuple[int, int] | None = None  # decode images to [height, width]
     augment: tuple[CallValue, ...] = ()  # training-batch augmentation (catalogue AUGMENTS), full kwargs
     skip_bad: bool = False  # skip unreadable images with a warning
+    tokenizer: CallValue | None = None  # text columns: words(...) | chars(...) | bpe(...), full kwargs
+    max_len: int | None = None  # text columns: tokens kept per text (None: the longest training text)
+    bucket: bool = False  # text columns: training batches of texts of similar length
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 

@@ -12,8 +12,10 @@ The passes run in the order of ``PASSES``, each reading and filling the one ``Ch
     definitions   lets and blocks, imports first         (checker/definitions.py)
     layout        the sections and the one model present  (here)
     sections      data / train / export -> typed configs  (checker/sections.py)
+    data constants  vocab_size, num_classes from the data (checker/text.py)
     model         names, blocks, layers, shapes           (checker/model.py)
     cross         model x loss x metrics x data           (checker/cross.py)
+    text model    a model over padded texts               (checker/text.py)
 
 then, with ``read_data``, the data pass over the checked spec (checker/data.py).
 
@@ -31,6 +33,7 @@ from netspec.checker.cross import CrossChecker
 from netspec.checker.definitions import definitions_pass
 from netspec.checker.model import ModelChecker
 from netspec.checker.sections import SectionChecker
+from netspec.checker.text import data_constants_pass, text_model_pass
 from netspec.errors import Diagnostic, NetspecError, Span, did_you_mean
 
 
@@ -76,11 +79,12 @@ def cross_pass(ctx: CheckContext) -> None:
         CrossChecker(ctx).cross_checks(ctx.model, ctx.data, ctx.train)
 
 
-PASSES: tuple[Callable[[CheckContext], None], ...] = (definitions_pass, layout_pass, sections_pass, model_pass,
-                                                      cross_pass)
+PASSES: tuple[Callable[[CheckContext], None], ...] = (definitions_pass, layout_pass, sections_pass,
+                                                      data_constants_pass, model_pass, cross_pass, text_model_pass)
 
 
 def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
+    ctx.read_data = read_data
     for check_pass in PASSES:
         check_pass(ctx)
     if ctx.diags:

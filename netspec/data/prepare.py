@@ -106,6 +106,7 @@ class Prepared:
     pre: Preprocessing
     notes: list[str] = field(default_factory=list)  # for the run output (e.g. where an image cache is)
     warnings: list[Diagnostic] = field(default_factory=list)
+    text_lengths: dict[str, np.ndarray] = field(default_factory=dict)  # texts: tokens per text by split, uncut
 
     @property
     def task(self) -> str:
@@ -142,16 +143,15 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
     base = _read(data.train, replace(opts, classes=classes_hint))
     notes = _source_notes(base)
     n = len(base)
-    rows = np.arange(n)
-    if data.subset is not None and data.subset < n:
-        # a seeded random sample, never the first N: image folders (and many files) are
-        # sorted by class, and their first N samples would be a few classes only
-        rows = np.sort(np.random.default_rng(seed + 7).choice(n, data.subset, replace=False))
+    rows = subset_rows(n, data, seed)
     enc = Encoder(checked, saved)
     if data.subset is not None and data.subset > n:
         enc.warnings.append(Diagnostic(f"subset: {data.subset:,} asks for more samples than the training source "
                                        f"holds ({n:,}); all {n:,} are used", data.train.span, "warning"))
     enc.learn(base, rows)
+    if enc.pre.kind == "text" and saved is None:  # the vocabulary comes from the training split only
+        assert base.table is not None
+        enc.learn_text(base.table, csv_training_rows(base.table, data, seed, enc))
     x_all, y_all = enc.encode(base, "training data", data.train)
     pieces = split_rows(rows, data, seed, y_all if enc.pre.task in ("class", "binary") else None)
     train = _split("training data", x_all, y_all, pieces[0])
@@ -169,7 +169,43 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
     if saved is None:
         learn_statistics(enc.pre, train)
     enc.conform()
-    return Prepared(train, val, test, enc.pre, notes, enc.warnings)
+    prepared = Prepared(train, val, test, enc.pre, notes, enc.warnings)
+    if enc.pre.kind == "text":  # tokens per text before max_len, for `netspec data`
+        lengths = enc.text_lengths["training data"]
+        prepared.text_lengths = {"train": lengths[pieces[0]]}
+        if val is not None and pieces[1] is not None:
+            prepared.text_lengths["validation"] = lengths[pieces[1]]
+        if data.test is not None:
+            prepared.text_lengths["test"] = enc.text_lengths["test data"]
+        elif test is not None and pieces[2] is not None:
+            prepared.text_lengths["test"] = lengths[pieces[2]]
+    return prepared
+
+
+def subset_rows(n: int, data: ir.DataConfig, seed: int) -> np.ndarray:
+    """The rows of the training source that are used: all, or `subset:` of them drawn at random
+    (seeded), never the first N: image folders (and many files) are sorted by class, and their
+    first N samples would be a few classes only."""
+    if data.subset is not None and data.subset < n:
+        return np.sort(np.random.default_rng(seed + 7).choice(n, data.subset, replace=False))
+    return np.arange(n)
+
+
+def csv_training_rows(table: Any, data: ir.DataConfig, seed: int, enc: Encoder | None = None) -> np.ndarray:
+    """The rows of a CSV that the training split holds (sorted): what the tokenizer
+    learns from. The split is prepare's; stratified by the class codes the Encoder gives the
+    target (`enc`), or, before there is one (check), by encode.class_codes, which codes alike."""
+    from netspec.data.encode import class_codes
+
+    rows = subset_rows(len(table), data, seed)
+    labels = None
+    if data.stratify and data.train is not None:
+        target = (data.train.get("target") or ("",))[0]
+        if enc is not None and enc.pre.task in ("class", "binary"):
+            labels = enc.encode_csv_targets(table, "training data")
+        elif target in table.columns:
+            labels = class_codes(table.columns[target], data.labels)
+    return np.sort(split_rows(rows, data, seed, labels)[0])
 
 
 def _read(src: ir.Source, opts: ReadOptions) -> RawSet:

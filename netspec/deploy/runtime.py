@@ -21,6 +21,7 @@ import numpy as np
 from netspec.errors import error
 
 INPUT, OUTPUT = "input", "output"  # the graph's input and output names
+MASK = "mask"  # models of texts: the second input, 1 at a text's tokens and 0 at padding
 
 
 def open_session(path: str) -> Any:
@@ -61,6 +62,11 @@ def load_session(path: str) -> tuple[Any, dict]:
     return session, parsed
 
 
-def run_session(session: Any, x: np.ndarray) -> np.ndarray:
-    """The model's (first) output for the batch `x` (onnxruntime's errors pass through)."""
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+def run_session(session: Any, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The model's (first) output for the batch `x` (a model of texts: token ids, and `mask`,
+    default: 1 wherever an id is not padding); onnxruntime's errors pass through."""
+    inputs = session.get_inputs()
+    feed = {inputs[0].name: x}
+    if len(inputs) > 1:
+        feed[inputs[1].name] = (x != 0).astype(np.int64) if mask is None else mask
+    return session.run(None, feed)[0]
