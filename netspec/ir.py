@@ -307,7 +307,8 @@ class CheckedModel:
     root: SeqNode
     init: InitSpec | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
-    padded: bool = False  # the input is padded texts (token ids, 0 = padding): built as MaskedSequential
+    # the input is padded texts (token ids, 0 = padding): built as layers.MaskedSequential
+    padded: bool = field(default=False, metadata={"dump": "unless default"})
 
     @property
     def output_shape(self) -> Shape:
@@ -464,6 +465,8 @@ def dump(node: object, indent: int = 0) -> str:
             if f.name.endswith("span"):
                 continue
             value = getattr(node, f.name)
+            if f.metadata.get("dump") == "unless default" and value == f.default:
+                continue  # a later field, in the dump only where it is set
             if isinstance(value, tuple) and value and any(is_dataclass(v) for v in value):
                 inner = "\n".join(dump(v, indent + 2) for v in value)
                 parts.append(f"{pad}  {f.name}:\n{inner}")

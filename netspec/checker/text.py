@@ -75,7 +75,11 @@ def data_constants_pass(ctx: CheckContext) -> None:
     wanted = referenced(ctx) if ctx.model_syntax is not None else set()
     data = ctx.data
     text = data is not None and data.train is not None and data.train.kind == "csv" and bool(data.train.get("text"))
-    if not (wanted or (text and ctx.read_data)) or ctx.diags:
+    if ctx.diags:  # the data section may be wrong: the constants wait for it (no second error)
+        for name in wanted - set(ctx.consts):
+            ctx.consts[name] = FAILED
+        return
+    if not (wanted or (text and ctx.read_data)):
         return
     if data is None or data.train is None:
         for name in sorted(wanted - set(ctx.consts)):

@@ -50,12 +50,14 @@ class TextGraph(Graph):
         return self.model(self.transform(ids), (mask != 0) | first)
 
 
-def text_batches(vocab: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def text_batches(vocab: int, seed: int, longest: int = 40) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(ids, mask) batches of random texts of several lengths, among them texts alone and an
-    empty one, padded to several widths: an export must hold at every sequence length."""
+    empty one, padded to several widths up to `longest`: an export must hold at every length."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for lengths, width in (([3, 1, 7], 7), ([1], 1), ([12, 0, 2, 5], 12), ([5], 30), ([33, 17, 1], 40)):
+        width = min(width, longest)
+        lengths = [min(n, width) for n in lengths]
         ids = torch.zeros(len(lengths), width, dtype=torch.long)
         for i, n in enumerate(lengths):
             ids[i, :n] = torch.randint(1, max(vocab, 2), (n,), generator=g)
@@ -115,7 +117,8 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     exported = kind(transform, lower_for_onnx(net, model)).eval()
     shape, tokens = graph_input(checked, pre)
     vocab = _vocabulary(checked) if tokens else None
-    sample: tuple = text_batches(vocab or 2, 0)[0] if texts else (sample_input(shape, vocab, 2, 5, 0),)
+    longest = _longest_text(model, pre)
+    sample: tuple = text_batches(vocab or 2, 0, longest)[0] if texts else (sample_input(shape, vocab, 2, 5, 0),)
     names = [INPUT, MASK] if texts else [INPUT]
     axes = {INPUT: {0: "batch", **{i + 1: f"dim{i + 1}" for i, d in enumerate(shape) if d is None}},
             OUTPUT: {0: "batch", **{i + 1: f"out_dim{i + 1}" for i, d in enumerate(model.output_shape) if d is None}}}
@@ -153,7 +156,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             onnx.checker.check_model(tmp, full_check=True)
         except Exception as e:  # noqa: BLE001 - onnx checker errors are user-facing export failures
             raise ExportError(Diagnostic(f"onnx.checker rejected the export: {str(e).splitlines()[0]}")) from None
-        batches: list = text_batches(vocab or 2, 1) if texts else \
+        batches: list = text_batches(vocab or 2, 1, longest) if texts else \
             [sample_input(shape, vocab, 3, 5, 1), sample_input(shape, vocab, 1, 9, 2)]
         if real_inputs is not None and len(real_inputs):
             real = torch.from_numpy(np.ascontiguousarray(real_inputs))
@@ -164,6 +167,13 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
 
     atomic_write(path, write)
     return report
+
+
+def _longest_text(model: ir.CheckedModel, pre: Preprocessing) -> int:
+    """The most steps a model of texts takes: max_len, and no more than its PositionalEmbeddings hold."""
+    limits = [int(dict(n.kwargs)["max_len"]) for _, n in ir.walk(model.root)
+              if isinstance(n, ir.LayerNode) and n.type == "PositionalEmbedding"]
+    return min([*limits, pre.max_len or 40])
 
 
 def _vocabulary(checked: ir.CheckedSpec) -> int:
@@ -362,9 +372,13 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
 
 def exported_line(report: dict) -> str:
     """What `netspec export` says about a finished export_file."""
-    return (f"exported {report['output']} (opset {report['opset']}); verified on {report['inputs_checked']} inputs "
+    line = (f"exported {report['output']} (opset {report['opset']}); verified on {report['inputs_checked']} inputs "
             f"against onnxruntime: max abs diff {report['max_abs_diff']:.2e}, "
             f"max rel diff {report['max_rel_diff']:.2e}")
+    if "padding_invariance" in report:
+        line += (f"; inputs: token ids and their mask; a text alone vs inside a padded batch: max diff "
+                 f"{report['padding_invariance']:.2e}")
+    return line
 
 
 def data_files(checked: ir.CheckedSpec) -> list[Path]:
