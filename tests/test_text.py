@@ -325,8 +325,12 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_train_export_predict_and_eval_on_raw_text(texts, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(texts, data)
     spec = text_spec(tmp_path, "    pos: PositionalEmbedding(24)\n    enc: TransformerEncoderLayer(2, dim_feedforward=16, "
-                     "dropout=0.0)\n    pool: Mean(1)", extra="max_len: 24\n    bucket: true", data=texts)
+                     "dropout=0.0)\n    pool: Mean(1)", extra="max_len: 24\n    bucket: true", data=data)
     r = cli("train", str(spec), "--out", "run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     run = tmp_path / "run"
@@ -363,6 +367,12 @@ def test_train_export_predict_and_eval_on_raw_text(texts, tmp_path):
     assert r.returncode == 1 and "bad.txt:2: not UTF-8" in r.stderr and "Traceback" not in r.stderr
     r = cli("predict", "m.onnx", str(EXAMPLE_DIGIT), cwd=tmp_path)
     assert r.returncode == 1 and "this model reads texts" in r.stderr
+    shutil.rmtree(data)  # a run folder needs no data for its vocab_size: run.json recorded it
+    r = cli("export", "run", "-o", "again.onnx", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert cli("summary", "run", cwd=tmp_path).returncode == 0
+    r = cli("check", str(spec), cwd=tmp_path)
+    assert r.returncode == 1 and "no such file" in r.stderr
 
 
 EXAMPLE_DIGIT = Path(__file__).resolve().parent.parent / "examples" / "digits" / "7.png"

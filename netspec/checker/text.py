@@ -95,6 +95,11 @@ def data_constants_pass(ctx: CheckContext) -> None:
     except NetspecError as e:
         if not wanted and not ctx.read_data:
             return
+        saved = run_constants(ctx.spec.file)
+        if not ctx.read_data and wanted <= set(saved):  # a run folder's spec: the values it trained with
+            for name in wanted - set(ctx.consts):
+                ctx.consts[name] = saved[name]
+            return
         ctx.diags += [d if d.span else replace(d, span=data.train.span) for d in e.diagnostics]
         for name in wanted:
             ctx.consts.setdefault(name, FAILED)  # reported once, here
@@ -112,6 +117,22 @@ def data_constants_pass(ctx: CheckContext) -> None:
                          if name == "vocab_size" else "the targets are not class labels")
             continue
         ctx.consts[name] = value
+
+
+def run_constants(spec_file: str) -> dict[str, Any]:
+    """The data constants a run folder recorded (its run.json), for its spec.net: summary,
+    diagram and export of a run need no data."""
+    import json
+    import os
+
+    if os.path.basename(spec_file) != "spec.net":
+        return {}
+    try:
+        with open(os.path.join(os.path.dirname(spec_file), "run.json"), encoding="utf-8") as f:
+            saved = json.load(f).get("data_constants") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in saved.items() if k in DATA_CONSTANTS and isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _missing(ctx: CheckContext, name: str, why: str) -> None:

@@ -25,12 +25,17 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
     pre = data.pre
-    lines = [f"data of {checked.spec.file} (model `{checked.model.name}`, input {list(checked.model.input_shape)})"]
+    from netspec.catalogue import fmt_shape
+
+    lines = [f"data of {checked.spec.file} (model `{checked.model.name}`, input {fmt_shape(checked.model.input_shape)})"]
     for name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
         if split is not None:
             lines.append(f"  {name + ':':<12}{len(split):>9,} samples")
-    lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
-                 + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
+    if pre.kind == "text":
+        lines.append(f"  samples:    texts as token ids ({pre.raw_dtype}), each batch padded to its longest text")
+    else:
+        lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
+                     + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
     if pre.features and pre.kind == "table" and len(pre.features) <= 20:
         lines.append(f"  features:   {', '.join(pre.features)}")
     if pre.kind == "text":

@@ -348,7 +348,9 @@ class Trainer:
         if not self.run.claimed:
             moved = self.run.claim(resolved_spec_text(self.checked.spec), {
                 "netspec_version": __version__, "model": self.checked.model.name, "spec_hash": self.spec_hash,
-                "spec": os.path.abspath(self.checked.spec.file), "processes": self.dist.world})
+                "spec": os.path.abspath(self.checked.spec.file), "processes": self.dist.world,
+                # what `vocab_size`/`num_classes` were: commands on this run folder need no data for them
+                "data_constants": {k: v for k, v in self.checked.constants if k in cat.DATA_CONSTANTS}})
             if moved is not None:
                 print(f"previous run kept in {moved}/", file=sys.stderr)
             self.open_tensorboard()
