@@ -10,8 +10,9 @@ only says how to get it. The baseline is the best of the classical ones tried on
 
 The netspec runs are the commands a user types, `netspec train EXAMPLE --out DIR --json`, each
 timed from start to exit (data reading, tokenizer, training, test evaluation and the run folder
-included), with torch's default threads. The load average before and after each is printed:
-the figures mean something only on an otherwise quiet machine. `--taskset 0,1` pins every run
+included), with torch's default threads; their CPU time (user + system) is measured too. The
+load average before and after each is printed: wall times mean something only on an otherwise
+quiet machine (`OMP_NUM_THREADS=1` makes the CPU time a fair single-core figure on a busy one). `--taskset 0,1` pins every run
 to those cores (2 cores: the README's figures).
 
     .venv/bin/python benchmarks/text_baseline.py [--taskset 0,1] [--only text_bag]
@@ -26,6 +27,7 @@ import csv
 import importlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -75,13 +77,14 @@ def tfidf() -> dict:
 
     train_x, train_y = read(DATA / "train.csv")
     test_x, test_y = read(DATA / "test.csv")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     vectorizer = TfidfVectorizer(sublinear_tf=True)
     features = vectorizer.fit_transform(train_x)
     model = LogisticRegression(C=10, max_iter=3000).fit(features, train_y)
     accuracy = float((model.predict(vectorizer.transform(test_x)) == np.array(test_y)).mean())
     return {"name": "TF-IDF + logistic regression (scikit-learn)", "accuracy": accuracy,
-            "seconds": time.perf_counter() - start, "what": f"{features.shape[1]:,} word features, C=10"}
+            "seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+            "what": f"{features.shape[1]:,} word features, C=10"}
 
 
 def netspec_run(example: str, taskset: str | None, out: Path) -> dict:
@@ -90,14 +93,18 @@ def netspec_run(example: str, taskset: str | None, out: Path) -> dict:
     if taskset:
         cmd = ["taskset", "-c", taskset, *cmd]
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if r.returncode != 0:
         sys.exit(f"netspec train {example} failed:\n{r.stderr}")
     final = next(json.loads(line)["final"] for line in r.stdout.splitlines() if line.startswith('{"final"'))
     epochs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith('{"epoch"')]
     return {"name": f"netspec train examples/{example}.net", "accuracy": final["test_accuracy"], "seconds": seconds,
+            "cpu": cpu,
             "what": f"{len(epochs)} epochs, {sum(e['seconds'] for e in epochs):.0f} s in epochs; load average "
                     f"{load:.1f} before, {os.getloadavg()[0]:.1f} after"}
 
@@ -123,11 +130,12 @@ def main() -> None:
     base = rows[0]
     print(f"WordNet noun definitions -> 10 categories ({DATA}); {cores} CPU cores; load average now "
           f"{os.getloadavg()[0]:.1f}\n")
-    print("| model | test accuracy | vs TF-IDF | wall time | |")
-    print("|---|---:|---:|---:|---|")
+    print("| model | test accuracy | vs TF-IDF | wall time | CPU time | |")
+    print("|---|---:|---:|---:|---:|---|")
     for r in rows:
         diff = (r["accuracy"] - base["accuracy"]) * 100
-        print(f"| {r['name']} | {r['accuracy']:.2%} | {diff:+.2f} points | {r['seconds']:.0f} s | {r['what']} |")
+        print(f"| {r['name']} | {r['accuracy']:.2%} | {diff:+.2f} points | {r['seconds']:.0f} s | {r['cpu']:.0f} s | "
+              f"{r['what']} |")
 
 
 if __name__ == "__main__":

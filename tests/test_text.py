@@ -129,7 +129,7 @@ BODIES = {
     "lstm": "    rnn: LSTM(6, num_layers=2)\n    Last",
     "gru": "    rnn: GRU(6)\n    pool: Mean(1)",
     "rnn": '    rnn: RNN(6, nonlinearity="relu")\n    pool: Max(1)',
-    "bilstm": "    rnn: LSTM(6, num_layers=2, bidirectional=true)\n    Last",
+    "bilstm": "    rnn: LSTM(6, num_layers=2, bidirectional=true, proj_size=4)\n    Last",
     "bigru": "    rnn: GRU(6, bidirectional=true)\n    pool: Mean(1)",
     "branches": "    res: residual { MultiheadAttention(2) }\n    both: concat(dim=1) { Mean(1); Max(1); Last }",
 }

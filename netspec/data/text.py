@@ -233,7 +233,8 @@ def length_histogram(lengths: Sequence[int], max_len: int | None, bins: int = 10
     scale = width / max(int(counts.max()), 1)
     lines = []
     for lo, hi, n in zip(edges[:-1], edges[1:], counts):
-        cut = " (truncated at max_len)" if max_len is not None and hi - 1 > max_len and n else ""
+        cut = "" if max_len is None or hi - 1 <= max_len or not n else \
+            " (cut to max_len)" if lo > max_len else f" (those over {max_len} cut)"
         label = f"{lo}-{hi - 1}" if hi - 1 > lo else f"{lo}"
         lines.append(f"{label:>11} tokens | {'#' * int(round(n * scale)):<{width}} {n:,}{cut}")
     return lines
