@@ -12,10 +12,11 @@ The netspec runs are the commands a user types, `netspec train EXAMPLE --out DIR
 timed from start to exit (data reading, tokenizer, training, test evaluation and the run folder
 included), with torch's default threads; their CPU time (user + system) is measured too. The
 load average before and after each is printed: wall times mean something only on an otherwise
-quiet machine (`OMP_NUM_THREADS=1` makes the CPU time a fair single-core figure on a busy one). `--taskset 0,1` pins every run
+quiet machine (`--threads 1` makes the CPU time a fair single-core figure on a busy one: two
+threads on oversubscribed cores spend most of their time waiting for each other). `--taskset 0,1` pins every run
 to those cores (2 cores: the README's figures).
 
-    .venv/bin/python benchmarks/text_baseline.py [--taskset 0,1] [--only text_bag]
+    .venv/bin/python benchmarks/text_baseline.py [--taskset 0,1] [--threads 1] [--only text_bag]
 
 Prints a markdown table.
 """
@@ -87,7 +88,7 @@ def tfidf() -> dict:
             "what": f"{features.shape[1]:,} word features, C=10"}
 
 
-def netspec_run(example: str, taskset: str | None, out: Path) -> dict:
+def netspec_run(example: str, taskset: str | None, threads: int | None, out: Path) -> dict:
     cmd = [sys.executable, "-m", "netspec", "train", str(ROOT / "examples" / f"{example}.net"), "--out",
            str(out / example), "--json"]
     if taskset:
@@ -95,7 +96,8 @@ def netspec_run(example: str, taskset: str | None, out: Path) -> dict:
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
@@ -113,6 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--taskset", help="pin the runs to these CPU cores, e.g. 0,1")
     ap.add_argument("--only", choices=EXAMPLES, help="one example only")
+    ap.add_argument("--threads", type=int, help="torch threads of the netspec runs (OMP_NUM_THREADS; default torch's)")
     ap.add_argument("--no-install", action="store_true", help="do not install scikit-learn; say how")
     args = ap.parse_args()
     if not (DATA / "train.csv").is_file():
@@ -126,10 +129,10 @@ def main() -> None:
     rows = [tfidf()]
     with tempfile.TemporaryDirectory(prefix="netspec-text-") as tmp:
         for example in [args.only] if args.only else EXAMPLES:
-            rows.append(netspec_run(example, args.taskset, Path(tmp)))
+            rows.append(netspec_run(example, args.taskset, args.threads, Path(tmp)))
     base = rows[0]
-    print(f"WordNet noun definitions -> 10 categories ({DATA}); {cores} CPU cores; load average now "
-          f"{os.getloadavg()[0]:.1f}\n")
+    print(f"WordNet noun definitions -> 10 categories ({DATA}); {cores} CPU cores; netspec with "
+          f"{args.threads or 'torch default'} thread(s); load average now {os.getloadavg()[0]:.1f}\n")
     print("| model | test accuracy | vs TF-IDF | wall time | CPU time | |")
     print("|---|---:|---:|---:|---:|---|")
     for r in rows:

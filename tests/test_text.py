@@ -129,7 +129,7 @@ BODIES = {
     "lstm": "    rnn: LSTM(6, num_layers=2)\n    Last",
     "gru": "    rnn: GRU(6)\n    pool: Mean(1)",
     "rnn": '    rnn: RNN(6, nonlinearity="relu")\n    pool: Max(1)',
-    "bilstm": "    rnn: LSTM(6, num_layers=2, bidirectional=true, proj_size=4)\n    Last",
+    "bilstm": "    rnn: LSTM(6, num_layers=2, bidirectional=true)\n    Last",
     "bigru": "    rnn: GRU(6, bidirectional=true)\n    pool: Mean(1)",
     "branches": "    res: residual { MultiheadAttention(2) }\n    both: concat(dim=1) { Mean(1); Max(1); Last }",
 }
@@ -195,14 +195,15 @@ def test_a_text_alone_equals_it_inside_a_padded_batch(kind, texts, tmp_path):
         assert np.abs(session.run(None, {"input": ids, "mask": mask})[0][0] - want).max() <= 1e-5
 
 
-def test_bidirectional_lstm_matches_packed_sequences():
-    """The masked bidirectional LSTM computes what torch's PackedSequence does."""
+@pytest.mark.parametrize("proj", [0, 3])
+def test_bidirectional_lstm_matches_packed_sequences(proj):
+    """The masked bidirectional LSTM computes what torch's PackedSequence does (projections too)."""
     import torch
 
     from netspec.layers import LSTM
 
     torch.manual_seed(0)
-    lstm = LSTM(4, 5, num_layers=2, bidirectional=True, batch_first=True).eval()
+    lstm = LSTM(4, 5, num_layers=2, bidirectional=True, batch_first=True, proj_size=proj).eval()
     lengths = torch.tensor([5, 2, 1, 4])
     x = torch.randn(4, 5, 4)
     mask = torch.arange(5)[None] < lengths[:, None]
@@ -303,8 +304,9 @@ def test_tokenizer_without_text_and_empty_texts(tmp_path, texts):
     assert any("is empty" in w.message and "train.csv:6" in w.message for w in checked.warnings)
 
 
-def test_a_text_column_needs_no_let_and_num_classes_counts_image_labels(tmp_path):
-    """`num_classes` also counts the classes of other sources (here: a CSV of numbers)."""
+def test_num_classes_of_other_sources_and_lets(tmp_path):
+    """`num_classes` also counts the classes of other sources (here: a CSV of numbers); a `let`
+    of the name wins, and then the data need not be there."""
     write_csv(tmp_path / "num.csv", [(str(i), "abc"[i % 3]) for i in range(12)], ("a", "label"))
     spec = tmp_path / "n.net"
     spec.write_text(f'model m {{\n input: [1]\n Linear(num_classes)\n}}\ndata {{\n train: csv("{tmp_path}/num.csv", '
@@ -314,6 +316,9 @@ def test_a_text_column_needs_no_let_and_num_classes_counts_image_labels(tmp_path
     with pytest.raises(NetspecError) as info:
         netspec.load(str(spec))
     assert "`vocab_size` is not defined by this data" in info.value.render()
+    spec.write_text("let num_classes = 4\n" + spec.read_text().replace("vocab_size", "num_classes")
+                    .replace("num.csv", "gone.csv"))
+    assert netspec.load(str(spec)).model.output_shape == (4,)
 
 
 # ---------------------------------------------------------------- the whole way: train, export, predict, eval

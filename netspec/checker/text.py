@@ -73,16 +73,17 @@ def referenced(ctx: CheckContext) -> set[str]:
 def data_constants_pass(ctx: CheckContext) -> None:
     """`vocab_size` and `num_classes` into ctx.consts (and the text facts into ctx.text)."""
     wanted = referenced(ctx) if ctx.model_syntax is not None else set()
+    needed = wanted - set(ctx.consts)  # not given by a `let`
     data = ctx.data
     text = data is not None and data.train is not None and data.train.kind == "csv" and bool(data.train.get("text"))
     if ctx.diags:  # the data section may be wrong: the constants wait for it (no second error)
-        for name in wanted - set(ctx.consts):
+        for name in needed:
             ctx.consts[name] = FAILED
         return
-    if not (wanted or (text and ctx.read_data)):
+    if not (needed or (ctx.read_data and (text or wanted))):
         return
     if data is None or data.train is None:
-        for name in sorted(wanted - set(ctx.consts)):
+        for name in sorted(needed):
             _missing(ctx, name, "the spec has no data section with a `train:` source")
         return
     seed = ctx.train.seed if ctx.train is not None else 0
@@ -93,16 +94,16 @@ def data_constants_pass(ctx: CheckContext) -> None:
         else:
             found = {"num_classes": count_classes(data, seed) if "num_classes" in wanted else None}
     except NetspecError as e:
-        if not wanted and not ctx.read_data:
-            return
+        if not needed and not (ctx.read_data and text):
+            return  # the data pass (or training) says what is wrong with the data
         saved = run_constants(ctx.spec.file)
-        if not ctx.read_data and wanted <= set(saved):  # a run folder's spec: the values it trained with
-            for name in wanted - set(ctx.consts):
+        if not ctx.read_data and needed <= set(saved):  # a run folder's spec: the values it trained with
+            for name in needed:
                 ctx.consts[name] = saved[name]
             return
         ctx.diags += [d if d.span else replace(d, span=data.train.span) for d in e.diagnostics]
-        for name in wanted:
-            ctx.consts.setdefault(name, FAILED)  # reported once, here
+        for name in needed:
+            ctx.consts[name] = FAILED  # reported once, here
         return
     for name in sorted(wanted | ({"vocab_size"} if text else set())):
         value = found.get(name)
