@@ -255,6 +255,7 @@ BAD = [
     ("max_len: 24->max_len: 40", "PositionalEmbedding", "holds 24 positions, but texts have up to 40 tokens", "pos"),
     (None, "nonutf8", "train.csv:3: not UTF-8: byte 0xe9", "csv("),
     (None, "long", "train.csv:2: a cell longer than 1,048,576 characters", "csv("),
+    ("max_len: 24->", "huge", "texts of 150,000 tokens needs about", 'text="text"'),
 ]
 
 
@@ -264,7 +265,8 @@ def test_bad_text_inputs_are_errors_at_spec_positions(edit, data, message, at, t
 
     for name in ("train.csv", "test.csv"):
         shutil.copy(texts / name, tmp_path / name)
-    body = "    pos: PositionalEmbedding(24)\n    pool: Mean(1)" if data == "PositionalEmbedding" else "    pool: Mean(1)"
+    body = "    pos: PositionalEmbedding(24)\n    pool: Mean(1)" if data == "PositionalEmbedding" else \
+        "    att: MultiheadAttention(2)\n    pool: Mean(1)" if data == "huge" else "    pool: Mean(1)"
     spec = text_spec(tmp_path, body)
     text = spec.read_text()
     if edit and "->" in edit:
@@ -276,6 +278,9 @@ def test_bad_text_inputs_are_errors_at_spec_positions(edit, data, message, at, t
     if data == "nonutf8":
         (tmp_path / "train.csv").write_bytes((tmp_path / "train.csv").read_bytes().replace(b"\n", b"\nCaf\xe9 x,food\n", 2)
                                              .replace(b"\nCaf\xe9 x,food\n", b"\n", 1))
+    if data == "huge":  # no max_len, and a training text far longer than memory allows a batch of
+        lines = (tmp_path / "train.csv").read_text().splitlines()
+        (tmp_path / "train.csv").write_text("\n".join([lines[0], "bird " * 150_000 + ",animal", *lines[1:]]) + "\n")
     if data == "long":
         lines = (tmp_path / "train.csv").read_text().splitlines()
         (tmp_path / "train.csv").write_text("\n".join([lines[0], "word " * 300_000 + ",food", *lines[1:]]) + "\n")
