@@ -606,21 +606,27 @@ def data_cmd(file: str, preview: bool, output: str, count: int, overrides: tuple
 
 @main.command()
 @click.argument("model", callback=_no_nul)
-@click.argument("inputs", nargs=-1, required=True, callback=_no_nul)
+@click.argument("inputs", nargs=-1, callback=_no_nul)
+@click.option("--text", "texts", multiple=True, metavar="TEXT", help="a text for a model of texts (repeatable)")
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as_json: bool) -> None:
-    """Run an exported model on images, .npy, .csv or IDX files (onnxruntime only).
+def predict(model: str, inputs: tuple[str, ...], texts: tuple[str, ...], top_k: int, batch_size: int,
+            as_json: bool) -> None:
+    """Run an exported model on images, .npy, .csv or IDX files, or texts (onnxruntime only).
 
     MODEL is an .onnx file, or a run folder (its exported .onnx; exported first if missing).
-    A folder among the INPUTS stands for the images in it and its subfolders.
+    A folder among the INPUTS stands for the images in it and its subfolders. A model of
+    texts reads --text strings, .txt files (one text per line) and .csv files (its text columns).
 
     \b
       netspec predict model.onnx digit.png more/*.png photos/
       netspec predict runs/iris flowers.csv --json
+      netspec predict classifier.onnx --text "a small bird of the woodlands" texts.txt
     """
+    if not inputs and not texts:
+        raise click.UsageError("give the inputs to predict on (files, or --text for a model of texts)")
     from netspec.deploy.predict import format_result, predictions, run_model
     from netspec.deploy.runtime import load_session
 
@@ -633,7 +639,7 @@ def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as
                   f"({', '.join(exported)}); name a file to pick another")
     session, meta = load_session(model)
     everything = []
-    for r in predictions(session, meta, inputs, top_k, batch_size):
+    for r in predictions(session, meta, inputs, top_k, batch_size, texts):
         if as_json:
             everything.append(r)
         else:

@@ -307,6 +307,8 @@ class CheckedModel:
     root: SeqNode
     init: InitSpec | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    # the input is padded texts (token ids, 0 = padding): built as layers.MaskedSequential
+    padded: bool = field(default=False, metadata={"dump": "unless default"})
 
     @property
     def output_shape(self) -> Shape:
@@ -349,6 +351,9 @@ class DataConfig:
     image_size: tuple[int, int] | None = None  # decode images to [height, width]
     augment: tuple[CallValue, ...] = ()  # training-batch augmentation (catalogue AUGMENTS), full kwargs
     skip_bad: bool = False  # skip unreadable images with a warning
+    tokenizer: CallValue | None = None  # text columns: words(...) | chars(...) | bpe(...), full kwargs
+    max_len: int | None = None  # text columns: tokens kept per text (None: the longest training text)
+    bucket: bool = False  # text columns: training batches of texts of similar length
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
     normalize_target_span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
@@ -521,6 +526,8 @@ def dump(node: object, indent: int = 0) -> str:
             if f.name.endswith("span"):
                 continue
             value = getattr(node, f.name)
+            if f.metadata.get("dump") == "unless default" and value == f.default:
+                continue  # a later field, in the dump only where it is set
             if isinstance(value, tuple) and value and any(is_dataclass(v) for v in value):
                 inner = "\n".join(dump(v, indent + 2) for v in value)
                 parts.append(f"{pad}  {f.name}:\n{inner}")

@@ -39,12 +39,18 @@ EXAMPLE_CASES = [
     ("zoo/lenet5.net", ("data.subset=600", "train.epochs=2"), "mnist"),
     ("zoo/se_cnn.net", ("train.epochs=2", "samples=128"), None),
     ("zoo/transformer_text.net", ("train.epochs=2", "samples=256"), None),
+    ("text_classifier.net", ("data.subset=400", "train.epochs=1"), "wordnet"),
+    ("text_bag.net", ("data.subset=800", "train.epochs=2"), "wordnet"),
 ]
 
 
 def _available(name: str | None) -> bool:
     if name is None:
         return True
+    if name == "wordnet":
+        from conftest import have_wordnet
+
+        return have_wordnet()
     if name == "mnist_png":
         from netspec.data.datasets import cache_dir
 
@@ -453,3 +459,49 @@ def test_eject_refuses_what_train_refuses(problem, data, train_extra, tmp_path):
         assert r.returncode == 1 and problem in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert "epoch 1" not in r.stdout  # refused before training
     assert not (tmp_path / "t.py").exists()
+
+
+@pytest.mark.slow
+def test_text_columns_eject_to_the_same_weights(tmp_path):
+    """Texts: the program learns the same tokenizer from the training split (two text columns
+    joined by [SEP]), pads each batch to its longest text, buckets by length, and masks padding
+    in attention, the bidirectional GRU and the pooling exactly as netspec does."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    words = {"cat": "fur paw tail purr", "car": "wheel engine road fuel", "tea": "cup leaf hot drink"}
+    with open(tmp_path / "texts.csv", "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["title", "body", "label"])
+        for i in range(90):
+            label = sorted(words)[i % 3]
+            pool = (words[label] + " the a of and").split()
+            body = " ".join(rng.choice(pool, int(rng.integers(0, 12))))
+            out.writerow([label.upper() if i % 4 else "", body, label])
+    spec = _spec(tmp_path, '''
+model texts {
+    input: [_]
+    embed: Embedding(vocab_size, 8)
+    att: residual { MultiheadAttention(2) }
+    rnn: GRU(6, bidirectional=true)
+    both: concat(dim=1) { Mean(1); Max(1); Last }
+    head: Linear(num_classes)
+}
+data {
+    train: csv("texts.csv", target="label", text=["title", "body"])
+    tokenizer: words(min_freq=2)
+    validation: 0.2
+    stratify: true
+    bucket: true
+    batch_size: 8
+}
+train {
+    loss: CrossEntropyLoss
+    optimizer: Adam(lr=1e-2)
+    epochs: 2
+    metrics: [accuracy]
+}
+''')
+    program = eject_and_compare(spec, (), tmp_path)
+    text = program.read_text()
+    assert "MaskedSequential(" in text and "masked=[" in text and "from tokenizers import" in text

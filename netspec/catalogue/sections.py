@@ -34,6 +34,11 @@ DATA_SETTINGS = [
                 "[1,inf)"),
     SettingSpec("augment", "augments", (), "training-batch augmentation, torchvision's names"),
     SettingSpec("skip_bad", "bool", False, "skip unreadable images with a warning instead of stopping"),
+    SettingSpec("tokenizer", "tokenizer?", None, "how text columns become tokens: words(...), chars(...), "
+                "bpe(vocab_size=...) (default words())"),
+    SettingSpec("max_len", "int?", None, "longest text in tokens; longer ones are cut (default: the longest "
+                "training text)", "[1,inf)"),
+    SettingSpec("bucket", "bool", False, "training batches of texts of similar length (seeded; less padding)"),
 ]
 TRAIN_SETTINGS = [
     SettingSpec("loss", "loss", "MSELoss", "torch.nn loss class"),

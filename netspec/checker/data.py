@@ -119,6 +119,11 @@ def check_shape(checked: ir.CheckedSpec, encoder: Encoder, src: ir.Source) -> No
 
 def check_test(encoder: Encoder, raw: RawSet, src: ir.Source) -> None:
     """Test data must fit the training vocabulary, columns and shapes (encode it)."""
+    if raw.table is not None and encoder.pre.kind == "text":  # the tokenizer is learnt when training
+        encoder.check_texts(raw.table, encoder.pre.text or [], None, "test data")
+        if encoder.pre.task != "input":
+            encoder.encode_csv_targets(raw.table, "test data")
+        return
     if raw.table is not None:
         encoder.encode(raw, "test data", src)
         return

@@ -78,10 +78,42 @@ class SectionChecker:
                 self.ctx.err(s["labels"].value.span, "labels must be a list of class names", 'e.g. labels: ["cat", "dog"]')
         if "augment" in s:
             cfg["augment"] = self.augmentations(s["augment"])
+        self.text_settings(s, cfg)
         if "train" not in s:
             self.ctx.err(head(section.span, 4), "the data section needs a `train:` source",
                      'e.g. `train: mnist(split="train")`')
         return ir.DataConfig(**cfg)
+
+    def text_settings(self, s: dict[str, ir.Setting], cfg: dict[str, Any]) -> None:
+        """`tokenizer:`, `max_len:`, `bucket:` and the text columns of the sources: text goes
+        with a text column, and the test source reads the training source's text columns."""
+        if "tokenizer" in s and not isinstance(s["tokenizer"].value, ir.NoneLit):
+            call = self.ctx.call_value(s["tokenizer"].value, cat.TOKENIZERS, "tokenizer")
+            if call is not None:
+                given = dict(call.kwargs)
+                full = tuple((p.name, given.get(p.name, p.default)) for p in cat.TOKENIZERS[call.name].params)
+                cfg["tokenizer"] = ir.CallValue(call.name, full, call.span)
+        train, test = cfg.get("train"), cfg.get("test")
+        text = train.get("text") if train is not None and train.kind == "csv" else None
+        if not text:
+            if train is None:
+                return
+            for key in ("tokenizer", "max_len", "bucket"):
+                if key in s:
+                    self.ctx.err(s[key].key_span, f"`{key}:` is for text columns, and the training source has none",
+                                 'name them in the source: csv("file.csv", target="label", text="review")')
+            if test is not None and test.kind == "csv" and test.get("text"):
+                self.ctx.err(test.span_of("text"), "the test source has text columns but the training source has none")
+            return
+        if "tokenizer" not in cfg:
+            cfg["tokenizer"] = ir.CallValue("words", tuple((p.name, p.default) for p in cat.TOKENIZERS["words"].params))
+        if test is not None:
+            if test.kind != "csv":
+                self.ctx.err(test.span, f"the training data are texts of a CSV; the test source must be one too, "
+                             f"not {test.kind}(...)", f'e.g. csv("test.csv", target=..., text={show(text)})')
+            elif test.get("text") and tuple(test.get("text")) != tuple(text):
+                self.ctx.err(test.span_of("text"), f"the test source's text columns {show(test.get('text'))} differ "
+                             f"from the training source's {show(text)}", "the model reads the same columns in both")
 
     def augmentations(self, s: ir.Setting) -> tuple[ir.CallValue, ...]:
         v = s.value
@@ -133,11 +165,14 @@ class SectionChecker:
                 full["target"] = (full["target"],)
             if not full["target"]:
                 self.ctx.err(spans.get("target", e.span), "csv needs at least one target column")
-            for key in ("target", "features", "categorical"):
+            if isinstance(full["text"], str):
+                full["text"] = (full["text"],)
+            for key in ("target", "features", "categorical", "text"):
                 items = full.get(key) or ()
                 dup = sorted({c for c in items if list(items).count(c) > 1})
                 if dup:
                     self.ctx.err(spans.get(key, e.span), f"`{key}` lists {', '.join(map(show, dup))} twice")
+            self.text_columns(full, spans, e.span)
         for key in spec.paths:
             v = full.get(key)
             if isinstance(v, str):
@@ -149,6 +184,28 @@ class SectionChecker:
                     return None
                 full[key] = _resolve(v, self.ctx.spec.file)
         return ir.Source(name, tuple(full.items()), e.span, tuple((k, spans[k]) for k in spans))
+
+    def text_columns(self, full: dict[str, Any], spans: dict[str, ir.Span], where: ir.Span) -> None:
+        """A text column is neither the target nor a feature; the model takes the token ids of
+        the text columns alone."""
+        text = full.get("text")
+        if text is None:
+            return
+        if not text:
+            self.ctx.err(spans.get("text", where), "`text` names no column", 'e.g. text="review"')
+            return
+        for key in ("target", "features", "categorical"):
+            both = [c for c in text if c in (full.get(key) or ())]
+            if both:
+                what = "the target" if key == "target" else f"listed in `{key}`"
+                self.ctx.err(spans.get(key, where), f"column {show(both[0])} is a text column and also {what}",
+                             "a text column is tokenized; name it in `text` only")
+                return
+        for key in ("features", "categorical"):
+            if full.get(key):
+                self.ctx.err(spans.get(key, where), f"a model of text columns takes their token ids alone; `{key}` "
+                             "would add other columns", f"drop `{key}` (the columns besides the target and "
+                             "`text` are not read)")
 
     def table_source(self, e: ir.Expr, spec: cat.SourceSpec) -> ir.Source | None:
         if not isinstance(e, ir.Call):

@@ -47,8 +47,8 @@ class Preprocessing:
     """Everything needed to turn raw samples into model inputs and targets, saved with the
     weights (checkpoint, ONNX metadata) so evaluation and prediction repeat training."""
 
-    kind: str = "table"  # image | table
-    raw_dtype: str = "float32"  # uint8 | float32 | int64
+    kind: str = "table"  # image | table | text
+    raw_dtype: str = "float32"  # uint8 | float32 | int64 | int32 (token ids of texts)
     scale: float = 1.0  # raw values are divided by this before normalising (uint8 images: 255)
     source_shape: list = field(default_factory=list)  # one raw sample (after one-hot encoding)
     input_shape: list = field(default_factory=list)  # the model's input
@@ -73,6 +73,11 @@ class Preprocessing:
     def coded(self) -> bool:
         """Whether targets are class codes (indices, 0/1 labels, one-hot rows) rather than values."""
         return (self.task in ("class", "binary") or self.one_hot) and not self.probabilities
+    text: list | None = None  # CSV text columns, tokenized (kind "text"): the model takes padded token ids
+    tokenizer: str | None = None  # the trained Hugging Face tokenizer, as its JSON
+    tokenizer_name: str | None = None  # the `tokenizer:` setting it was trained with, e.g. words(...)
+    vocab_size: int | None = None  # tokens the tokenizer knows, padding and unknown included
+    max_len: int | None = None  # tokens kept per text (`max_len:`, or the longest training text)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -148,6 +153,8 @@ class Encoder:
         self.value_map: dict[Any, int] | None = None
         self.target_values: np.ndarray | None = None  # value targets of the training rows (for the metrics)
         self.warnings: list[Diagnostic] = []
+        self.text_lengths: dict[str, np.ndarray] = {}  # tokens per text (before max_len), by split name
+        self._tokenizer: Any = None
 
     # -- learning (training rows only)
 
@@ -232,6 +239,12 @@ class Encoder:
         targets = list(src.get("target") or ())
         categorical = list(src.get("categorical") or ())
         features = list(src.get("features") or ()) or [h for h in table.header if h not in targets]
+        text = list(src.get("text") or ())
+        if text:  # the columns besides the target and the text are not read
+            features, categorical = [], []
+            for name in text:
+                if name not in table.columns:
+                    raise self.column_error(table, name, "text", src)
         for name, where in ((n, "target") for n in targets):
             if name not in table.columns:
                 raise self.column_error(table, name, where, src)
@@ -271,7 +284,11 @@ class Encoder:
                 names.append(name)
         pre.columns, pre.features, pre.targets = columns, names, targets
         pre.source_shape = [len(names)]
-        if pre.tokens:
+        if text:
+            pre.kind, pre.raw_dtype, pre.tokens, pre.text = "text", "int32", True, text
+            pre.columns, pre.features, pre.source_shape = None, None, [None]
+            self.check_texts(table, text, rows, "training data")
+        elif pre.tokens:
             pre.raw_dtype = "int64"
             self.token_ids(self.encode_csv_features(table, "training data", rows), str(table.path), table, rows)
         if pre.task == "input":
@@ -304,6 +321,43 @@ class Encoder:
         y = np.asarray(numeric if numeric is not None else cells, dtype=object if numeric is None else np.float64)
         self.learn_targets(y, np.arange(len(rows)), None, f"{table.path} column {targets[0]!r}", table,
                            column=targets[0], lines=[table.lines[i] for i in rows])
+
+    # -- text columns
+
+    def check_texts(self, table: CsvTable, names: list[str], rows: np.ndarray | None, what: str) -> None:
+        src = self.data.train
+        self.warnings += text_problems(table, names, rows, what, src.span_of("text") if src is not None else ir.NO_SPAN)
+
+    def learn_text(self, table: CsvTable, train_rows: np.ndarray) -> None:
+        """The tokenizer, from the training split's texts only (cached by their contents)."""
+        from netspec.data.text import TokenizerSettings, learn_vocabulary, special_tokens, text_cells
+
+        pre = self.pre
+        tok = self.data.tokenizer
+        assert tok is not None and pre.text is not None  # the checker defaults it to words()
+        settings = TokenizerSettings.from_call(tok.name, dict(tok.kwargs))
+        vocab = learn_vocabulary(text_cells(table, pre.text, np.sort(train_rows)), settings)
+        if vocab.vocab_size <= len(special_tokens(len(pre.text))):
+            raise empty_vocabulary(settings, len(train_rows), tok.span)
+        pre.tokenizer, pre.tokenizer_name, pre.vocab_size = vocab.tokenizer_json, settings.describe(), vocab.vocab_size
+        pre.max_len = self.data.max_len or max(1, vocab.longest)
+        pre.source_shape = [pre.max_len]
+        self._tokenizer = None
+
+    def encode_text(self, table: CsvTable, what: str) -> np.ndarray:
+        """Token ids int32 [texts, steps], right-padded with 0 and cut at max_len."""
+        from netspec.data.text import encode_texts, text_cells
+
+        pre = self.pre
+        assert pre.text is not None and pre.tokenizer is not None
+        self.check_texts(table, pre.text, None, what)
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_str(pre.tokenizer)
+        ids, lengths = encode_texts(self._tokenizer, text_cells(table, pre.text), pre.max_len)
+        self.text_lengths[what] = lengths
+        return ids
 
     def classify_target(self, table: CsvTable, name: str, rows: np.ndarray, cells: list[str]) -> list[float] | None:
         """Numbers for a numeric target column, None for a categorical one, by the rule: a
@@ -485,9 +539,14 @@ class Encoder:
         if raw.kind == "csv":
             assert raw.table is not None
             table = raw.table if rows is None else _subtable(raw.table, rows)
-            x = self.encode_csv_features(table, what)
-            if pre.tokens:
-                x = self.token_ids(x, str(table.path), table)
+            if pre.kind == "text":
+                x = self.encode_text(table, what)
+                if rows is not None:
+                    self.text_lengths[what] = _scatter(self.text_lengths[what], rows, n)
+            else:
+                x = self.encode_csv_features(table, what)
+                if pre.tokens:
+                    x = self.token_ids(x, str(table.path), table)
             y = None if pre.task == "input" else self.encode_csv_targets(table, what)
             return (x, y) if rows is None else (_scatter(x, rows, n), None if y is None else _scatter(y, rows, n))
         x = raw.x
@@ -506,6 +565,10 @@ class Encoder:
             return x, self.encode_targets(raw.y, raw.classes, raw.file, what, None)
         y = self.encode_targets(np.asarray(raw.y)[rows], raw.classes, raw.file, what, None)
         return x, _scatter(y, rows, len(raw.y))
+
+    def row_targets(self, table: CsvTable, what: str, rows: np.ndarray) -> np.ndarray:
+        """The coded targets of the CSV rows `rows`, numbered as the table's rows."""
+        return _scatter(self.encode_csv_targets(_subtable(table, rows), what), rows, len(table))
 
     def token_ids(self, x: Any, file: str, table: CsvTable | None = None, rows: np.ndarray | None = None) -> Any:
         """x as the ids an Embedding (the model's first layer) looks up: whole numbers (stored
@@ -743,6 +806,53 @@ def describe_values(y: np.ndarray) -> tuple[tuple | None, str]:
         return (tuple(float(v) for v in distinct) if n <= 2 else None,
                 f"{n} distinct whole value{'s' if n > 1 else ''} ({shown}){columns}")
     return None, f"continuous ({n} distinct values from {distinct[0]:g} to {distinct[-1]:g}){columns}"
+
+
+def text_problems(table: CsvTable, names: list[str], rows: np.ndarray | None, what: str,
+                  span: ir.Span) -> list[Diagnostic]:
+    """Every text column is there and no cell is too long to tokenize (errors); empty texts
+    are warnings (the model sees one padding token for them)."""
+    from netspec.data.text import MAX_TEXT_CHARS
+
+    warnings = []
+    for name in names:
+        if name not in table.columns:
+            raise data_error(f"{table.path}: no text column {name!r} ({what} needs the training columns)",
+                             "columns: " + ", ".join(table.header))
+        cells = table.columns[name]
+        picked = range(len(cells)) if rows is None else rows
+        long = next((i for i in picked if len(cells[i]) > MAX_TEXT_CHARS), None)
+        if long is not None:
+            raise data_error(f"{table.path}:{table.lines[long]}: the text in column {name!r} is "
+                             f"{len(cells[long]):,} characters long; netspec reads texts of up to "
+                             f"{MAX_TEXT_CHARS:,}", "cut long documents into pieces (or keep their beginnings)")
+        empty = [i for i in picked if not cells[i]]
+        if empty:
+            more = f" (and {len(empty) - 1:,} more rows)" if len(empty) > 1 else ""
+            warnings.append(Diagnostic(
+                f"{table.path}:{table.lines[empty[0]]}: the text in column {name!r} is empty{more}; the model "
+                "sees a single padding token for it", span, "warning", "fill in or drop rows without text"))
+    return warnings
+
+
+def empty_vocabulary(settings: Any, texts: int, span: ir.Span) -> DataError:
+    """The tokenizer learnt nothing but its special tokens."""
+    if texts == 0 or settings.min_freq <= 1:
+        return data_error(f"the tokenizer's vocabulary is empty: the {texts:,} training texts hold no token",
+                          "the text columns are empty; name the columns that hold the texts", span=span)
+    return data_error(f"the tokenizer's vocabulary is empty: no token occurs min_freq={settings.min_freq} times in "
+                      f"the {texts:,} training texts", "lower `min_freq`", span=span)
+
+
+def class_codes(cells: list[str], labels: tuple[str, ...] | None) -> np.ndarray:
+    """Class indices of a CSV target column in the order the Encoder codes them (numbers as
+    themselves, text in sorted order or `labels:`'s), for splitting before encoding."""
+    values, bad = _parse_numbers(cells)
+    if not bad and all(float(v).is_integer() for v in values):
+        return np.asarray(values, dtype=np.float64).astype(np.int64)
+    vocab = list(labels) if labels else sorted(set(cells))
+    index = {v: i for i, v in enumerate(vocab)}
+    return np.asarray([index.get(c, -1) for c in cells], dtype=np.int64)
 
 
 def _is_number(cell: str) -> bool:

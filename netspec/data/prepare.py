@@ -106,6 +106,7 @@ class Prepared:
     pre: Preprocessing
     notes: list[str] = field(default_factory=list)  # for the run output (e.g. where an image cache is)
     warnings: list[Diagnostic] = field(default_factory=list)
+    text_lengths: dict[str, np.ndarray] = field(default_factory=dict)  # texts: tokens per text by split, uncut
 
     @property
     def task(self) -> str:
@@ -163,7 +164,34 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
         learn_statistics(enc.pre, train)
         learn_target_statistics(enc.pre, train, data.normalize_target, checked.model.output_shape)
     enc.conform()
-    return Prepared(train, val, test, enc.pre, notes, enc.warnings)
+    prepared = Prepared(train, val, test, enc.pre, notes, enc.warnings)
+    if enc.pre.kind == "text":  # tokens per text before max_len, for `netspec data`
+        lengths = enc.text_lengths["training data"]
+        prepared.text_lengths = {"train": lengths[pieces[0]]}
+        if val is not None and pieces[1] is not None:
+            prepared.text_lengths["validation"] = lengths[pieces[1]]
+        if data.test is not None:
+            prepared.text_lengths["test"] = enc.text_lengths["test data"]
+        elif test is not None and pieces[2] is not None:
+            prepared.text_lengths["test"] = lengths[pieces[2]]
+    return prepared
+
+
+def csv_training_rows(table: Any, data: ir.DataConfig, seed: int, enc: Encoder | None = None) -> np.ndarray:
+    """The rows of a CSV that the training split holds (sorted): what the tokenizer
+    learns from. The split is prepare's; stratified by the class codes the Encoder gives the
+    target (`enc`), or, before there is one (check), by encode.class_codes, which codes alike."""
+    from netspec.data.encode import class_codes
+
+    rows = source_rows(data, len(table), seed)
+    labels = None
+    if data.stratify and data.train is not None:
+        target = (data.train.get("target") or ("",))[0]
+        if enc is not None and enc.pre.task in ("class", "binary"):
+            labels = enc.encode_csv_targets(table, "training data")
+        elif target in table.columns:
+            labels = class_codes(table.columns[target], data.labels)
+    return np.sort(split_rows(rows, data, seed, labels)[0])
 
 
 def source_rows(data: ir.DataConfig, n: int, seed: int) -> np.ndarray:
@@ -190,11 +218,19 @@ def learn_and_encode(checked: ir.CheckedSpec, saved: Preprocessing | None, base:
         # used rows (the same codes as the training rows' whenever the splits agree on classes)
         first = Encoder(checked, saved)
         first.learn(base, rows)
-        keys = first.encode(base, "training data", data.train, rows)[1] if first.pre.coded \
-            else None
+        if not first.pre.coded:
+            keys = None
+        elif first.pre.kind == "text":  # the labels alone: the tokenizer is learnt after the split
+            assert base.table is not None
+            keys = first.row_targets(base.table, "training data", rows)
+        else:
+            keys = first.encode(base, "training data", data.train, rows)[1]
     pieces = split_rows(rows, data, seed, keys)
     enc = Encoder(checked, saved)
     enc.learn(base, pieces[0])
+    if enc.pre.kind == "text" and saved is None:  # the tokenizer too learns from the training rows only
+        assert base.table is not None
+        enc.learn_text(base.table, pieces[0])
     x_all, y_all = enc.encode(base, "training data", data.train, None if len(rows) == len(base) else rows)
     return enc, x_all, y_all, pieces
 

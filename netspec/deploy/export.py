@@ -22,7 +22,7 @@ import torch
 
 from netspec import __version__, ir, load
 from netspec.data.prepare import Preprocessing
-from netspec.deploy.runtime import INPUT, OUTPUT, load_session, open_session, run_session
+from netspec.deploy.runtime import INPUT, MASK, OUTPUT, load_session, open_session, run_session
 from netspec.errors import NO_SPAN, Diagnostic, ExportError, NetspecError, Tell, error
 from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.util import atomic_write
@@ -42,6 +42,32 @@ class Graph(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(self.transform(x))
         return out if self.target is None else self.target(out)
+
+
+class TextGraph(Graph):
+    """The graph of a model of texts: token ids [batch, steps], right-padded with 0, and their
+    mask (1 at tokens, 0 at padding; the first step always counts, so an empty text is one
+    padding token)."""
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        first = torch.arange(ids.shape[1], device=ids.device) == 0
+        out = self.model(self.transform(ids), (mask != 0) | first)
+        return out if self.target is None else self.target(out)
+
+
+def text_batches(vocab: int, seed: int, longest: int = 40) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(ids, mask) batches of random texts of several lengths, among them texts alone and an
+    empty one, padded to several widths up to `longest`: an export must hold at every length."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for lengths, width in (([3, 1, 7], 7), ([1], 1), ([12, 0, 2, 5], 12), ([5], 30), ([33, 17, 1], 40)):
+        width = min(width, longest)
+        lengths = [min(n, width) for n in lengths]
+        ids = torch.zeros(len(lengths), width, dtype=torch.long)
+        for i, n in enumerate(lengths):
+            ids[i, :n] = torch.randint(1, max(vocab, 2), (n,), generator=g)
+        out.append((ids, (ids != 0).long()))
+    return out
 
 
 def graph_input(checked: ir.CheckedSpec, pre: Preprocessing) -> tuple[tuple, bool]:
@@ -91,13 +117,19 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     net = net.eval().cpu()
     transform = build_transform(pre).eval()
     target = build_target_scale(pre)
-    graph = Graph(transform, net, target).eval()
-    exported = Graph(transform, lower_for_onnx(net, model), target).eval()
+    texts = model.padded
+    kind = TextGraph if texts else Graph
+    graph = kind(transform, net, target).eval()
+    exported = kind(transform, lower_for_onnx(net, model), target).eval()
     shape, tokens = graph_input(checked, pre)
     vocab = _vocabulary(checked) if tokens else None
-    sample = sample_input(shape, vocab, 2, 5, 0)
+    longest = _longest_text(model, pre)
+    sample: tuple = text_batches(vocab or 2, 0, longest)[0] if texts else (sample_input(shape, vocab, 2, 5, 0),)
+    names = [INPUT, MASK] if texts else [INPUT]
     axes = {INPUT: {0: "batch", **{i + 1: f"dim{i + 1}" for i, d in enumerate(shape) if d is None}},
             OUTPUT: {0: "batch", **{i + 1: f"out_dim{i + 1}" for i, d in enumerate(model.output_shape) if d is None}}}
+    if texts:
+        axes[INPUT] = axes[MASK] = {0: "batch", 1: "steps"}
     report: dict = {}
 
     def write(tmp: str) -> None:
@@ -107,7 +139,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             try:
-                torch.onnx.export(exported, (sample,), tmp, input_names=[INPUT], output_names=[OUTPUT],
+                torch.onnx.export(exported, sample, tmp, input_names=names, output_names=[OUTPUT],
                                   dynamic_axes=axes, opset_version=opset, dynamo=False)
             except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
                 raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
@@ -130,13 +162,24 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             onnx.checker.check_model(tmp, full_check=True)
         except Exception as e:  # noqa: BLE001 - onnx checker errors are user-facing export failures
             raise ExportError(Diagnostic(f"onnx.checker rejected the export: {str(e).splitlines()[0]}")) from None
-        batches = [sample_input(shape, vocab, 3, 5, 1), sample_input(shape, vocab, 1, 9, 2)]
+        batches: list = text_batches(vocab or 2, 1, longest) if texts else \
+            [sample_input(shape, vocab, 3, 5, 1), sample_input(shape, vocab, 1, 9, 2)]
         if real_inputs is not None and len(real_inputs):
-            batches.append(torch.from_numpy(np.ascontiguousarray(real_inputs)))
+            real = torch.from_numpy(np.ascontiguousarray(real_inputs))
+            batches.append((real, (real != 0).long()) if texts else real)
         report.update(verify(graph, tmp, batches, tolerance))
+        if texts:
+            report["padding_invariance"] = padding_invariance(tmp, batches)
 
     atomic_write(path, write)
     return report
+
+
+def _longest_text(model: ir.CheckedModel, pre: Preprocessing) -> int:
+    """The most steps a model of texts takes: max_len, and no more than its PositionalEmbeddings hold."""
+    limits = [int(dict(n.kwargs)["max_len"]) for _, n in ir.walk(model.root)
+              if isinstance(n, ir.LayerNode) and n.type == "PositionalEmbedding"]
+    return min([*limits, pre.max_len or 40])
 
 
 def _vocabulary(checked: ir.CheckedSpec) -> int:
@@ -166,16 +209,32 @@ def lower_for_onnx(net: torch.nn.Module, model: ir.CheckedModel) -> torch.nn.Mod
     return lowered.eval()
 
 
-def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], tolerance: float) -> dict:
-    """torch's and onnxruntime's outputs on the same inputs, within `tolerance` (absolute,
-    relative for outputs larger than 1)."""
+def padding_invariance(onnx_path: str, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The largest difference (onnxruntime) between a text's output inside a padded batch and
+    its output alone."""
+    session = open_session(onnx_path)
+    worst = 0.0
+    for ids, mask in batches:
+        together = run_session(session, ids.numpy(), mask.numpy())
+        for i in range(len(ids)):
+            n = max(1, int(mask[i].sum()))
+            alone = run_session(session, ids[i:i + 1, :n].numpy(), mask[i:i + 1, :n].numpy())
+            worst = max(worst, float(np.abs(alone[0].astype(np.float64) - together[i]).max(initial=0.0)))
+    return worst
+
+
+def verify(graph: torch.nn.Module, onnx_path: str, batches: list, tolerance: float) -> dict:
+    """torch's and onnxruntime's outputs on the same inputs (a tensor, or a model of texts'
+    (ids, mask) pair), within `tolerance` (absolute, relative for outputs larger than 1)."""
     session = open_session(onnx_path)
     worst_abs = worst_rel = worst_scaled = 0.0
-    for x in batches:
+    for batch in batches:
+        inputs = batch if isinstance(batch, tuple) else (batch,)
+        x = inputs[0]
         with torch.inference_mode():
-            want = graph(x).float().numpy()
+            want = graph(*inputs).float().numpy()
         try:
-            got = run_session(session, x.numpy())
+            got = run_session(session, *(t.numpy() for t in inputs))
         except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types; the export is wrong
             raise ExportError(Diagnostic(f"onnxruntime failed on an input of shape {list(x.shape)}: "
                                          f"{str(e).splitlines()[0]}")) from None
@@ -186,7 +245,8 @@ def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], 
         worst_abs = max(worst_abs, float(diff.max(initial=0.0)))
         worst_rel = max(worst_rel, float((diff / (np.abs(want) + 1e-6)).max(initial=0.0)))
         worst_scaled = max(worst_scaled, float((diff / np.maximum(1.0, np.abs(want))).max(initial=0.0)))
-    report = {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "inputs_checked": sum(len(b) for b in batches)}
+    report = {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel,
+              "inputs_checked": sum(len(b[0] if isinstance(b, tuple) else b) for b in batches)}
     if not worst_scaled <= tolerance:
         raise ExportError(Diagnostic(
             f"onnxruntime disagrees with torch: max difference {worst_scaled:.3g} (absolute, relative for "
@@ -389,9 +449,13 @@ def _check_int8(checked: ir.CheckedSpec, opset: int, path: str, from_cli: bool) 
 
 def exported_line(report: dict) -> str:
     """What `netspec export` says about a finished export_file."""
-    return (f"exported {report['output']} (opset {report['opset']}); verified on {report['inputs_checked']} inputs "
+    line = (f"exported {report['output']} (opset {report['opset']}); verified on {report['inputs_checked']} inputs "
             f"against onnxruntime: max abs diff {report['max_abs_diff']:.2e}, "
             f"max rel diff {report['max_rel_diff']:.2e}")
+    if "padding_invariance" in report:
+        line += (f"; inputs: token ids and their mask; a text alone vs inside a padded batch: max diff "
+                 f"{report['padding_invariance']:.2e}")
+    return line
 
 
 def data_files(checked: ir.CheckedSpec) -> list[Path]:

@@ -21,6 +21,7 @@ import numpy as np
 from netspec.errors import error
 
 INPUT, OUTPUT = "input", "output"  # the graph's input and output names
+MASK = "mask"  # models of texts: the second input, 1 at a text's tokens and 0 at padding
 
 
 def open_session(path: str) -> Any:
@@ -61,12 +62,18 @@ def load_session(path: str) -> tuple[Any, dict]:
     return session, parsed
 
 
-def feeds(session: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+def feeds(session: Any, x: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The graph's inputs for the batch of raw samples `x`, by the names the file declares
-    (int8 calibration feeds the fp32 graph through this too)."""
-    return {session.get_inputs()[0].name: x}
+    (int8 calibration feeds the fp32 graph through this too); a model of texts also takes
+    `mask`, by default 1 wherever an id is not padding."""
+    inputs = session.get_inputs()
+    feed = {inputs[0].name: x}
+    if len(inputs) > 1:
+        feed[inputs[1].name] = (x != 0).astype(np.int64) if mask is None else mask
+    return feed
 
 
-def run_session(session: Any, x: np.ndarray) -> np.ndarray:
-    """The model's (first) output for the batch `x` (onnxruntime's errors pass through)."""
-    return session.run(None, feeds(session, x))[0]
+def run_session(session: Any, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The model's (first) output for the batch `x` (a model of texts: token ids and `mask`);
+    onnxruntime's errors pass through."""
+    return session.run(None, feeds(session, x, mask))[0]

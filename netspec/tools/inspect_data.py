@@ -25,14 +25,21 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
     pre = data.pre
-    lines = [f"data of {checked.spec.file} (model `{checked.model.name}`, input {list(checked.model.input_shape)})"]
+    from netspec.catalogue import fmt_shape
+
+    lines = [f"data of {checked.spec.file} (model `{checked.model.name}`, input {fmt_shape(checked.model.input_shape)})"]
     for name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
         if split is not None:
             lines.append(f"  {name + ':':<12}{len(split):>9,} sample{'s' if len(split) != 1 else ''}")
-    lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
-                 + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
+    if pre.kind == "text":
+        lines.append(f"  samples:    texts as token ids ({pre.raw_dtype}), each batch padded to its longest text")
+    else:
+        lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
+                     + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
     if pre.features and pre.kind == "table" and len(pre.features) <= 20:
         lines.append(f"  features:   {', '.join(pre.features)}")
+    if pre.kind == "text":
+        lines += _text_lines(data)
     lines.append(f"  targets:    {pre.task}" + (f" ({', '.join(pre.targets)})" if pre.targets else ""))
     if pre.classes:
         counts = _class_counts(data.train, len(pre.classes))
@@ -54,6 +61,29 @@ def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
         lines.append("  augment:    " + ", ".join(show(a) for a in dc.augment) + " (training batches only)")
     lines += [f"  {note}" for note in data.notes]
     return "\n".join(lines)
+
+
+def _text_lines(data: Prepared) -> list[str]:
+    """The text columns: tokenizer, vocabulary, unknown-token rates, lengths."""
+    from netspec.data.text import length_histogram, special_tokens, unknown_rate
+
+    pre = data.pre
+    columns = pre.text or []
+    lines = [f"  text:       column{'s' if len(columns) > 1 else ''} {', '.join(map(repr, columns))}, "
+             f"tokenizer {pre.tokenizer_name}",
+             f"  vocabulary: {pre.vocab_size or 0:,} tokens, {', '.join(special_tokens(len(columns)))} included "
+             "(learnt from the training split)"]
+    train_lengths = data.text_lengths.get("train")
+    cut = int((train_lengths > (pre.max_len or 0)).sum()) if train_lengths is not None else 0
+    lines.append(f"  max_len:    {pre.max_len:,} tokens ({cut:,} of {len(data.train):,} training texts are cut)")
+    rates = [f"{name} {unknown_rate(np.asarray(split.x)):.1%}" for name, split in
+             (("training", data.train), ("validation", data.val), ("test", data.test)) if split is not None]
+    lines.append("  unknown:    " + ", ".join(rates) + " of the tokens are [UNK]")
+    if train_lengths is not None and len(train_lengths):
+        lines.append(f"  lengths:    tokens per training text (before max_len): median {int(np.median(train_lengths))}, "
+                     f"95% up to {int(np.percentile(train_lengths, 95))}, longest {int(train_lengths.max())}")
+        lines += ["  " + line for line in length_histogram(train_lengths.tolist(), pre.max_len)]
+    return lines
 
 
 def _short(values: list) -> str:

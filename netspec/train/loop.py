@@ -138,6 +138,26 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
+def trim_padding(ids: torch.Tensor) -> torch.Tensor:
+    """A batch of right-padded token ids (0 = padding) cut to its longest text (at least one step)."""
+    width = int((ids != 0).sum(dim=1).max()) if ids.numel() else 0
+    return ids[:, : max(width, 1)]
+
+
+def length_buckets(order: torch.Tensor, lengths: torch.Tensor, batch_size: int, seed: int, epoch: int,
+                   pool: int = 50) -> list[torch.Tensor]:
+    """One epoch's batches of texts of similar length: the epoch's order cut into pools of
+    `pool` batches, each pool sorted by length (stable) and cut into batches, then the batches
+    shuffled. A function of (order, seed, epoch) only, so a resumed run repeats it."""
+    batches = []
+    for start in range(0, len(order), pool * batch_size):
+        chunk = order[start:start + pool * batch_size]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches += list(chunk.split(batch_size))
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 500_009)
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def to_units(x: torch.Tensor, scale: float, tokens: bool) -> torch.Tensor:
     """Raw samples -> model units: uint8 images / scale, token ids int64, numbers float32."""
     if tokens:

@@ -147,6 +147,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.data.train) / self.batch_size)
         check_before_training(checked, self.data)  # what would stop the run later, found now
         self.shuffle = checked.data.shuffle if checked.data else True
+        self.text_lengths = torch.from_numpy(np.asarray((self.data.train.x != 0).sum(axis=1), dtype=np.int64)) \
+            if checked.data is not None and checked.data.bucket and pre.kind == "text" else None
         self.autocast_dtype, self.scaler = self.precision()
         self.channels_last = self.device.type == "cuda" and self.autocast_dtype is not None and \
             any(layer.type.startswith("Conv") for layer in ir.layers(checked.model.root))
@@ -268,10 +270,14 @@ class Trainer:
     def batch_plan(self, epoch: int) -> list[tuple[np.ndarray, int, float, int]]:
         """Per step: (this process's indices, offset in the global batch, loss scale, global size)."""
         n = len(self.data.train)
-        order = loop.epoch_order(n, self.cfg.seed, epoch, self.shuffle).numpy()
+        order = loop.epoch_order(n, self.cfg.seed, epoch, self.shuffle)
+        if self.text_lengths is not None:  # `bucket: true`: texts of similar length together
+            batches = [b.numpy() for b in loop.length_buckets(order, self.text_lengths, self.batch_size,
+                                                               self.cfg.seed, epoch)]
+        else:
+            batches = [order[i:i + self.batch_size].numpy() for i in range(0, n, self.batch_size)]
         plan = []
-        for i in range(0, n, self.batch_size):
-            idx = order[i:i + self.batch_size]
+        for idx in batches:
             part, offset, scale = shard(idx, self.dist, self.reduction)
             plan.append((part, offset, scale, len(idx)))
         return plan
@@ -351,7 +357,9 @@ class Trainer:
         if not self.run.claimed:
             moved = self.run.claim(resolved_spec_text(self.checked.spec), {
                 "netspec_version": __version__, "model": self.checked.model.name, "spec_hash": self.spec_hash,
-                "spec": os.path.abspath(self.checked.spec.file), "processes": self.dist.world})
+                "spec": os.path.abspath(self.checked.spec.file), "processes": self.dist.world,
+                # what `vocab_size`/`num_classes` were: commands on this run folder need no data for them
+                "data_constants": {k: v for k, v in self.checked.constants if k in cat.DATA_CONSTANTS}})
             if moved is not None:
                 print(f"previous run kept in {moved}/", file=sys.stderr)
             self.open_tensorboard()
@@ -366,11 +374,14 @@ class Trainer:
             "data_order": {"seed": self.cfg.seed, "scheme": "randperm(seed*1000003+epoch)"},
             "preprocessing": json.dumps(self.data.pre.to_json()),
         }
-        atomic_write_many([
+        files: list[tuple[str | os.PathLike, Any]] = [
             (self.out / "model.pt", torch_writer(best if best is not None else self.model.state_dict())),
             (self.out / "checkpoint.pt", torch_writer(state)),
             (self.out / "metrics.csv", text_writer(metrics_csv(self.state.history))),
-        ])
+        ]
+        if self.data.pre.tokenizer is not None:  # the tokenizer the run's texts were encoded with
+            files.append((self.out / "tokenizer.json", text_writer(self.data.pre.tokenizer)))
+        atomic_write_many(files)
         self.run.write_meta(epochs_done=self.state.epoch)
 
     def open_tensorboard(self) -> None:
@@ -505,6 +516,7 @@ class Trainer:
             if shown:
                 print(f"test ({tested}): {shown}")  # which weights were tested: model.pt's
             files = "model.pt, checkpoint.pt, metrics.csv, curves.png, summary.txt" + \
+                (", tokenizer.json" if self.data.pre.tokenizer is not None else "") + \
                 (", confusion.csv/png" if confusion is not None else "") + (", tensorboard/" if self.tb_writer else "")
             print(f"run saved in {self.out}/ ({files})")
         return result

@@ -255,12 +255,71 @@ LOOP_ROOTS = ["Loop", "Batch", "RunState", "Monitor", "NonFiniteLoss", "epoch_or
               "evaluate", "fit", "checkpoint_state", "restore"]
 
 
-def _loop_code() -> str:
+TEXT_BATCHES = '''
+# ---------------------------------------------------------------- the program: batches, files, main
+
+
+def on_device(x: np.ndarray, y: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A split's token ids and encoded targets, whole on DEVICE."""
+    x_t = torch.from_numpy(np.ascontiguousarray(x)).to(DEVICE)
+    return x_t, None if y is None else torch.from_numpy(np.ascontiguousarray(y)).to(DEVICE)
+
+
+def training_batches(x: torch.Tensor, y: torch.Tensor | None, epoch: int, batch_size: int) -> Iterator[Batch]:
+    """One epoch's batches in epoch_order (a function of SEED and the epoch, as netspec's), each
+    as wide as its longest text."""
+    order = epoch_order(len(x), SEED, epoch, SHUFFLE)
+    if BUCKET:  # `bucket: true`: texts of similar length together
+        batches = length_buckets(order, (x != 0).sum(dim=1).cpu(), batch_size, SEED, epoch)
+    else:
+        batches = [order[start:start + batch_size] for start in range(0, len(x), batch_size)]
+    for idx in batches:
+        idx = idx.to(DEVICE)
+        yield Batch(trim_padding(x.index_select(0, idx)), None if y is None else y.index_select(0, idx))
+
+
+def evaluation_batches(x: torch.Tensor, y: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    for start in range(0, len(x), EVAL_BATCH):
+        yield trim_padding(x[start:start + EVAL_BATCH]), None if y is None else y[start:start + EVAL_BATCH]
+'''
+
+
+def _loop_code(texts: bool = False) -> str:
     """netspec's training loop (train/loop.py), copied: the statements `netspec train` runs."""
     from netspec.train import loop
 
+    roots = LOOP_ROOTS + (["trim_padding", "length_buckets"] if texts else [])
     return "# ---------------------------------------------------------------- training (netspec's loop)\n\n\n" + \
-        copied_source(loop, LOOP_ROOTS)
+        copied_source(loop, roots)
+
+
+def _text_code(pre: Any, data: ir.DataConfig) -> tuple[list[str], str]:
+    """The constants and functions that tokenize the text columns as netspec does: the
+    tokenizer learnt from the training split (data/text.py, copied), texts as padded ids."""
+    from netspec.data import text
+    from netspec.data.text import TokenizerSettings
+
+    tok = data.tokenizer
+    assert tok is not None
+    settings = TokenizerSettings.from_call(tok.name, dict(tok.kwargs))
+    constants = [
+        f"TEXT_COLUMNS = {py(list(pre.text))}",
+        f"TOKENIZER = {py((settings.kind, settings.lowercase, settings.min_freq, settings.size))}"
+        f"  # kind, lowercase, min_freq, size: {settings.describe()}",
+        f"MAX_LEN = {py(pre.max_len)}  # tokens kept per text" + ("" if data.max_len else " (the longest training text)"),
+        f"BUCKET = {py(data.bucket)}  # training batches of texts of similar length",
+    ]
+    code = "\n\n\n".join([
+        "# ---------------------------------------------------------------- texts (netspec's tokenizer, Hugging Face's)",
+        copied_source(text, ["train_tokenizer", "encode_texts"]),
+        "def learn_tokenizer(texts: list[list[str]]) -> Any:\n"
+        '    """The tokenizer learnt from the training split (the cells of every text column), as netspec learns it."""\n'
+        "    kind, lowercase, min_freq, size = TOKENIZER\n"
+        "    return train_tokenizer([t for column in texts for t in column], kind, lowercase, min_freq, size, "
+        "len(TEXT_COLUMNS))",
+    ])
+    return constants, code
+
 
 
 def _doc_text(text: str) -> str:
@@ -269,6 +328,7 @@ def _doc_text(text: str) -> str:
 
 
 def _header(checked: ir.CheckedSpec, out_name: str, source: str, overrides: tuple[str, ...]) -> str:
+    texts = checked.model.padded
     import shlex
 
     spec_name = _doc_text(Path(source).name)
@@ -289,17 +349,24 @@ Written by netspec {__version__} with
 
     {command}
 
-It imports torch and numpy, never netspec. It builds the same model under the same seed,
-reads and splits the same data, preprocesses, augments, trains, evaluates and checkpoints as
-`netspec train` does on one device, and ends with the same weights on the CPU. The training
-split's statistics and vocabularies are written in below (netspec computed them when it
-wrote this file).
+It imports torch and numpy{", and Hugging Face `tokenizers` for the text columns" if texts else ""}, never
+netspec. It builds the same model under the same seed, reads and splits the same data,
+preprocesses, augments, trains, evaluates and checkpoints as `netspec train` does on one device,
+and ends with the same weights on the CPU. The training split's statistics and vocabularies are
+written in below (netspec computed them when it wrote this file){_text_note(texts)}.
 
     python {out}                  # train; writes {_doc_text(Path(out_name).stem)}_out/model.pt and checkpoint.pt
     python {out} --epochs 1       # a quick run
     python {out} --resume         # continue from the checkpoint
 """
 '''
+
+
+def _text_note(texts: bool) -> str:
+    if not texts:
+        return ""
+    return ("; the tokenizer is learnt\nfrom the training split's texts at the start, as netspec learns it, and the texts are\n"
+            "padded per batch to the longest one")
 
 
 def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | None = None,
@@ -367,6 +434,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
     if pre.columns:
         constants.append(const("FEATURE_COLUMNS", [list(c) + ([] if len(c) > 2 else [None]) for c in pre.columns],
                                 "CSV feature columns in input order: name, kind, the training split's categories"))
+    texts = pre.kind == "text"
+    text_constants, text_code = _text_code(pre, data) if texts else ([], "")
+    constants += text_constants
     if train_src.kind == "image_folder":
         from netspec.data.prepare import image_geometry
 
@@ -401,8 +471,18 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
             "        out[\"val\"] = (x[val], None if y is None else y[val])",
             "    if len(test):",
             "        out[\"test\"] = (x[test], None if y is None else y[test])"]
+    if texts:  # the tokenizer is learnt from the training split, then every text is encoded
+        load = load[:2] + [f"    texts, y = {train_fn}()",
+                           "    y = encode_targets(y)",
+                           "    train, val, test = split_rows(len(texts[0]), y)",
+                           "    tokenizer = learn_tokenizer([[column[i] for i in np.sort(train)] for column in texts])",
+                           "    x, _ = encode_texts(tokenizer, texts, MAX_LEN)"] + load[5:]
+        load[1] = '    """train / val / test: texts as token ids (padded with 0) and encoded targets."""'
     if test_fn:
         load += [f"    tx, ty = {test_fn}()", "    out[\"test\"] = (tx, encode_targets(ty))"]
+        if texts:
+            load[-2:] = [f"    test_texts, ty = {test_fn}()",
+                         "    out[\"test\"] = (encode_texts(tokenizer, test_texts, MAX_LEN)[0], encode_targets(ty))"]
     load.append("    return out")
     augment = _augment_code(checked, pre)
     imports = IMPORTS
@@ -421,13 +501,14 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         *dw.readers,
         *([dw.tables.helpers()] if dw.tables.used else []),
         *data_fns,
+        *([text_code] if texts else []),
         dw.targets_code(),
         dw.split_code(),
         "\n".join(load),
         augment,
         _metrics_code(cfg),
-        _loop_code(),
-        BATCHES,
+        _loop_code(texts),
+        TEXT_BATCHES if texts else BATCHES,
         INTERRUPTED,
         FILES.replace("interval=SCHEDULER_INTERVAL)", "interval=SCHEDULER_INTERVAL, "
                       "target=TargetScale(TARGET_SHIFT, TARGET_DIV).to(DEVICE))" if scaled else
@@ -440,8 +521,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
 
 IMPORTS = [
     "from __future__ import annotations", "",
-    "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import math", "import os",
-    "import shlex", "import sys", "import tempfile", "import time", "from collections import OrderedDict",
+    "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import itertools",
+    "import math", "import os", "import shlex", "import sys", "import tempfile", "import time",
+    "from collections import OrderedDict",
     "from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence",
     "from dataclasses import dataclass, field", "from pathlib import Path", "from typing import Any, NamedTuple", "",
     "import numpy as np", "import torch", "import torch.nn.functional as F", "from torch import nn",
