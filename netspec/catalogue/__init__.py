@@ -12,7 +12,7 @@ callers write `from netspec import catalogue as cat; cat.LAYERS[name]`.
     onnx.py      needs_lowering, onnx_problem: what ONNX export makes of a layer
     training.py  LOSSES, OPTIMIZERS, SCHEDULERS, INITIALISERS, METRICS, EARLY_STOPPING
     data.py      SOURCES, AUGMENTS, TABLE_FUNCTIONS, CONSTANTS
-    sections.py  the keys of the data:, train: and export: sections
+    sections.py  the keys of the weights:, data:, train: and export: sections
 
 Adding a layer is one row in layers.py's LAYERS_LIST. Each table's lookup (`LAYERS`,
 `LOSSES`, ...) is derived from its rows; no row is changed after it is written.
@@ -23,9 +23,17 @@ from __future__ import annotations
 from typing import Any
 
 from netspec.catalogue.data import AUGMENTS, AUGMENTS_LIST, CONSTANTS, SOURCES, SOURCES_LIST, TABLE_FUNCTIONS
-from netspec.catalogue.layers import BRANCHES, BRANCHES_LIST, LAYERS, LAYERS_LIST, NAME_DOMAINS, parameter_shapes
+from netspec.catalogue.layers import (
+    BRANCHES,
+    BRANCHES_LIST,
+    LAYERS,
+    LAYERS_LIST,
+    NAME_DOMAINS,
+    buffer_shapes,
+    parameter_shapes,
+)
 from netspec.catalogue.onnx import ONNX_LOWERINGS, needs_lowering, onnx_problem
-from netspec.catalogue.sections import DATA_SETTINGS, EXPORT_SETTINGS, LOGS, SECTIONS, TRAIN_SETTINGS
+from netspec.catalogue.sections import DATA_SETTINGS, EXPORT_SETTINGS, LOGS, SECTIONS, TRAIN_SETTINGS, WEIGHTS_SETTINGS
 from netspec.catalogue.training import (
     ARG_DOMAINS,
     EARLY_STOPPING,
@@ -83,6 +91,6 @@ __all__ = [
     "OPTIMIZERS", "OPTIMIZERS_LIST", "REQUIRED", "SCHEDULERS", "SCHEDULERS_LIST", "SECTIONS", "SOURCES",
     "SOURCES_LIST", "TABLE_FUNCTIONS", "TRAIN_SETTINGS", "AugmentSpec", "BranchSpec", "InitSpec", "LayerSpec",
     "LossSpec", "MetricSpec", "OptimizerSpec", "P", "SchedulerSpec", "SettingSpec", "Shape", "ShapeError",
-    "SourceSpec", "describe_domain", "describe_type", "fmt_shape", "in_domain", "lower_is_better",
+    "SourceSpec", "WEIGHTS_SETTINGS", "buffer_shapes", "describe_domain", "describe_type", "fmt_shape", "in_domain", "lower_is_better",
     "needs_lowering", "onnx_problem", "parameter_shapes", "type_ok",
 ]

@@ -1,7 +1,7 @@
-"""The section tables: every key of the `data:`, `train:` and `export:` sections, with its
-type, default, help and domain.
+"""The section tables: every key of the `weights:`, `data:`, `train:` and `export:` sections,
+with its type, default, help and domain.
 
-In: `SettingSpec` (types.py). Out: `DATA_SETTINGS`, `TRAIN_SETTINGS`, `EXPORT_SETTINGS`,
+In: `SettingSpec` (types.py). Out: `WEIGHTS_SETTINGS`, `DATA_SETTINGS`, `TRAIN_SETTINGS`, `EXPORT_SETTINGS`,
 `SECTIONS` (section name -> its settings) and `LOGS` (the `log:` destinations), read by the
 checker (checker/sections.py), the trainer's defaults and the docs. Imports no torch.
 """
@@ -10,6 +10,14 @@ from __future__ import annotations
 
 from netspec.catalogue.types import SettingSpec
 
+WEIGHTS_SETTINGS = [
+    SettingSpec("from", "weights_source", None, 'a run folder, model.pt, checkpoint.pt, a .pt/.pth state_dict, a '
+                '.safetensors file, or torchvision("resnet18", file=...)'),
+    SettingSpec("rename", "map", None, 'key prefixes renamed before matching, in order: { "features.": "backbone." }'),
+    SettingSpec("skip", "paths", (), "layer paths left at their initialisation (a new head); the file's tensors "
+                "for them are not loaded"),
+    SettingSpec("allow_unused", "bool", False, "the file may hold tensors the model does not use"),
+]
 DATA_SETTINGS = [
     SettingSpec("train", "source", None, "training data source"),
     SettingSpec("test", "source", None, "test data source"),
@@ -49,6 +57,11 @@ TRAIN_SETTINGS = [
     SettingSpec("save", "choice(best,last)", "best", "which epoch's weights model.pt holds"),
     SettingSpec("log", "logs", ("csv",), "where metrics go: csv (metrics.csv), tensorboard"),
     SettingSpec("log_every", "int", 50, "steps between step-level log entries (tensorboard)", "[1,inf)"),
+    SettingSpec("freeze", "paths", (), "layer paths that get no gradients; BatchNorm inside keeps its running "
+                "statistics (eval mode)"),
+    SettingSpec("unfreeze", "map", None, "staged fine-tuning: { path: epoch } trains a frozen path from that epoch on"),
+    SettingSpec("param_groups", "map", None, "optimizer settings per layer path: { head: {lr: 1e-2} }; the most "
+                "specific path wins; the rest use the optimizer's"),
 ]
 EXPORT_SETTINGS = [
     SettingSpec("onnx", "str?", None, "output path of the ONNX file"),
@@ -56,5 +69,5 @@ EXPORT_SETTINGS = [
     SettingSpec("tolerance", "float", 1e-4, "max torch vs onnxruntime difference (relative where |output| > 1)",
                 "(0,inf)"),
 ]
-SECTIONS = {"data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS}
+SECTIONS = {"weights": WEIGHTS_SETTINGS, "data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS}
 LOGS = ("csv", "tensorboard")

@@ -72,6 +72,7 @@ class LayerSpec:
     doc: str = ""
     aliases: bool = False  # may return its input (or a view of it): a later in-place layer would change it
     onnx_lowering: str = ""  # netspec.layers factory of an exact exportable equivalent, swapped in at export
+    buffers: Callable[[dict], list] | None = None  # [(buffer name, shape)] saved in the state_dict after the weights
 
     @property
     def user_params(self) -> tuple[P, ...]:

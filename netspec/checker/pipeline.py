@@ -13,9 +13,11 @@ The passes run in the order of ``PASSES``, each reading and filling the one ``Ch
     layout        the sections and the one model present  (here)
     sections      data / train / export -> typed configs  (checker/sections.py)
     model         names, blocks, layers, shapes           (checker/model.py)
+    transfer      weights; freeze/unfreeze/param_groups   (checker/transfer.py)
     cross         model x loss x metrics x data           (checker/cross.py)
 
-then, with ``read_data``, the data pass over the checked spec (checker/data.py).
+then, with ``read_data``, the weights file's keys and shapes (checker/transfer.py) and the
+data pass over the checked spec (checker/data.py).
 
     python -m netspec check examples/mnist.net
 """
@@ -31,6 +33,7 @@ from netspec.checker.cross import CrossChecker
 from netspec.checker.definitions import definitions_pass
 from netspec.checker.model import ModelChecker
 from netspec.checker.sections import SectionChecker
+from netspec.checker.transfer import check_weights_file, transfer_pass
 from netspec.errors import Diagnostic, NetspecError, Span, did_you_mean
 
 
@@ -41,7 +44,7 @@ def layout_pass(ctx: CheckContext) -> None:
         if s.kind not in cat.SECTIONS:
             hint = did_you_mean(s.kind, [*cat.SECTIONS, "model", "block", "let", "import"])
             ctx.err(head(s.span, len(s.kind)), f"unknown section `{s.kind}`",
-                    hint or "sections are model, data, train and export")
+                    hint or "sections are model, weights, data, train and export")
         elif s.kind in ctx.sections:
             ctx.err(head(s.span, len(s.kind)), f"duplicate `{s.kind}` section",
                     notes=[Diagnostic("first defined here", head(ctx.sections[s.kind].span, len(s.kind)), "note")])
@@ -77,7 +80,7 @@ def cross_pass(ctx: CheckContext) -> None:
 
 
 PASSES: tuple[Callable[[CheckContext], None], ...] = (definitions_pass, layout_pass, sections_pass, model_pass,
-                                                      cross_pass)
+                                                      transfer_pass, cross_pass)
 
 
 def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
@@ -87,7 +90,11 @@ def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
         raise NetspecError(ctx.diags + ctx.warnings)
     assert ctx.model is not None and ctx.train is not None and ctx.export is not None
     checked = ir.CheckedSpec(ctx.spec, ctx.model, ctx.data, ctx.train, ctx.export, tuple(ctx.consts.items()),
-                             tuple(ctx.warnings), "train" in ctx.sections)
+                             tuple(ctx.warnings), "train" in ctx.sections, weights=ctx.weights)
+    if read_data:
+        problems = check_weights_file(checked)  # keys and shapes only: before any data is read
+        if problems:
+            raise NetspecError(problems + list(checked.warnings))
     if read_data and ctx.data is not None:
         from netspec.checker.data import check_data_files
 
