@@ -24,7 +24,7 @@ import netspec
 from netspec.cli import main
 from netspec.errors import NetspecError
 from netspec.train.trainer import Trainer, train_file
-from tests.conftest import ROOT, netspec_cmd
+from tests.conftest import EXAMPLES, ROOT, have_dataset, netspec_cmd
 
 BASE = """
 model base {
@@ -495,3 +495,19 @@ def test_cli_train_prints_the_load_report_and_the_groups(base_run, tmp_path):
         "epoch 3" in out
     assert "epoch 3: unfreezing body.fc2" in out
     assert sys.executable
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (have_dataset("mnist") and have_dataset("fashion_mnist")), reason="MNIST/Fashion-MNIST missing")
+def test_fashion_from_mnist_example_trains_from_an_mnist_run(tmp_path, capsys):
+    mnist = tmp_path / "mnist_run"
+    train_file(str(EXAMPLES / "mnist.net"), ("data.subset=600", "train.epochs=1"), out_dir=str(mnist), quiet=True)
+    result = train_file(str(EXAMPLES / "fashion_from_mnist.net"),
+                        (f'weights.from="{mnist}"', "data.subset=300", "train.epochs=4"),
+                        out_dir=str(tmp_path / "fashion"), quiet=True)
+    out = capsys.readouterr().out
+    assert f"weights: 6 of 8 tensors loaded from {mnist / 'model.pt'}" in out and "epoch 4: unfreezing conv2" in out
+    assert result["epochs"] == 4 and result["test_accuracy"] > 0.3
+    loaded, tuned = state(mnist / "model.pt"), state(tmp_path / "fashion" / "checkpoint.pt")
+    assert same(loaded, tuned, ["conv1.conv2d1.weight", "conv1.conv2d1.bias"])  # frozen for the whole run
+    assert not same(loaded, tuned, ["conv2.conv2d1.weight"])  # unfrozen at epoch 4

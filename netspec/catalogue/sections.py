@@ -12,7 +12,7 @@ from netspec.catalogue.types import SettingSpec
 
 WEIGHTS_SETTINGS = [
     SettingSpec("from", "weights_source", None, 'a run folder, model.pt, checkpoint.pt, a .pt/.pth state_dict, a '
-                '.safetensors file, or torchvision("resnet18", file=...)'),
+                '.safetensors file, or torchvision("resnet18", file=...); `none`: start from the initialisation'),
     SettingSpec("rename", "map", None, 'key prefixes renamed before matching, in order: { "features.": "backbone." }'),
     SettingSpec("skip", "paths", (), "layer paths left at their initialisation (a new head); the file's tensors "
                 "for them are not loaded"),

@@ -78,7 +78,9 @@ class TransferChecker:
         s = self.ctx.settings(section, cat.WEIGHTS_SETTINGS)
         if "from" not in s:
             self.ctx.err(head(section.span, len("weights")), "the weights section needs `from:`",
-                         'e.g. `from: "runs/mnist_cnn"` or `from: torchvision("resnet18")`')
+                         'e.g. `from: "runs/mnist_cnn"` or `from: torchvision("resnet18")` (`from: none`: no weights)')
+            return None
+        if isinstance(s["from"].value, ir.NoneLit):  # `from: none`: start from the initialisation (an ablation)
             return None
         source_ = self.weights_source(s["from"])
         rename = self.renames(s["rename"]) if "rename" in s else ()
@@ -334,7 +336,8 @@ def check_weights_file(checked: ir.CheckedSpec) -> list[Diagnostic]:
     try:
         found, rules, note = expected_tensors(w)
     except NetspecError as e:
-        return [replace(d, span=w.source.span) if not d.span else d for d in e.diagnostics]
+        return [replace(d, span=w.source.span, help=_elsewhere(checked, w) or d.help) if not d.span else d
+                for d in e.diagnostics]
     if found is None:
         return []
     model = model_tensors(checked.model)
@@ -350,6 +353,19 @@ def check_weights_file(checked: ir.CheckedSpec) -> list[Diagnostic]:
     if (m.collisions or m.idle_renames) and rename_setting is not None:
         span = rename_setting.span
     return [Diagnostic(message, span, "error", matching.advice(m, w.allow_unused))]
+
+
+def _elsewhere(checked: ir.CheckedSpec, w: ir.WeightsConfig) -> str | None:
+    """A missing relative `from:` that exists relative to the current folder (a packaged
+    example run from elsewhere): say where the path is read from."""
+    if w.source.kind != "file" or w.source.path is None or os.path.exists(w.source.path):
+        return None
+    folder = os.path.dirname(os.path.abspath(checked.spec.file))
+    written = os.path.relpath(os.path.abspath(w.source.path), folder)
+    if written.startswith("..") or not os.path.exists(written) or os.path.abspath(written) == w.source.path:
+        return None
+    return (f"`from:` paths are relative to the spec's folder ({folder}); ./{written} exists here: copy the spec "
+            "here (netspec new NAME) or write the absolute path")
 
 
 def expected_tensors(w: ir.WeightsConfig) -> tuple[Any, tuple, str]:

@@ -254,6 +254,8 @@ class _ToIR(Transformer_NonRecursive):
         return ir.Index(c[0], c[1], self.s(meta))
 
     def value(self, meta, c):
+        if isinstance(c[0], tuple):  # `{ ... }`: a map, as a section setting's value
+            return _map_literal(ir.Seq(None, _layer_entries(c[0]), self.s(meta)))
         return c[0]
 
     # entries: keyed ones stay `_Keyed` until the enclosing body decides what they are

@@ -125,7 +125,7 @@ class Trainer:
     them. `data`: prepared by the caller (prepare_run), or here."""
 
     def __init__(self, checked: ir.CheckedSpec, run: RunDir, quiet: bool = False, as_json: bool = False,
-                 dist: Dist | None = None, data: Prepared | None = None):
+                 dist: Dist | None = None, data: Prepared | None = None, pretrained: bool = True):
         self.checked = checked
         self.cfg = checked.train
         self.run = run
@@ -140,7 +140,7 @@ class Trainer:
         self.val_loader = Loader(self.data.val, pre, self.device) if self.data.val is not None else None
         self.model: nn.Module = build_model(checked.model, self.cfg.seed).to(self.device)
         self.load_report: list[str] = []
-        if checked.weights is not None:  # pretrained weights, matched by name and shape
+        if checked.weights is not None and pretrained:  # matched by name and shape (a resumed run: the checkpoint's)
             self.load_report = transfer.pretrained(self.model, checked.weights, checked.weights.span,
                                                    _tell if self.dist.main else None)
         self.plan = transfer.plan_of(self.cfg)  # freeze / unfreeze / param_groups; None: all train together
@@ -578,7 +578,7 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
     if dist.main:
         for w in warnings:
             print(w.render(), file=sys.stderr)
-    trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist, data=data)
+    trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist, data=data, pretrained=ckpt is None)
     if ckpt is not None:
         wrong = state_problems(trainer.model, ckpt["model"])
         if wrong:
@@ -600,7 +600,7 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
         for note in trainer.data.notes:
             print(note, flush=True)
     if dist.main and not as_json:  # the load report (a resumed run's weights are the checkpoint's)
-        report = (trainer.load_report if ckpt is None else []) + (transfer.plan_report(trainer.model, trainer.plan, checked.train.optimizer.name,
+        report = trainer.load_report + (transfer.plan_report(trainer.model, trainer.plan, checked.train.optimizer.name,
                                                              checked.train.epochs) if trainer.plan else [])
         for line in report:
             print(line, flush=True)

@@ -84,7 +84,8 @@ def locate(path: str | Path) -> Path:
         raise error(f"{p}: a folder without model.pt or checkpoint.pt (not a finished netspec run)",
                     "train it first (netspec train writes model.pt there), or name a weights file")
     if not p.exists():
-        raise error(f"{p}: no such file or folder")
+        raise error(f"{p}: no such file or folder", "a run folder (netspec train writes runs/<model>), model.pt, "
+                    "checkpoint.pt, a .pt/.pth state_dict or a .safetensors file; relative to the spec's folder")
     if not p.is_file():
         raise error(f"{p}: not a regular file")
     return p
