@@ -511,3 +511,14 @@ def test_fashion_from_mnist_example_trains_from_an_mnist_run(tmp_path, capsys):
     loaded, tuned = state(mnist / "model.pt"), state(tmp_path / "fashion" / "checkpoint.pt")
     assert same(loaded, tuned, ["conv1.conv2d1.weight", "conv1.conv2d1.bias"])  # frozen for the whole run
     assert not same(loaded, tuned, ["conv2.conv2d1.weight"])  # unfrozen at epoch 4
+
+
+def test_diff_shows_weights_and_freezing_as_written(base_run, tmp_path):
+    from netspec.tools.diff import diff_paths, render_text
+
+    a = tuned_spec(tmp_path, base_run, name="a.net")
+    b = tuned_spec(tmp_path, base_run, weights_extra='rename: { "x.": "y." }', name="b.net")
+    b.write_text(b.read_text().replace("body.fc2: 3", "body.fc2: 2"))
+    text = render_text(diff_paths(str(a), str(b)))
+    assert 'weights.rename  [] -> { "x.": "y." }' in text
+    assert "train.unfreeze  { body.fc2: 3 } -> { body.fc2: 2 }" in text
