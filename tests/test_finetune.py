@@ -522,3 +522,43 @@ def test_diff_shows_weights_and_freezing_as_written(base_run, tmp_path):
     text = render_text(diff_paths(str(a), str(b)))
     assert 'weights.rename  [] -> { "x.": "y." }' in text
     assert "train.unfreeze  { body.fc2: 3 } -> { body.fc2: 2 }" in text
+
+
+SCHEDULERS = [("StepLR", {"step_size": 1, "gamma": 0.5}), ("ExponentialLR", {"gamma": 0.9}),
+              ("CosineAnnealingLR", {"T_max": 10}), ("MultiStepLR", {"milestones": [1, 3]}),
+              ("ReduceLROnPlateau", {"patience": 0}), ("OneCycleLR", {"max_lr": 0.1, "total_steps": 20}),
+              ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 3})]
+
+
+@pytest.mark.parametrize("name,kwargs", SCHEDULERS, ids=[s[0] for s in SCHEDULERS])
+def test_a_group_joining_later_follows_the_schedule(name, kwargs):
+    """The joining group's lr is its base lr times the factor the schedule reached (the first
+    group's lr under OneCycleLR/CyclicLR), and it keeps following the schedule."""
+    from torch import nn
+
+    from netspec.train.transfer import Plan, set_trainable, start_epoch, trainable_groups
+
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("a", nn.Linear(3, 3))
+    model.add_module("b", nn.Linear(3, 3))
+    absolute = name in ("OneCycleLR", "CyclicLR")
+    plan = Plan(["b"], {"b": 3}, [] if absolute else ["b"], [] if absolute else [{"lr": 0.02}], lr=0.1)
+    set_trainable(model, plan, 1)
+    optimizer = torch.optim.SGD(trainable_groups(model, plan, 1), lr=0.1, momentum=0.9)
+    scheduler = getattr(torch.optim.lr_scheduler, name)(optimizer, **kwargs)
+
+    def step() -> None:
+        optimizer.step()
+        scheduler.step(1.0) if name == "ReduceLROnPlateau" else scheduler.step()
+
+    step(), step()
+    assert start_epoch(model, optimizer, scheduler, plan, 3, name) is not None
+    assert len(optimizer.param_groups) == 2 and model.b.weight.requires_grad
+    for _ in range(4):
+        first, joined = optimizer.param_groups
+        if absolute:
+            assert joined["lr"] == pytest.approx(first["lr"])
+        else:
+            assert joined["lr"] / 0.02 == pytest.approx(first["lr"] / 0.1, rel=1e-6)
+        step()

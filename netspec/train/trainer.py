@@ -144,7 +144,6 @@ class Trainer:
             self.load_report = transfer.pretrained(self.model, checked.weights, checked.weights.span,
                                                    _tell if self.dist.main else None)
         self.plan = transfer.plan_of(self.cfg)  # freeze / unfreeze / param_groups; None: all train together
-        frozen_norms = transfer.set_trainable(self.model, self.plan, 1) if self.plan is not None else []
         if self.dist.enabled:
             torch.manual_seed(self.cfg.seed * 1000 + self.dist.rank + 1)  # dropout differs per process
         self.transform = build_transform(pre).to(self.device)
@@ -162,6 +161,8 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if self.dist.enabled and checked.train.sync_batchnorm:
             self.model = sync_batchnorm(self.model, self.device)
+        # after SyncBatchNorm's conversion (on CUDA it builds new modules): the frozen ones stay in eval mode
+        frozen_norms = transfer.set_trainable(self.model, self.plan, 1) if self.plan is not None else []
         self.optimizer = build_optimizer(self.cfg.optimizer, self.model.parameters() if self.plan is None else
                                          transfer.trainable_groups(self.model, self.plan, 1))
         self.scheduler = build_scheduler(self.cfg.scheduler, self.optimizer, self.cfg.epochs, self.steps_per_epoch)

@@ -32,6 +32,9 @@ from netspec.weights.matching import COUNTER, renamed_key
 from netspec.weights.stages import optimizer_groups, trains_from, under
 
 ABSOLUTE_SCHEDULERS = ("OneCycleLR", "CyclicLR")  # they set each group's lr from their own arguments
+SCHEDULE_KEYS = ("lr", "initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")  # per group (OneCycleLR)
+# torch schedulers' per-group lists (LRScheduler, ReduceLROnPlateau, CyclicLR)
+SCHEDULE_LISTS = ("base_lrs", "_last_lr", "min_lrs", "max_lrs", "base_momentums", "max_momentums")
 
 
 @dataclass
@@ -129,8 +132,10 @@ def start_epoch(model: nn.Module, optimizer: Any, scheduler: Any, plan: Plan, ep
     for group in trainable_groups(model, plan, epoch, first=epoch):
         old = len(optimizer.param_groups)
         base = group["lr"]
-        if scheduler_name in ABSOLUTE_SCHEDULERS:
-            group.update({k: v for k, v in first.items() if k not in ("params", "netspec_group")})
+        if scheduler_name in ABSOLUTE_SCHEDULERS:  # the schedule's own per-group settings, as the first group's
+            cycles = "max_momentum" in first or getattr(scheduler, "cycle_momentum", False)
+            group.update({k: v for k, v in first.items() if k in SCHEDULE_KEYS
+                          or (cycles and k in ("momentum", "betas"))})
         else:
             group["lr"] = base * factor
             if "initial_lr" in first:
@@ -161,7 +166,7 @@ def _extend_schedule(scheduler: Any, old: int, base: float, lr: float, absolute:
     """A scheduler keeps some settings as one list entry per group: give the new group its own
     (its base lr, its current lr; the first group's for the rest)."""
     for name, value in vars(scheduler).items():
-        if not isinstance(value, list) or len(value) != old or name == "optimizer":
+        if name not in SCHEDULE_LISTS or not isinstance(value, list) or len(value) != old:
             continue
         if name == "base_lrs" and not absolute:
             value.append(base)
