@@ -243,6 +243,26 @@ def fmt(files: tuple[str, ...], check_only: bool) -> None:
         sys.exit(1)
 
 
+@main.command("lsp")
+@click.option("--stdio", is_flag=True, help="talk over stdin/stdout (the default and only transport)")
+@click.option("--debounce-ms", type=click.IntRange(0, 10_000), default=300, show_default=True,
+              help="pause in typing before a changed document is checked again")
+@handle_errors
+def lsp(stdio: bool, debounce_ms: int) -> None:
+    """Language server for editors: check's diagnostics as you type, shapes on hover and inline.
+
+    \b
+      netspec lsp                 # started by the editor; see docs/editors.md
+    """
+    try:
+        from netspec.tools.lsp.server import serve
+    except ImportError as e:
+        from netspec.errors import error
+
+        raise error(f"netspec lsp needs pygls: {e}", "pip install 'pygls>=2,<3'") from None
+    serve(debounce_ms / 1000)
+
+
 @main.command("ir")
 @click.argument("file", callback=_no_nul)
 @click.option("--checked", is_flag=True, help="dump the checked IR (resolved layers and shapes)")

@@ -34,6 +34,7 @@ class CheckContext:
         self.diags: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         self.blocks: dict[str, ir.Block] = {}
+        self.let_spans: dict[str, Span] = {}  # where each `let` (imported ones too) names its constant
         self.consts: dict[str, Any] = {}
         # results, filled in pass by pass
         self.sections: dict[str, ir.Section] = {}

@@ -88,9 +88,7 @@ def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
         check_pass(ctx)
     if ctx.diags:
         raise NetspecError(ctx.diags + ctx.warnings)
-    assert ctx.model is not None and ctx.train is not None and ctx.export is not None
-    checked = ir.CheckedSpec(ctx.spec, ctx.model, ctx.data, ctx.train, ctx.export, tuple(ctx.consts.items()),
-                             tuple(ctx.warnings), "train" in ctx.sections, weights=ctx.weights)
+    checked = checked_spec(ctx)
     if read_data:
         problems = check_weights_file(checked)  # keys and shapes only: before any data is read
         if problems:
@@ -100,6 +98,28 @@ def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
 
         checked = check_data_files(checked)
     return checked
+
+
+def checked_spec(ctx: CheckContext) -> ir.CheckedSpec:
+    """The checked IR of a context whose passes found no error."""
+    assert ctx.model is not None and ctx.train is not None and ctx.export is not None
+    return ir.CheckedSpec(ctx.spec, ctx.model, ctx.data, ctx.train, ctx.export, tuple(ctx.consts.items()),
+                          tuple(ctx.warnings), "train" in ctx.sections, weights=ctx.weights)
+
+
+def check_context(spec: ir.Spec, *, target: str | None = None) -> CheckContext:
+    """Every pass run, and the context handed back errors and all, where `check` would raise:
+    for an editor, which shows a spec while it is being written. `ctx.diags` and
+    `ctx.warnings` are exactly what `check` reports; `ctx.model` holds every node that
+    resolved (layers after a failed one have no shape); `ctx.blocks` and `ctx.let_spans`
+    say where each name is defined."""
+    ctx = CheckContext(spec, target)
+    try:
+        for check_pass in PASSES:
+            check_pass(ctx)
+    except RecursionError:  # as `check` reports it: this one error alone
+        ctx.diags, ctx.warnings = [Diagnostic("spec is nested too deeply", Span(spec.file, 1, 1, 1, 2))], []
+    return ctx
 
 
 def check(spec: ir.Spec, *, target: str | None = None, read_data: bool = False) -> ir.CheckedSpec:
