@@ -117,10 +117,19 @@ def build_optimizer(cfg: ir.CallValue, params) -> torch.optim.Optimizer:
     spec = cat.OPTIMIZERS[cfg.name]
     params = list(params)
     kwargs = dict(cfg.kwargs)
-    devices = {p.device.type for p in params}
-    if takes_fused(cfg) and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params):
+    tensors = [t for g in params for t in (g["params"] if isinstance(g, dict) else [g])]  # groups: train/transfer.py
+    devices = {p.device.type for p in tensors}
+    if takes_fused(cfg) and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in tensors):
         kwargs["fused"] = True
     return _factory(spec.factory)(params, **kwargs)
+
+
+def optimizer_lr(cfg: ir.CallValue) -> float:
+    """The optimizer's own learning rate: the spec's, else torch's default for it."""
+    lr = dict(cfg.kwargs).get("lr")
+    if lr is None:
+        lr = next((p.default for p in cat.OPTIMIZERS[cfg.name].params if p.name == "lr"), 0.0)
+    return float(lr)  # type: ignore[arg-type]
 
 
 def takes_fused(cfg: ir.CallValue) -> bool:

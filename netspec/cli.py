@@ -414,7 +414,12 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
         from netspec.train.preflight import check_launch
 
         # a spec, data or device error once, before N processes start
-        check_launch(load(_spec(file), tuple(extra), read_data=True), nproc)
+        checked = load(_spec(file), tuple(extra), read_data=True)
+        check_launch(checked, nproc)
+        if checked.weights is not None and not resume:  # a torchvision download once, not once per process
+            from netspec.train.transfer import weights_path
+
+            weights_path(checked.weights, _tell)
         argv = strip_launcher_args(sys.argv[1:])
         code = launch(argv, nproc, nnodes, node_rank, master_addr, master_port)
         if code:

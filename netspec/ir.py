@@ -105,7 +105,27 @@ class Index:
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
-Expr = Union[Num, Str, Bool, NoneLit, Ref, Call, ListLit, TupleLit, BinOp, UnaryOp, Index]
+@dataclass(frozen=True, slots=True)
+class MapItem:
+    """One `key: value` of a map. `key` is None for an entry written without one, `value`
+    None for an entry that is not a value (a block or construct); the checker reports both."""
+
+    key: str | None
+    value: Expr | None
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    key_span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MapLit:
+    """`{ key: value, ... }` as a setting's value (`rename`, `unfreeze`, `param_groups`); keys
+    are names, layer paths (`backbone.layer4`) or strings, in source order."""
+
+    items: tuple[MapItem, ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+Expr = Union[Num, Str, Bool, NoneLit, Ref, Call, ListLit, TupleLit, BinOp, UnaryOp, Index, MapLit]
 
 # ---------------------------------------------------------------- spec structure
 
@@ -359,6 +379,56 @@ class DataConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerPath:
+    """A layer path as a section writes it (`backbone.layer4`): the module path in the built
+    model and the prefix of its state_dict keys."""
+
+    path: str
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Unfreeze:
+    """`unfreeze: { path: epoch }`: a frozen path trains from `epoch` on (epochs count from 1)."""
+
+    path: LayerPath
+    epoch: int
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ParamGroup:
+    """`param_groups: { path: {lr: 1e-4} }`: optimizer settings for the parameters under a path."""
+
+    path: LayerPath
+    options: tuple[tuple[str, Value], ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightsSource:
+    """Where pretrained weights come from: a file or run folder (`path`, resolved against the
+    spec's folder), or a torchvision zoo model (`zoo`, with `path` its local copy if given)."""
+
+    kind: str  # file | torchvision
+    path: str | None = None
+    zoo: str | None = None
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightsConfig:
+    """The `weights` section: where from, key prefixes renamed in order, layer paths skipped,
+    and whether the file may hold tensors the model does not use."""
+
+    source: WeightsSource
+    rename: tuple[tuple[str, str], ...] = ()
+    skip: tuple[LayerPath, ...] = ()
+    allow_unused: bool = False
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class TrainConfig:
     loss: CallValue = CallValue("MSELoss")
     optimizer: CallValue = CallValue("SGD", (("lr", 0.01),))
@@ -377,6 +447,9 @@ class TrainConfig:
     save: str = "best"  # best | last
     log: tuple[str, ...] = ("csv",)
     log_every: int = 50
+    freeze: tuple[LayerPath, ...] = ()  # no gradients; BatchNorm inside in eval mode
+    unfreeze: tuple[Unfreeze, ...] = ()
+    param_groups: tuple[ParamGroup, ...] = ()
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
@@ -435,6 +508,7 @@ class CheckedSpec:
     warnings: tuple = ()  # Diagnostic objects with severity "warning"
     has_train: bool = False
     search: SearchConfig | None = None  # the `search` section, checked (netspec tune)
+    weights: WeightsConfig | None = None  # pretrained weights to start from
 
 
 # ---------------------------------------------------------------- walking the checked tree
@@ -485,33 +559,37 @@ def last_layer(node: Node) -> LayerNode | None:
     return node
 
 
+def find(node: Node, path: str) -> Node | None:
+    """The node at `path` (`layer1.add1.main`) below `node`, or None."""
+    for name in path.split("."):
+        node = next((c for c in children(node) if c.name == name), None)  # type: ignore[assignment]
+        if node is None:
+            return None
+    return node
+
+
+def state_shapes(node: Node, prefix: str = "") -> dict[str, tuple[Shape, bool]]:
+    """Every state_dict key at or below `node` (`layer1.conv1.weight`), in torch's order, with
+    its shape and whether it is a parameter (else a buffer: BatchNorm's running statistics),
+    from the catalogue (no torch)."""
+    from netspec.catalogue import buffer_shapes, parameter_shapes
+
+    out: dict[str, tuple[Shape, bool]] = {}
+    for layer_path, layer in ([(prefix.rstrip("."), node)] if isinstance(node, LayerNode) else
+                              [(prefix + p, n) for p, n in walk(node) if isinstance(n, LayerNode)]):
+        kwargs = dict(layer.kwargs)
+        for name, shape in parameter_shapes(layer.type, kwargs):
+            out[f"{layer_path}.{name}"] = (tuple(shape), True)
+        for name, shape in buffer_shapes(layer.type, kwargs):
+            out[f"{layer_path}.{name}"] = (tuple(shape), False)
+    return out
+
+
 def parameter_count(node: Node) -> int:
     """Parameters at or below `node`, from the catalogue's parameter shapes (no torch)."""
     from netspec.catalogue import parameter_shapes
 
     return sum(math.prod(s) for layer in layers(node) for _, s in parameter_shapes(layer.type, dict(layer.kwargs)))
-
-
-def frozen_paths(checked: CheckedSpec) -> frozenset[str]:
-    """The paths (as `walk` names them) of the layers and blocks whose parameters do not
-    train. Nothing freezes yet: `train { freeze: [...] }` plugs in here, and the summary's
-    Trainable column and totals (and whatever else asks) follow it."""
-    return frozenset()
-
-
-def is_frozen(path: str, frozen: frozenset[str]) -> bool:
-    """Whether `path` or a block around it is frozen."""
-    return any(path == f or path.startswith(f + ".") for f in frozen)
-
-
-def trainable_parameter_count(node: Node, frozen: frozenset[str], path: str = "") -> int:
-    """Parameters at or below `node` (at `path`, as `walk` names it; "" for the root) that
-    train. Buffers (BatchNorm's running statistics) are not parameters: in neither count."""
-    if path and is_frozen(path, frozen):
-        return 0
-    if isinstance(node, LayerNode):
-        return parameter_count(node)
-    return sum(trainable_parameter_count(c, frozen, f"{path}.{c.name}" if path else c.name) for c in children(node))
 
 
 # ---------------------------------------------------------------- stable dump

@@ -12,7 +12,7 @@ callers write `from netspec import catalogue as cat; cat.LAYERS[name]`.
     onnx.py      needs_lowering, onnx_problem: what ONNX export makes of a layer
     training.py  LOSSES, OPTIMIZERS, SCHEDULERS, INITIALISERS, METRICS, EARLY_STOPPING
     data.py      SOURCES, TOKENIZERS, AUGMENTS, TABLE_FUNCTIONS, CONSTANTS, DATA_CONSTANTS
-    sections.py  the keys of the data:, train:, export: and search: sections, search distributions
+    sections.py  the keys of the weights:, data:, train:, export: and search: sections, search distributions
 
 Adding a layer is one row in layers.py's LAYERS_LIST. Each table's lookup (`LAYERS`,
 `LOSSES`, ...) is derived from its rows; no row is changed after it is written.
@@ -33,7 +33,15 @@ from netspec.catalogue.data import (
     TOKENIZERS,
     TOKENIZERS_LIST,
 )
-from netspec.catalogue.layers import BRANCHES, BRANCHES_LIST, LAYERS, LAYERS_LIST, NAME_DOMAINS, parameter_shapes
+from netspec.catalogue.layers import (
+    BRANCHES,
+    BRANCHES_LIST,
+    LAYERS,
+    LAYERS_LIST,
+    NAME_DOMAINS,
+    buffer_shapes,
+    parameter_shapes,
+)
 from netspec.catalogue.onnx import ONNX_LOWERINGS, needs_lowering, onnx_problem
 from netspec.catalogue.sections import (
     DATA_SETTINGS,
@@ -43,6 +51,7 @@ from netspec.catalogue.sections import (
     SEARCH_SETTINGS,
     SECTIONS,
     TRAIN_SETTINGS,
+    WEIGHTS_SETTINGS,
 )
 from netspec.catalogue.training import (
     ARG_DOMAINS,
@@ -109,7 +118,7 @@ __all__ = [
     "SEARCH_SETTINGS", "SECTIONS", "SOURCES",
     "SOURCES_LIST", "TABLE_FUNCTIONS", "TRAIN_SETTINGS", "AugmentSpec", "BranchSpec", "InitSpec", "LayerSpec",
     "LossSpec", "MetricSpec", "OptimizerSpec", "P", "SchedulerSpec", "SettingSpec", "Shape", "ShapeError",
-    "SourceSpec", "describe_domain", "describe_type", "fmt_shape", "in_domain", "lower_is_better",
-    "OUTPUT_WORDS", "TargetFacts", "loss_outputs", "metric_problem",
+    "SourceSpec", "WEIGHTS_SETTINGS", "buffer_shapes", "describe_domain", "describe_type", "fmt_shape", "in_domain",
+    "lower_is_better", "OUTPUT_WORDS", "TargetFacts", "loss_outputs", "metric_problem",
     "needs_lowering", "onnx_problem", "parameter_shapes", "type_ok",
 ]

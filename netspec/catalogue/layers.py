@@ -137,6 +137,14 @@ def _w_affine(count_key, flag):
     return w
 
 
+def _b_running(a):
+    """BatchNorm/InstanceNorm with track_running_stats: the running statistics and the step count."""
+    if not a.get("track_running_stats"):
+        return []
+    n = a["num_features"]
+    return [("running_mean", (n,)), ("running_var", (n,)), ("num_batches_tracked", ())]
+
+
 def _w_layernorm(a):
     if not a["elementwise_affine"]:
         return []
@@ -291,7 +299,8 @@ def _norm_rows() -> list[LayerSpec]:
              P("affine", "bool", True), P("track_running_stats", "bool", True)),
             same, expects, ranks, _infer_first("num_features"), category="normalization",
             examples=((f"[3, {size}]", f"BatchNorm{nd}d"), (f"[3, {size}]", f"BatchNorm{nd}d(eps=0.001, momentum=0.01)")),
-            weights=_w_affine("num_features", "affine"), doc="batch normalization; num_features is inferred.",
+            weights=_w_affine("num_features", "affine"), buffers=_b_running,
+            doc="batch normalization; num_features is inferred.",
         ))
         rows.append(_layer(
             f"InstanceNorm{nd}d", f"torch.nn.InstanceNorm{nd}d",
@@ -299,7 +308,8 @@ def _norm_rows() -> list[LayerSpec]:
              P("affine", "bool", False), P("track_running_stats", "bool", False)),
             same, SPATIAL[nd], (nd + 1,), _infer_first("num_features"), category="normalization",
             examples=((f"[3, {size}]", f"InstanceNorm{nd}d"), (f"[3, {size}]", f"InstanceNorm{nd}d(affine=true)")),
-            weights=_w_affine("num_features", "affine"), doc="instance normalization; num_features is inferred.",
+            weights=_w_affine("num_features", "affine"), buffers=_b_running,
+            doc="instance normalization; num_features is inferred.",
         ))
     rows.append(_layer(
         "LayerNorm", "torch.nn.LayerNorm",
@@ -590,6 +600,12 @@ LAYERS: dict[str, LayerSpec] = {row.name: row for row in LAYERS_LIST}
 def parameter_shapes(layer: str, kwargs: dict) -> list:
     """[(parameter name, shape)] of `layer` built with `kwargs` (inferred ones included)."""
     fn = LAYERS[layer].weights
+    return fn(kwargs) if fn else []
+
+
+def buffer_shapes(layer: str, kwargs: dict) -> list:
+    """[(buffer name, shape)] that `layer` saves in its state_dict after its parameters."""
+    fn = LAYERS[layer].buffers
     return fn(kwargs) if fn else []
 
 

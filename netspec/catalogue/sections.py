@@ -1,17 +1,25 @@
-"""The section tables: every key of the `data:`, `train:` and `export:` sections, with its
-type, default, help and domain.
+"""The section tables: every key of the `weights:`, `data:`, `train:` and `export:` sections,
+with its type, default, help and domain.
 
-In: `SettingSpec` (types.py). Out: `DATA_SETTINGS`, `TRAIN_SETTINGS`, `EXPORT_SETTINGS`,
-`SEARCH_SETTINGS` (the fixed keys of `search`; its other keys are `let` names and `--set`
-paths, with a distribution from `SEARCH_DISTRIBUTIONS`), `SECTIONS` (section name -> its
-settings) and `LOGS` (the `log:` destinations), read by the checker (checker/sections.py,
-checker/search.py), the trainer's defaults and the docs. Imports no torch.
+In: `SettingSpec` (types.py). Out: `WEIGHTS_SETTINGS`, `DATA_SETTINGS`, `TRAIN_SETTINGS`,
+`EXPORT_SETTINGS`, `SEARCH_SETTINGS` (the fixed keys of `search`; its other keys are `let`
+names and `--set` paths, with a distribution from `SEARCH_DISTRIBUTIONS`), `SECTIONS`
+(section name -> its settings) and `LOGS` (the `log:` destinations), read by the checker
+(checker/sections.py, checker/search.py), the trainer's defaults and the docs. Imports no torch.
 """
 
 from __future__ import annotations
 
 from netspec.catalogue.types import SettingSpec
 
+WEIGHTS_SETTINGS = [
+    SettingSpec("from", "weights_source", None, 'a run folder, model.pt, checkpoint.pt, a .pt/.pth state_dict, a '
+                '.safetensors file, or torchvision("resnet18", file=...); `none`: start from the initialisation'),
+    SettingSpec("rename", "map", None, 'key prefixes renamed before matching, in order: { "features.": "backbone." }'),
+    SettingSpec("skip", "paths", (), "layer paths left at their initialisation (a new head); the file's tensors "
+                "for them are not loaded"),
+    SettingSpec("allow_unused", "bool", False, "the file may hold tensors the model does not use"),
+]
 DATA_SETTINGS = [
     SettingSpec("train", "source", None, "training data source"),
     SettingSpec("test", "source", None, "test data source"),
@@ -59,6 +67,11 @@ TRAIN_SETTINGS = [
     SettingSpec("save", "choice(best,last)", "best", "which epoch's weights model.pt holds"),
     SettingSpec("log", "logs", ("csv",), "where metrics go: csv (metrics.csv), tensorboard"),
     SettingSpec("log_every", "int", 50, "steps between step-level log entries (tensorboard)", "[1,inf)"),
+    SettingSpec("freeze", "paths", (), "layer paths that get no gradients; BatchNorm inside keeps its running "
+                "statistics (eval mode)"),
+    SettingSpec("unfreeze", "map", None, "staged fine-tuning: { path: epoch } trains a frozen path from that epoch on"),
+    SettingSpec("param_groups", "map", None, "optimizer settings per layer path: { head: {lr: 1e-2} }; the most "
+                "specific path wins; the rest use the optimizer's"),
 ]
 EXPORT_SETTINGS = [
     SettingSpec("onnx", "str?", None, "output path of the ONNX file"),
@@ -88,5 +101,6 @@ SEARCH_DISTRIBUTIONS = {
     "loguniform": ("low, high", "a float drawn uniformly on a log scale from [low, high]; 0 < low"),
     "int": ("low, high, step=1", "an integer low, low + step, ..., high"),
 }
-SECTIONS = {"data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS, "search": SEARCH_SETTINGS}
+SECTIONS = {"weights": WEIGHTS_SETTINGS, "data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS,
+            "search": SEARCH_SETTINGS}
 LOGS = ("csv", "tensorboard")

@@ -78,6 +78,7 @@ class LayerSpec:
     # padding mask (attention, RNNs, Mean/Max/Last), "dim" is per step unless its `dim` is the
     # steps; "" mixes steps in ways padding would change (check warns)
     steps: str = ""
+    buffers: Callable[[dict], list] | None = None  # [(buffer name, shape)] saved in the state_dict after the weights
 
     @property
     def user_params(self) -> tuple[P, ...]:

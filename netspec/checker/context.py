@@ -42,6 +42,7 @@ class CheckContext:
         self.data: ir.DataConfig | None = None
         self.train: ir.TrainConfig | None = None
         self.export: ir.ExportConfig | None = None
+        self.weights: ir.WeightsConfig | None = None
         self.model: ir.CheckedModel | None = None
         self.search: ir.SearchConfig | None = None
         self.model_clean = False  # the model pass added no error: its shapes can be judged
@@ -243,7 +244,7 @@ class CheckContext:
 
 
 _SPECIAL_TYPES = ("source", "loss", "optimizer", "scheduler", "metrics", "early_stopping", "augments", "logs",
-                  "floats?", "any", "tokenizer")
+                  "floats?", "any", "tokenizer", "weights_source", "paths", "map")
 
 
 def _plain_type(t: str) -> bool:

@@ -143,7 +143,10 @@ class ModelChecker:
                      "layer names must be unique within a model, block or branch",
                      [Diagnostic(f"`{name}` first used here", seen[name], "note")])
             return
-        if name in RESERVED_NAMES or name.startswith("_"):
+        if "." in name:
+            self.ctx.err(where, f"`{name}` cannot be a layer name: `.` separates the names of a layer path",
+                         f"rename it, e.g. `{name.replace('.', '_')}`")
+        elif name in RESERVED_NAMES or name.startswith("_"):
             self.ctx.err(where, f"`{name}` cannot be a layer name: it is an attribute of torch.nn.Module",
                      f"rename it, e.g. `{name.strip('_')}_layer`")
         seen[name] = where

@@ -36,9 +36,10 @@ CALL_TABLES: dict[tuple[str, str], Mapping[str, Any]] = {
     ("train", "early_stopping"): {"EarlyStopping": cat.EARLY_STOPPING},
     ("data", "train"): cat.SOURCES,
     ("data", "test"): cat.SOURCES,
+    ("data", "tokenizer"): cat.TOKENIZERS,
 }
 # what to write first when a call-valued setting is absent and has no default call
-WRITE_FIRST = {"scheduler": "StepLR(step_size=2)", "early_stopping": "EarlyStopping(patience=3)",
+WRITE_FIRST = {"scheduler": "StepLR(step_size=2)", "early_stopping": "EarlyStopping(patience=3)", "tokenizer": "words()",
                "train": 'csv("data.csv", target="y")', "test": 'csv("test.csv", target="y")'}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -14,11 +14,13 @@ The passes run in the order of ``PASSES``, each reading and filling the one ``Ch
     sections      data / train / export -> typed configs  (checker/sections.py)
     data constants  vocab_size, num_classes from the data (checker/text.py)
     model         names, blocks, layers, shapes           (checker/model.py)
+    transfer      weights; freeze/unfreeze/param_groups   (checker/transfer.py)
     cross         model x loss x metrics x data           (checker/cross.py)
     search        the search space, each value compiled   (checker/search.py)
     text model    a model over padded texts               (checker/text.py)
 
-then, with ``read_data``, the data pass over the checked spec (checker/data.py).
+then, with ``read_data``, the weights file's keys and shapes (checker/transfer.py) and the
+data pass over the checked spec (checker/data.py).
 
     python -m netspec check examples/mnist.net
 """
@@ -36,6 +38,7 @@ from netspec.checker.model import ModelChecker
 from netspec.checker.search import SearchChecker, without_search
 from netspec.checker.sections import SectionChecker
 from netspec.checker.text import data_constants_pass, text_model_pass
+from netspec.checker.transfer import check_weights_file, transfer_pass
 from netspec.errors import Diagnostic, NetspecError, Span, did_you_mean
 
 
@@ -46,7 +49,7 @@ def layout_pass(ctx: CheckContext) -> None:
         if s.kind not in cat.SECTIONS:
             hint = did_you_mean(s.kind, [*cat.SECTIONS, "model", "block", "let", "import"])
             ctx.err(head(s.span, len(s.kind)), f"unknown section `{s.kind}`",
-                    hint or "sections are model, data, train, export and search")
+                    hint or "sections are model, weights, data, train, export and search")
         elif s.kind in ctx.sections:
             ctx.err(head(s.span, len(s.kind)), f"duplicate `{s.kind}` section",
                     notes=[Diagnostic("first defined here", head(ctx.sections[s.kind].span, len(s.kind)), "note")])
@@ -95,8 +98,8 @@ def search_pass(ctx: CheckContext) -> None:
 
 
 PASSES: tuple[Callable[[CheckContext], None], ...] = (definitions_pass, layout_pass, sections_pass,
-                                                      data_constants_pass, model_pass, cross_pass, text_model_pass,
-                                                      search_pass)
+                                                      data_constants_pass, model_pass, transfer_pass, cross_pass,
+                                                      text_model_pass, search_pass)
 
 
 def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
@@ -106,6 +109,10 @@ def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
     if ctx.diags:
         raise NetspecError(ctx.diags + ctx.warnings)
     checked = checked_spec(ctx)
+    if read_data:
+        problems = check_weights_file(checked)  # keys and shapes only: before any data is read
+        if problems:
+            raise NetspecError(problems + list(checked.warnings))
     if read_data and ctx.data is not None:
         from netspec.checker.data import check_data_files
 
@@ -117,7 +124,7 @@ def checked_spec(ctx: CheckContext) -> ir.CheckedSpec:
     """The checked IR of a context whose passes found no error."""
     assert ctx.model is not None and ctx.train is not None and ctx.export is not None
     return ir.CheckedSpec(ctx.spec, ctx.model, ctx.data, ctx.train, ctx.export, tuple(ctx.consts.items()),
-                          tuple(ctx.warnings), "train" in ctx.sections, ctx.search)
+                          tuple(ctx.warnings), "train" in ctx.sections, ctx.search, weights=ctx.weights)
 
 
 def check_context(spec: ir.Spec, *, target: str | None = None) -> CheckContext:

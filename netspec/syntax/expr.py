@@ -124,6 +124,8 @@ def evaluate(e: ir.Expr, env: Mapping[str, Any], *, symbols: bool = False) -> An
         return _arith(e.op, a, b, e.span)
     if isinstance(e, ir.Call):
         raise NetspecError.at(e.span, f"`{e.func}(...)` is not a value here")
+    if isinstance(e, ir.MapLit):
+        raise NetspecError.at(e.span, "a `{ key: value }` map is not a value here")
     raise NetspecError.at(getattr(e, "span", None) or ir.NO_SPAN, "unsupported expression")
 
 
@@ -207,7 +209,19 @@ def _source(e: ir.Expr) -> str:
     if isinstance(e, ir.Call):
         parts = [source(a) for a in e.args] + [f"{k.name}={source(k.value)}" for k in e.kwargs]
         return f"{e.func}(" + ", ".join(parts) + ")"
+    if isinstance(e, ir.MapLit):
+        entries = [f"{map_key(i.key)}: {source(i.value) if i.value is not None else '?'}" for i in e.items]
+        return "{ " + ", ".join(entries) + " }" if entries else "{}"
     return "?"
+
+
+def map_key(key: str | None) -> str:
+    """A map key as written: a name or layer path bare, anything else quoted."""
+    import re
+
+    if key is not None and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        return key
+    return show(key or "")
 
 
 # ---------------------------------------------------------------- table expressions

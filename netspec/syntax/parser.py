@@ -254,6 +254,8 @@ class _ToIR(Transformer_NonRecursive):
         return ir.Index(c[0], c[1], self.s(meta))
 
     def value(self, meta, c):
+        if isinstance(c[0], tuple):  # `{ ... }`: a map, as a section setting's value
+            return _map_literal(ir.Seq(None, _layer_entries(c[0]), self.s(meta)))
         return c[0]
 
     # entries: keyed ones stay `_Keyed` until the enclosing body decides what they are
@@ -278,7 +280,8 @@ class _ToIR(Transformer_NonRecursive):
 
     def keyed(self, meta, c):
         key, item = c
-        return _Keyed(str(key), _tok_span(self.file, key), item, self.s(meta))
+        text = _unescape(str(key)) if key.type == "STRING" else str(key)
+        return _Keyed(text, _tok_span(self.file, key), item, self.s(meta))
 
     def bare(self, meta, c):
         return c[0]
@@ -317,6 +320,9 @@ class _ToIR(Transformer_NonRecursive):
                 if isinstance(e.item, ir.Layer) and not e.item.inits:
                     entries.append(ir.Setting(e.key, e.item.expr, e.span, e.key_span))
                     continue
+                if isinstance(e.item, ir.Seq):  # `rename: { "a.": "b." }`: a map as the value
+                    entries.append(ir.Setting(e.key, _map_literal(e.item), e.span, e.key_span))
+                    continue
                 entries.append(e.named())
             else:
                 entries.append(e)
@@ -339,6 +345,35 @@ class _Keyed:
         from dataclasses import replace
 
         return replace(self.item, name=self.key, span=self.span)
+
+
+def _map_literal(body: ir.Seq) -> ir.MapLit:
+    """A `{ ... }` written as a section setting's value: its `key: value` entries as a map
+    (nested bodies as nested maps); anything else stays for the checker to report."""
+    items = []
+    for e in body.body:
+        key = e.key if isinstance(e, ir.Setting) else e.name
+        key_span = e.key_span if isinstance(e, ir.Setting) else _key_span(e.span, key)
+        if isinstance(e, ir.Setting):
+            items.append(ir.MapItem(key, e.value, e.span, key_span))
+        elif isinstance(e, ir.Layer) and not e.inits:
+            items.append(ir.MapItem(key, e.expr, e.span, key_span))
+        elif isinstance(e, ir.Seq):
+            items.append(ir.MapItem(key, _map_literal(e), e.span, key_span))
+        else:
+            items.append(ir.MapItem(key, None, e.span, key_span))
+    return ir.MapLit(tuple(items), body.span)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _key_span(span: Span, key: str | None) -> Span:
+    """Where a map entry's key was written: its first characters (a quoted key with its quotes)."""
+    if key is None or not span:
+        return span
+    width = len(key) if _PLAIN_KEY.fullmatch(key) else len(key) + 2
+    return Span(span.file, span.line, span.column, span.line, span.column + max(width, 1))
 
 
 def _layer_entries(raw: tuple) -> tuple:

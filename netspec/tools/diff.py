@@ -334,6 +334,20 @@ def value_text(v: Any) -> str:
         return source(v)
     if isinstance(v, tuple) and any(isinstance(x, ir.CallValue) for x in v):
         return "[" + ", ".join(value_text(x) for x in v) + "]"
+    if isinstance(v, ir.LayerPath):
+        return v.path
+    if isinstance(v, ir.WeightsSource):
+        return show(v.path) if v.kind == "file" else f'torchvision("{v.zoo}"' + \
+            (f", file={show(v.path)})" if v.path else ")")
+    if isinstance(v, tuple) and v and all(isinstance(x, (ir.Unfreeze, ir.ParamGroup)) for x in v):
+        return "{ " + ", ".join(f"{x.path.path}: {x.epoch}" if isinstance(x, ir.Unfreeze) else
+                                f"{x.path.path}: {{ {', '.join(f'{k}: {show(o)}' for k, o in x.options)} }}"
+                                for x in v) + " }"
+    if isinstance(v, tuple) and v and all(isinstance(x, ir.LayerPath) for x in v):
+        return "[" + ", ".join(x.path for x in v) + "]"
+    if isinstance(v, tuple) and v and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str)
+                                          for x in v):  # rename pairs
+        return "{ " + ", ".join(f"{show(a)}: {show(b)}" for a, b in v) + " }"
     if isinstance(v, ir.CallValue) and not v.kwargs:
         return v.name  # `accuracy`, `CrossEntropyLoss`: written without parentheses
     return show(v)
@@ -390,6 +404,14 @@ def compare_settings(a: ir.CheckedSpec, b: ir.CheckedSpec) -> list[SettingChange
                               cb.get(k, _MISSING))
     if (a.data is None) != (b.data is None):
         out.append(SettingChange("data", "none" if a.data is None else "{ ... }", "none" if b.data is None else "{ ... }"))
+    if (a.weights is None) != (b.weights is None):
+        out.append(SettingChange("weights", "none" if a.weights is None else "{ ... }",
+                                 "none" if b.weights is None else "{ ... }"))
+    elif a.weights is not None and b.weights is not None:
+        for f in fields(a.weights):
+            if not f.name.endswith("span"):
+                out += compare_values(f"weights.{'from' if f.name == 'source' else f.name}",
+                                      getattr(a.weights, f.name), getattr(b.weights, f.name))
     for section, x, y in (("data", a.data or ir.DataConfig(), b.data or ir.DataConfig()),
                           ("train", a.train, b.train), ("export", a.export, b.export)):
         for f in fields(x):

@@ -20,27 +20,29 @@ def node_type(node: ir.Node) -> str:
     return "Residual" if node.kind == "residual" else "Sequential"
 
 
-def rows(node: ir.Node, frozen: frozenset[str], depth: int = 0, prefix: str = "") -> list[tuple[str, str, str, int, str]]:
-    """(name, type, output shape, parameters, trainable: yes | no | partly | "") per entry."""
+def rows(node: ir.Node, depth: int = 0, prefix: str = "") -> list[tuple[str, str, str, int, str]]:
     out = []
     for c in children(node):
-        path = prefix + c.name
-        total = parameter_count(c)
-        trainable = ir.trainable_parameter_count(c, frozen, path)
-        mark = "" if not total else "yes" if trainable == total else "no" if not trainable else "partly"
-        out.append(("  " * depth + c.name, node_type(c), fmt_shape(c.out_shape), total, mark))
+        label = "  " * depth + c.name
+        out.append((label, node_type(c), fmt_shape(c.out_shape), parameter_count(c), prefix + c.name))
         if not isinstance(c, ir.LayerNode):
-            out.extend(rows(c, frozen, depth + 1, path + "."))
+            out.extend(rows(c, depth + 1, prefix + c.name + "."))
     return out
 
 
 def summary_text(checked: ir.CheckedSpec) -> str:
+    from netspec.tools.marks import Marks
+
     m = checked.model
-    frozen = ir.frozen_paths(checked)
-    table = [("(input)", "", fmt_shape(m.input_shape), 0, "")] + rows(m.root, frozen)
-    head = ("Layer", "Type", "Output shape", "Params", "Trainable")
-    body = [(n, t, s, f"{p:,}" if p else "0" if t else "", mark) for n, t, s, p, mark in table]
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(5)]
+    marks = Marks(checked)  # pretrained (weights) and frozen (freeze/unfreeze) layers
+    nodes = dict(ir.walk(m.root))
+    table = [("(input)", "", fmt_shape(m.input_shape), 0, "")] + rows(m.root)
+    head = ("Layer", "Type", "Output shape", "Params", "Trainable") + (("Weights",) if marks.weights else ())
+    body = [(n, t, s, f"{p:,}" if p else "0" if t else "",
+             (marks.trains(path, nodes[path]) if path else "") if marks.active else "yes" if p else "")
+            + ((marks.pretrained(path, nodes[path]) if path else "",) if marks.weights else ())
+            for n, t, s, p, path in table]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
 
     def line(r: tuple) -> str:
         return "  ".join(
@@ -49,8 +51,12 @@ def summary_text(checked: ir.CheckedSpec) -> str:
 
     rule = "-" * len(line(head))
     total = parameter_count(m.root)
-    trainable = ir.trainable_parameter_count(m.root, frozen)
+    first, later, never = marks.parameters()
+    frozen = f" (frozen; {later:,} of them train from a later epoch)" if later else " (frozen)" if never else ""
     out = [f"model {m.name}", rule, line(head), rule, *(line(r) for r in body), rule,
-           f"Total params: {total:,}", f"Trainable params: {trainable:,}", f"Non-trainable params: {total - trainable:,}",
+           f"Total params: {total:,}", f"Trainable params: {first:,}", f"Non-trainable params: {later + never:,}{frozen}",
            f"Parameter memory: {total * 4 / 1024:,.1f} KiB (float32)"]
+    if checked.weights is not None:
+        source = checked.weights.source
+        out.append("Weights from: " + (source.path or "" if source.kind == "file" else f'torchvision("{source.zoo}")'))
     return "\n".join(out)

@@ -83,6 +83,7 @@ class Loop:
     interval: str | None = None  # when the scheduler steps: "batch", "epoch", "plateau"
     target: Any = None  # normalize_target (layers.TargetScale): .normalize(y) for the loss; (out) -> target units
     check_every: int = 1  # steps between host reads of the non-finite flag
+    frozen_norms: list[nn.Module] = field(default_factory=list)  # frozen BatchNorms: eval mode while training
     weights: list[torch.Tensor] = field(init=False)  # the L1 penalty's
 
     def __post_init__(self) -> None:
@@ -189,8 +190,8 @@ def forward_loss(loop: Loop, x: torch.Tensor, y: torch.Tensor, scale: float = 1.
     out = out.float()
     data_loss = loop.loss_fn(out, y if loop.target is None else loop.target.normalize(y))
     loss = data_loss * scale if scale != 1.0 else data_loss
-    if loop.l1:
-        loss = loss + loop.l1 * sum(w.abs().sum() for w in loop.weights)
+    if loop.l1:  # on the weights that train (a frozen one would only add a constant)
+        loss = loss + loop.l1 * sum(w.abs().sum() for w in loop.weights if w.requires_grad)
     return loss, out, data_loss.detach()
 
 
@@ -242,6 +243,8 @@ def train_epoch(loop: Loop, batches: Iterable[Batch], epoch: int, metrics: Any,
     to the host except the non-finite flag every `loop.check_every` steps. Returns
     `metrics.result()` (summed over DDP processes)."""
     loop.forward_module.train()
+    for module in loop.frozen_norms:  # their running statistics stay as loaded
+        module.eval()
     bad_step = torch.full((), -1, dtype=torch.long, device=loop.device)
     for i, batch in enumerate(batches, start=1):
         x = to_units(batch.x, loop.scale, loop.tokens)
@@ -333,13 +336,16 @@ def end_epoch(loop: Loop, state: RunState, row: dict[str, Any], monitor: Monitor
 
 def fit(loop: Loop, state: RunState, epochs: int, train: Callable[[int], dict[str, float]],
         validate: Callable[[], dict[str, float]] | None, monitor: Monitor,
-        end_of_epoch: Callable[[dict[str, Any], bool], None], samples: int | None = None) -> bool:
-    """Epochs state.epoch + 1 .. epochs: `train(epoch)`, `validate()`, end_epoch, then
-    `end_of_epoch(row, stop)` (checkpoint, report). A row: epoch, the training metrics, val_
-    metrics, lr, seconds (of training), and samples_per_s where `samples` is given. True when
-    early stopping ended the run."""
+        end_of_epoch: Callable[[dict[str, Any], bool], None], samples: int | None = None,
+        start_epoch: Callable[[int], None] | None = None) -> bool:
+    """Epochs state.epoch + 1 .. epochs: `start_epoch(epoch)` (a staged unfreeze), `train(epoch)`,
+    `validate()`, end_epoch, then `end_of_epoch(row, stop)` (checkpoint, report). A row: epoch,
+    the training metrics, val_ metrics, lr, seconds (of training), and samples_per_s where
+    `samples` is given. True when early stopping ended the run."""
     while state.epoch < epochs:
         epoch = state.epoch + 1
+        if start_epoch is not None:
+            start_epoch(epoch)
         start = time.perf_counter()
         lr = loop.optimizer.param_groups[0]["lr"]
         trained = train(epoch)

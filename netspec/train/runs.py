@@ -179,8 +179,8 @@ def run_spec(run: Path) -> Path:
 
 def resolved_spec(spec: ir.Spec) -> ir.Spec:
     """The spec as a run folder keeps it: imported lets and blocks inlined (a later
-    definition wins, as in the checker), and file paths in data sources and the export
-    section made absolute, so the file works wherever it is read from."""
+    definition wins, as in the checker), and file paths in data sources, the weights and the
+    export section made absolute, so the file works wherever it is read from."""
     from netspec.syntax.parser import parse_file
 
     definitions: dict[tuple[str, str], ir.Let | ir.Block] = {}
@@ -228,6 +228,13 @@ def _absolute_paths(item: ir.Model | ir.Section, spec_file: str) -> ir.Model | i
             e = replace(e, value=replace(e.value, args=args, kwargs=kwargs))
         elif isinstance(e, ir.Setting) and item.kind == "export" and e.key == "onnx":
             e = replace(e, value=absolute(e.value))
+        elif isinstance(e, ir.Setting) and item.kind == "weights" and e.key == "from":
+            value = e.value  # a path, or torchvision("name", file="path")
+            if isinstance(value, ir.Call):
+                value = replace(value, args=tuple(absolute(a) if i == 1 else a for i, a in enumerate(value.args)),
+                                kwargs=tuple(replace(k, value=absolute(k.value)) if k.name == "file" else k
+                                             for k in value.kwargs))
+            e = replace(e, value=absolute(value))
         entries.append(e)
     return replace(item, entries=tuple(entries))
 

@@ -40,7 +40,7 @@ from netspec.builder import build_loss, build_model, build_optimizer, build_sche
 from netspec.data.loader import Loader
 from netspec.data.prepare import Prepared, prepare
 from netspec.errors import Diagnostic, NetspecError, TrainingInterrupted, error
-from netspec.train import loop
+from netspec.train import loop, transfer
 from netspec.train.checkpoint import (
     CHECKPOINT_FORMAT,
     metrics_csv,
@@ -66,6 +66,10 @@ NONFINITE_CHECK_CPU = 1  # on the CPU reading it costs nothing
 
 class TrainingError(NetspecError):
     pass
+
+
+def _tell(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def prepare_run(checked: ir.CheckedSpec, dist: Dist) -> tuple[Prepared, list[Diagnostic]]:
@@ -121,7 +125,7 @@ class Trainer:
     them. `data`: prepared by the caller (prepare_run), or here."""
 
     def __init__(self, checked: ir.CheckedSpec, run: RunDir, quiet: bool = False, as_json: bool = False,
-                 dist: Dist | None = None, data: Prepared | None = None):
+                 dist: Dist | None = None, data: Prepared | None = None, pretrained: bool = True):
         self.checked = checked
         self.cfg = checked.train
         self.run = run
@@ -135,6 +139,11 @@ class Trainer:
         self.train_loader = Loader(self.data.train, pre, self.device)
         self.val_loader = Loader(self.data.val, pre, self.device) if self.data.val is not None else None
         self.model: nn.Module = build_model(checked.model, self.cfg.seed).to(self.device)
+        self.load_report: list[str] = []
+        if checked.weights is not None and pretrained:  # matched by name and shape (a resumed run: the checkpoint's)
+            self.load_report = transfer.pretrained(self.model, checked.weights, checked.weights.span,
+                                                   _tell if self.dist.main else None)
+        self.plan = transfer.plan_of(self.cfg)  # freeze / unfreeze / param_groups; None: all train together
         if self.dist.enabled:
             torch.manual_seed(self.cfg.seed * 1000 + self.dist.rank + 1)  # dropout differs per process
         self.transform = build_transform(pre).to(self.device)
@@ -156,17 +165,17 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if self.dist.enabled and checked.train.sync_batchnorm:
             self.model = sync_batchnorm(self.model, self.device)
-        self.optimizer = build_optimizer(self.cfg.optimizer, self.model.parameters())
+        # after SyncBatchNorm's conversion (on CUDA it builds new modules): the frozen ones stay in eval mode
+        frozen_norms = transfer.set_trainable(self.model, self.plan, 1) if self.plan is not None else []
+        self.optimizer = build_optimizer(self.cfg.optimizer, self.model.parameters() if self.plan is None else
+                                         transfer.trainable_groups(self.model, self.plan, 1))
         self.scheduler = build_scheduler(self.cfg.scheduler, self.optimizer, self.cfg.epochs, self.steps_per_epoch)
         self.interval = cat.SCHEDULERS[self.cfg.scheduler.name].interval if self.cfg.scheduler else None
         self.net: nn.Module = self.model
         if self.cfg.compile:
             self.net = self.compiled()
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.net, device_ids=ids)
+        self.inner_net = self.net  # what DDP wraps (again after a staged unfreeze)
+        self.net = self.distributed(self.inner_net)
         self.loop = loop.Loop(
             self.model, self.loss_fn, self.transform, self.device, optimizer=self.optimizer,
             scheduler=self.scheduler, scaler=self.scaler, augment=self.augment, net=self.net, seed=self.cfg.seed,
@@ -174,7 +183,8 @@ class Trainer:
             l1=self.cfg.l1, clip_grad_norm=self.cfg.clip_grad_norm,
             closure=cat.OPTIMIZERS[self.cfg.optimizer.name].closure, reduction=self.reduction,
             interval=self.interval, target=self.target_scale,
-            check_every=NONFINITE_CHECK_CPU if self.device.type == "cpu" else NONFINITE_CHECK_EVERY)
+            check_every=NONFINITE_CHECK_CPU if self.device.type == "cpu" else NONFINITE_CHECK_EVERY,
+            frozen_norms=frozen_norms)
         self.state = loop.RunState()
         monitor, minimize = monitor_of(checked, self.val_loader is not None)
         es = self.cfg.early_stopping
@@ -185,6 +195,30 @@ class Trainer:
         self.global_step = 0
 
     # -- set-up helpers
+
+    def distributed(self, net: nn.Module) -> nn.Module:
+        """`net` under DDP when there are several processes (DDP registers the parameters that
+        need gradients when it is built: again after a staged unfreeze)."""
+        if not self.dist.enabled:
+            return net
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(net, device_ids=ids)
+
+    def start_epoch(self, epoch: int) -> None:
+        """A staged unfreeze: the layers that train from `epoch` on join the optimizer."""
+        if self.plan is None:
+            return
+        sched = self.cfg.scheduler.name if self.cfg.scheduler else None
+        frozen = transfer.start_epoch(self.model, self.optimizer, self.scheduler, self.plan, epoch, sched)
+        if frozen is None:
+            return
+        self.loop.frozen_norms = frozen
+        self.net = self.loop.net = self.distributed(self.inner_net)
+        if self.dist.main and not self.as_json:
+            paths = [p for p, e in self.plan.unfreeze.items() if e == epoch]
+            print(f"epoch {epoch}: unfreezing {', '.join(paths)}", flush=True)
 
     def make_augmenter(self) -> Any:
         data = self.checked.data
@@ -393,13 +427,19 @@ class Trainer:
 
     def restore(self, ckpt: dict) -> None:
         same_scheduler = ckpt["spec_view"].get("train.scheduler") == self.view.get("train.scheduler")
+        if self.plan is not None:  # the groups a staged unfreeze had added by then, as the checkpoint holds them
+            sched = self.cfg.scheduler.name if self.cfg.scheduler else None
+            self.loop.frozen_norms = transfer.catch_up(self.model, self.optimizer, self.scheduler, self.plan,
+                                                       ckpt["epoch"], sched)
+            self.net = self.loop.net = self.distributed(self.inner_net)
         self.state = loop.restore(self.loop, ckpt, scheduler=same_scheduler)
         new_lr = dict(self.cfg.optimizer.kwargs).get("lr")
         if new_lr is not None and ckpt["spec_view"].get("train.optimizer.lr") != self.view.get("train.optimizer.lr"):
             for group in self.optimizer.param_groups:
-                group["lr"] = new_lr
+                base = new_lr if self.plan is None else self.plan.base_lr(transfer._group_index(group))
+                group["lr"] = base
                 if "initial_lr" in group:
-                    group["initial_lr"] = new_lr
+                    group["initial_lr"] = base
         ranks = ckpt.get("rng_ranks") or []
         mine = ranks[self.dist.rank] if len(ranks) == self.dist.world and self.dist.rank < len(ranks) else None
         torch.set_rng_state(mine["cpu"] if mine else ckpt["rng"])
@@ -442,7 +482,8 @@ class Trainer:
         validate = (lambda: self.evaluate(val_loader)[0]) if val_loader is not None else None
         try:
             stopped = loop.fit(self.loop, self.state, self.cfg.epochs, lambda epoch: self.train_epoch(epoch, progress),
-                               validate, self.monitor, self.end_of_epoch, samples=len(self.data.train))
+                               validate, self.monitor, self.end_of_epoch, samples=len(self.data.train),
+                               start_epoch=self.start_epoch if self.plan is not None else None)
         except loop.NotReported as e:
             raise error(f"early stopping monitors `{e.key}`, which is not reported",
                         "reported: " + ", ".join(k for k in e.row if k not in ("epoch", "lr", "seconds"))) from None
@@ -575,7 +616,7 @@ def _run(checked: ir.CheckedSpec, out: Path, run: RunDir, ckpt: dict | None, qui
     if dist.main:
         for w in warnings:
             print(w.render(), file=sys.stderr)
-    trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist, data=data)
+    trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist, data=data, pretrained=ckpt is None)
     started.append(trainer)  # where it stands, should Ctrl-C come
     if ckpt is not None:
         wrong = state_problems(trainer.model, ckpt["model"])
@@ -597,6 +638,11 @@ def _run(checked: ir.CheckedSpec, out: Path, run: RunDir, ckpt: dict | None, qui
               + (f", {checked.train.precision}" if checked.train.precision != "fp32" else ""), flush=True)
         for note in trainer.data.notes:
             print(note, flush=True)
+    if dist.main and not as_json:  # the load report (a resumed run's weights are the checkpoint's)
+        report = trainer.load_report + (transfer.plan_report(trainer.model, trainer.plan, checked.train.optimizer.name,
+                                                             checked.train.epochs) if trainer.plan else [])
+        for line in report:
+            print(line, flush=True)
     return trainer.fit()
 
 

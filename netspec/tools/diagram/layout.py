@@ -69,6 +69,7 @@ CATEGORY_COLOURS = {
     "other": ("#ffffff", "#9ca3af"),
     "collapsed": ("#f3f4f6", "#6b7280"),
 }
+FROZEN = ("#d1d5db", "#374151")  # a frozen layer (`freeze`): grey, whatever its category
 FRAME_FILLS = ["#f8fafc", "#f1f5f9", "#e9eef5", "#e2e8f0"]
 FRAME_STROKE = "#cbd5e1"
 
@@ -321,7 +322,7 @@ def _box_detail(b: Box) -> str:
 
 
 def _box_params(b: Box) -> str:
-    return _params(b.params)
+    return "  ·  ".join(t for t in (b.marks, _params(b.params)) if t)
 
 
 def draw_box(b: Box, x: float, y: float, w: float, h: float) -> Group:
@@ -334,7 +335,7 @@ def draw_box(b: Box, x: float, y: float, w: float, h: float) -> Group:
         g.items.append(Text(left, y + 18.5, b.name, NAME, True))
         g.items.append(Text(left + name_w + 8, y + 18.5, b.shape, TYPE, False, MUTED))
         return g
-    fill, stroke = CATEGORY_COLOURS.get(b.category, CATEGORY_COLOURS["other"])
+    fill, stroke = FROZEN if b.frozen else CATEGORY_COLOURS.get(b.category, CATEGORY_COLOURS["other"])
     if b.variant == "collapsed":  # a stack of cards: there is more inside
         x, w, h = x + STACK, w - 2 * STACK, h - STACK
         g.items.append(Rect(x + STACK, y + STACK, w, h, fill, stroke))
@@ -348,7 +349,7 @@ def draw_box(b: Box, x: float, y: float, w: float, h: float) -> Group:
         left = text_width(name, NAME, True) + 8
         g.items.append(Text(x + PAD_X + left, y + 16, fit(b.type, TYPE, inner - left), TYPE, False, "#374151"))
     g.items.append(Text(x + PAD_X, y + h - 8, _box_detail(b), SMALL, False, MUTED))
-    if b.params:
+    if b.params or b.marks:
         g.items.append(Text(x + w - PAD_X, y + h - 8, _box_params(b), SMALL, False, MUTED, "end"))
     return g
 
@@ -380,8 +381,9 @@ def layout(p: Picture) -> Canvas:
     col_w, col_h = lay.column_size(Column(column))
     title = p.model
     subtitle = f"{p.params:,} parameters" + (f"  ·  depth {p.depth} of {p.max_depth}" if p.max_depth else "")
-    categories = sorted({b.category for b in layer_boxes} - {"collapsed"}) + \
-        (["collapsed"] if any(b.variant == "collapsed" for b in layer_boxes) else [])
+    categories = sorted({b.category for b in layer_boxes if not b.frozen} - {"collapsed"}) + \
+        (["collapsed"] if any(b.variant == "collapsed" for b in layer_boxes) else []) + \
+        (["frozen"] if any(b.frozen for b in layer_boxes) else [])
     legend_w = sum(legend_item_width(k) for k in categories)
     head_w = max(text_width(title, TITLE, True) + 12 + text_width(subtitle, LABEL), legend_w)
     width = max(col_w, head_w) + 2 * MARGIN
@@ -391,7 +393,7 @@ def layout(p: Picture) -> Canvas:
     c.front.append(Text(MARGIN + text_width(title, TITLE, True) + 12, MARGIN + 14, subtitle, LABEL, False, MUTED))
     x = float(MARGIN)
     for k in categories:
-        fill, stroke = CATEGORY_COLOURS[k]
+        fill, stroke = FROZEN if k == "frozen" else CATEGORY_COLOURS[k]
         c.front.append(Rect(x, MARGIN + 26, 12, 12, fill, stroke, radius=3))
         c.front.append(Text(x + 16, MARGIN + 36, "block" if k == "collapsed" else k, SMALL, False, MUTED))
         x += legend_item_width(k)

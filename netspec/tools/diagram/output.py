@@ -15,7 +15,7 @@ from netspec import ir, outputs
 from netspec.errors import error
 from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.tools.diagram.layout import layout
-from netspec.tools.diagram.picture import count_boxes, picture
+from netspec.tools.diagram.picture import Picture, boxes, count_boxes, picture
 from netspec.tools.diagram.render import png_scale, to_dot, to_png, to_svg
 
 FORMATS = (".svg", ".png", ".dot")
@@ -136,6 +136,21 @@ class Written:
     boxes: int
 
 
+def mark_boxes(pic: Picture, checked: ir.CheckedSpec) -> None:
+    """Pretrained and frozen layers (a `weights` section, `freeze`): a tag on the box, frozen ones grey."""
+    from netspec.tools.marks import Marks
+
+    marks = Marks(checked)
+    if not marks.active:
+        return
+    paths = {id(node): path for path, node in ir.walk(checked.model.root)}
+    for box in boxes(pic.parts):
+        path = paths.get(id(box.node))
+        if path is not None:
+            box.marks = marks.label(path, box.node)
+            box.frozen = marks.frozen(path, box.node)
+
+
 def write_diagram(checked: ir.CheckedSpec, output: str, depth: int | None = None,
                   inputs: tuple[str, ...] = ()) -> Written:
     """Draw `checked`'s model to `output` (.svg, .png or .dot), atomically."""
@@ -143,6 +158,7 @@ def write_diagram(checked: ir.CheckedSpec, output: str, depth: int | None = None
 
     suffix = check_output(output, [checked.spec.file, *inputs])
     pic = picture(checked.model, depth)
+    mark_boxes(pic, checked)
     if suffix == ".dot":
         atomic_write_text(output, sign_text(to_dot(pic), suffix))
     else:

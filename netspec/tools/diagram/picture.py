@@ -36,6 +36,9 @@ class Box:
     variant: str = "layer"  # layer | collapsed | terminal
     layers: int = 1
     tooltip: str = ""
+    marks: str = ""  # `pretrained  ·  frozen` (tools/marks.py)
+    frozen: bool = False  # drawn grey: it does not train (yet)
+    node: Any = None  # the checked node it draws
 
 
 @dataclass
@@ -239,7 +242,7 @@ def _layer_box(node: ir.LayerNode) -> Box:
     return Box(node.name, f"{node.type} {args}".strip(), fmt_shape(node.out_shape), params,
                row.category if row else "other",
                tooltip=f"{node.name}: {node.type}({full})\n{fmt_shape(node.in_shape)} -> {fmt_shape(node.out_shape)}, "
-                       f"{params:,} parameters")
+                       f"{params:,} parameters", node=node)
 
 
 def _collapsed_box(node: ir.SeqNode) -> Box:
@@ -248,7 +251,7 @@ def _collapsed_box(node: ir.SeqNode) -> Box:
     kind = written_as(node)
     return Box(node.name, kind, fmt_shape(node.out_shape), params, "collapsed", "collapsed", layers,
                f"{node.name}: {kind}, {layers} layers\n{fmt_shape(node.in_shape)} -> {fmt_shape(node.out_shape)}, "
-               f"{params:,} parameters")
+               f"{params:,} parameters", node=node)
 
 
 def count_boxes(parts: list[Part]) -> int:

@@ -17,6 +17,7 @@ from netspec.tools.diagram.layout import (
     FONT,
     FRAME_FILLS,
     FRAME_STROKE,
+    FROZEN,
     TEXT,
     Canvas,
     Circle,
@@ -237,11 +238,11 @@ class _Dot:
 
     def part(self, p: Part, indent: str) -> tuple[str, str]:
         if isinstance(p, Box):
-            fill, stroke = CATEGORY_COLOURS.get(p.category, CATEGORY_COLOURS["other"])
+            fill, stroke = FROZEN if p.frozen else CATEGORY_COLOURS.get(p.category, CATEGORY_COLOURS["other"])
             if p.variant == "terminal":
                 n = self.node(f'label={_q(p.name + chr(10) + p.shape)}, shape=oval, fillcolor="#ffffff"', indent)
                 return n, n
-            detail = "  ·  ".join(t for t in (_box_detail(p), _params(p.params)) if t)
+            detail = "  ·  ".join(t for t in (_box_detail(p), p.marks, _params(p.params)) if t)
             style = ', style="rounded,filled,bold"' if p.variant == "collapsed" else ""
             label = f"{p.name}  {p.type}\n{detail}"
             n = self.node(f'label={_q(label)}, fillcolor="{fill}", color="{stroke}"{style}, '

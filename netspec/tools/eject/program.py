@@ -15,6 +15,7 @@ from typing import Any
 from netspec import __version__, ir
 from netspec import catalogue as cat
 from netspec.errors import NetspecError, error
+from netspec.tools.eject import transfer
 from netspec.tools.eject.data import DataWriter
 from netspec.tools.eject.model import model_code
 from netspec.tools.eject.source import Raw, const, copied_source, nondefault, py, same, wrap, wrap_code
@@ -46,10 +47,10 @@ def _loss_code(cfg: ir.CallValue) -> str:
     return f"nn.{cfg.name}({', '.join(args)})"
 
 
-def _optimizer_code(cfg: ir.CallValue) -> str:
+def _optimizer_code(cfg: ir.CallValue, params: str = "model.parameters()") -> str:
     spec = cat.OPTIMIZERS[cfg.name]
     kwargs = dict(cfg.kwargs)
-    args = ["model.parameters()", *nondefault(spec.params, kwargs, ("lr",))]
+    args = [params, *nondefault(spec.params, kwargs, ("lr",))]
     from netspec.builder import takes_fused  # torch: eject reads torch signatures anyway
 
     if takes_fused(cfg):
@@ -494,7 +495,7 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         "# ---------------------------------------------------------------- the model",
         model_text,
         "def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:\n"
-        + wrap_code(f"    return {_optimizer_code(cfg.optimizer)}"),
+        + wrap_code(f"    return {_optimizer_code(cfg.optimizer, transfer.optimizer_params(checked))}"),
         "def make_scheduler(optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int):\n"
         + wrap_code(f"    return {_scheduler_code(sched)}"),
         "# ---------------------------------------------------------------- data",
@@ -508,6 +509,8 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         augment,
         _metrics_code(cfg),
         _loop_code(texts),
+        *([transfer.code(checked), "\n".join(transfer.constants(checked)).strip("\n")] if transfer.used(checked)
+          else []),
         TEXT_BATCHES if texts else BATCHES,
         INTERRUPTED,
         FILES.replace("interval=SCHEDULER_INTERVAL)", "interval=SCHEDULER_INTERVAL, "
@@ -516,13 +519,15 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         MAIN,
     ]
     text = "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
+    if transfer.used(checked):
+        text = transfer.glue(text, checked)
     return _prune_imports(text)
 
 
 IMPORTS = [
     "from __future__ import annotations", "",
     "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import itertools",
-    "import math", "import os", "import shlex", "import sys", "import tempfile", "import time",
+    "import math", "import os", "import re", "import shlex", "import sys", "import tempfile", "import time",
     "from collections import OrderedDict",
     "from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence",
     "from dataclasses import dataclass, field", "from pathlib import Path", "from typing import Any, NamedTuple", "",

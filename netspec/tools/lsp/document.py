@@ -115,7 +115,7 @@ def analyse(text: str, file: str, *, read_data: bool = False) -> Analysis:
     ctx = check_context(spec)
     a.ctx = ctx
     found = ctx.diags + ctx.warnings
-    if not syntax and not ctx.diags and ctx.data is not None:
+    if not syntax and not ctx.diags and (ctx.data is not None or ctx.weights is not None):
         if read_data:
             found = _data_pass(a, ctx)
         else:
@@ -140,13 +140,20 @@ def _unreadable(text: str, file: str) -> Diagnostic | None:
 
 
 def _data_pass(a: Analysis, ctx: CheckContext) -> list[Diagnostic]:
-    """`netspec check`'s data pass (bounded reads of the data files), timed."""
+    """`netspec check`'s file passes (the weights file's header, bounded reads of the data
+    files), timed."""
     from netspec.checker.data import check_data_files
+    from netspec.checker.transfer import check_weights_file
 
     started = time.perf_counter()
     a.data_checked = True
     try:
-        checked = check_data_files(checked_spec(ctx))
+        checked = checked_spec(ctx)
+        problems = check_weights_file(checked)
+        if problems:
+            raise NetspecError(problems + list(checked.warnings))
+        if ctx.data is not None:
+            checked = check_data_files(checked)
         found = list(checked.warnings)
     except NetspecError as e:
         found = list(e.diagnostics)
