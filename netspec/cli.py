@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from netspec.errors import NetspecError
+from netspec.errors import NetspecError, printable, shell_command
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -30,19 +30,26 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-class _PipeSafe:
-    """stdout that survives its reader going away (`netspec layers | head -1`, a training
-    run piped into `head`): after a BrokenPipeError the rest of the output is discarded and
-    the command carries on (a training run finishes its epochs and writes its files)."""
+class _Terminal:
+    """stdout or stderr as netspec writes them: every text goes through errors.printable
+    (a class name from a downloaded model, a folder name or a spec string cannot move the
+    cursor, erase a line or reorder text, and an undecodable byte of a file name is shown as
+    `\\xe9` instead of failing), and the stream survives its reader going away (`netspec
+    layers | head -1`, a training run piped into `head`): after a BrokenPipeError the rest of
+    the output is discarded and the command carries on (a training run finishes its epochs
+    and writes its files). Progress bars write to `raw` (their own carriage returns)."""
+
+    buffer = None  # click writes text through this object, never around it
 
     def __init__(self, stream: Any):
+        self.raw = stream
         self._stream = stream
         self._broken = False
 
     def write(self, text: str) -> int:
         if not self._broken:
             try:
-                return self._stream.write(text)
+                self._stream.write(printable(text))
             except BrokenPipeError:
                 self._divert()
         return len(text)
@@ -136,8 +143,10 @@ def main() -> None:
       netspec export model.onnx        # the latest finished run, verified
       netspec predict model.onnx digit.png
     """
-    if not isinstance(sys.stdout, _PipeSafe):
-        sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stdout, _Terminal):
+        sys.stdout = _Terminal(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, _Terminal):
+        sys.stderr = _Terminal(sys.stderr)  # type: ignore[assignment]
 
 
 @main.command()
@@ -334,7 +343,7 @@ def new(name: str, output: str | None) -> None:
     from netspec.tools.packaged import new_spec
 
     target = new_spec(name, output)
-    click.echo(f"wrote {target}; next: netspec check {target}")
+    click.echo(f"wrote {target}; next: {shell_command('netspec', 'check', str(target))}")
 
 
 @main.command()
@@ -517,7 +526,7 @@ def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as
         model = run_model(model) or _export_run(model)
     session, meta = load_session(model)
     everything = []
-    for r in predictions(session, meta, inputs, top_k, batch_size):
+    for r in predictions(session, meta, inputs, top_k, batch_size, _tell):
         if as_json:
             everything.append(r)
         else:
@@ -599,7 +608,7 @@ def eject(file: str, output: str | None, overrides: tuple[str, ...]) -> None:
     checked = load(spec, overrides, read_data=True)
     target = output or f"train_{checked.model.name}.py"
     text = write_program(checked, target, [file, spec], file, overrides)
-    click.echo(f"wrote {target} ({len(text.splitlines()):,} lines); run it with: python {target}")
+    click.echo(f"wrote {target} ({len(text.splitlines()):,} lines); run it with: {shell_command('python', target)}")
 
 
 @main.command()

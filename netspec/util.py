@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from netspec.errors import Diagnostic, NetspecError
+from netspec.errors import Diagnostic, NetspecError, shell_command
 
 _UMASK: int | None = None
 
@@ -129,8 +129,10 @@ def clean_stale_temps(folder: str | os.PathLike, names: Iterable[str]) -> list[P
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
+    """UTF-8; a file name's bytes that are not UTF-8 (held as surrogate escapes, as Python
+    decodes names) are written back as those bytes: nothing about a name is lost."""
     def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
 
     atomic_write(path, write, mode)
@@ -150,7 +152,8 @@ def check_path(path: str | os.PathLike, error_cls: type | None = None) -> None:
 def _folder_given(name: str, what: str) -> Diagnostic:
     """The Diagnostic for a folder given where a file is read (with the way on for a run folder)."""
     run = os.path.join(name, "spec.net")
-    hint = (f"a run folder: its spec is {run} (`netspec train {run}`; add `--out {name} --resume` to continue it)"
+    hint = (f"a run folder: its spec is {run} (`{shell_command('netspec', 'train', run)}`; add "
+            f"`{shell_command('--out', name, '--resume')}` to continue it)"
             if os.path.isfile(run) else None)
     return Diagnostic(f"{name}: is a folder, not a {what} file", help=hint)
 

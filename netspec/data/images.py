@@ -50,6 +50,7 @@ import multiprocessing as mp
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -114,6 +115,7 @@ class _Walk:
     images: list[Path]
     ignored: Counter[str]
     links_skipped: list[Path]
+    special: list[Path]  # FIFOs, devices, sockets, broken links: never opened
 
 
 def _inside(path: str, root: str) -> bool:
@@ -144,7 +146,7 @@ def _is_file(entry: os.DirEntry[str]) -> bool:
 
 def _walk_class(folder: Path, root_real: str) -> _Walk:
     """Images under one class folder, recursively (see the module docstring for links)."""
-    found = _Walk([], Counter(), [])
+    found = _Walk([], Counter(), [], [])
     stack = [(folder, frozenset({root_real, os.path.realpath(folder)}))]
     while stack:
         current, ancestors = stack.pop()
@@ -156,7 +158,9 @@ def _walk_class(folder: Path, root_real: str) -> _Walk:
                     found.links_skipped.append(path)
                     continue
                 stack.append((path, ancestors | {real}))
-            elif _is_file(entry) and path.suffix.lower() in IMAGE_EXTENSIONS:
+            elif not _is_file(entry):
+                found.special.append(path)
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
                 found.images.append(path)
             else:
                 found.ignored[path.suffix.lower() or "(no extension)"] += 1
@@ -164,20 +168,24 @@ def _walk_class(folder: Path, root_real: str) -> _Walk:
     return found
 
 
-def _class_folders(root: Path, root_real: str) -> tuple[dict[str, Path], Counter[str], list[Path]]:
-    """root's class subfolders by name, the other entries in root (by extension), skipped links."""
+def _class_folders(root: Path, root_real: str) -> tuple[dict[str, Path], Counter[str], list[Path], list[Path]]:
+    """root's class subfolders by name, the other entries in root (by extension), skipped links,
+    entries that are neither files nor folders."""
     folders: dict[str, Path] = {}
     others: Counter[str] = Counter()
     links: list[Path] = []
+    special: list[Path] = []
     for entry in _list_folder(root):
         path = Path(entry.path)
-        if not _is_dir(entry):
+        if not _is_dir(entry) and not _is_file(entry):
+            special.append(path)
+        elif not _is_dir(entry):
             others[path.suffix.lower() or "(no extension)"] += 1
         elif entry.is_symlink() and not _inside(os.path.realpath(entry.path), root_real):
             links.append(path)
         else:
             folders[entry.name] = path
-    return folders, others, links
+    return folders, others, links, special
 
 
 def _check_root(root: Path) -> None:
@@ -204,7 +212,7 @@ def scan_folder(root: str | Path, classes: tuple[str, ...] | None = None) -> Fol
     root = Path(root)
     _check_root(root)
     root_real = os.path.realpath(root)
-    folders, others, links = _class_folders(root, root_real)
+    folders, others, links, special = _class_folders(root, root_real)
     _warn_links(root, links)
     if not folders:
         raise data_error(f"{root}: no class subfolders ({_describe_ignored(others)})",
@@ -218,7 +226,7 @@ def scan_folder(root: str | Path, classes: tuple[str, ...] | None = None) -> Fol
                   "subfolder of it")
     else:
         _check_known_classes(root, folders, classes)
-    return _index(root, root_real, folders, tuple(classes))
+    return _index(root, root_real, folders, tuple(classes), special)
 
 
 def _check_known_classes(root: Path, folders: dict[str, Path], classes: tuple[str, ...]) -> None:
@@ -229,7 +237,8 @@ def _check_known_classes(root: Path, folders: dict[str, Path], classes: tuple[st
                          "the class list comes from the training folder; rename the folder or add the class there")
 
 
-def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[str, ...]) -> FolderIndex:
+def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[str, ...],
+           special: list[Path]) -> FolderIndex:
     files: list[Path] = []
     labels: list[int] = []
     ignored: Counter[str] = Counter()
@@ -240,6 +249,7 @@ def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[
         walk = _walk_class(folders[name], root_real)
         _warn_links(root, walk.links_skipped)
         ignored.update(walk.ignored)
+        special += walk.special
         if not walk.images:
             empty.append(name)
         files += walk.images
@@ -251,10 +261,32 @@ def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[
     if unread:
         _warn(f"{root}: {_describe_ignored(unread).replace('other files', 'images in other formats')} "
               f"(netspec reads {' '.join(IMAGE_EXTENSIONS)}; convert them, e.g. to PNG, to train on them)")
+    _warn_special(root, special)
     if empty:
         _warn(f"{root}: {len(empty)} class folder(s) hold no images and keep their class index: "
               f"{', '.join(empty[:WARN_LIST])}{', ...' if len(empty) > WARN_LIST else ''}")
     return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), classes)
+
+
+def _kind(path: Path) -> str:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "broken link" if os.path.islink(path) else "unreadable entry"
+    return ("FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
+
+
+def _warn_special(root: Path, special: list[Path]) -> None:
+    """One warning for the entries that are neither files nor folders (never opened: a FIFO
+    would block, a device would never end)."""
+    if not special:
+        return
+    kinds = Counter(_kind(p) for p in special)
+    said = ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in kinds.most_common())
+    names = ", ".join(p.relative_to(root).as_posix() for p in sorted(special)[:WARN_LIST])
+    _warn(f"{root}: skipped {len(special)} entries that are neither files nor folders ({said}): {names}"
+          + (", ..." if len(special) > WARN_LIST else ""))
 
 
 def _warn_links(root: Path, links: list[Path]) -> None:
@@ -671,7 +703,8 @@ def _progress_bar(total: int, progress: bool) -> Any:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc="decoding images", file=sys.stderr, leave=False)
+    return tqdm(total=total, unit="img", desc="decoding images", leave=False,
+                file=getattr(sys.stderr, "raw", sys.stderr))  # the CLI's stream escapes \r
 
 
 def _prune_superseded(base: Path, key: str, source: str) -> None:

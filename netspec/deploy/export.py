@@ -21,7 +21,7 @@ import torch
 from netspec import __version__, ir, load
 from netspec.data.prepare import Preprocessing
 from netspec.deploy.runtime import INPUT, OUTPUT, load_session, open_session, run_session
-from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error
+from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error, shell_command
 from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.util import atomic_write
 
@@ -233,14 +233,14 @@ def export_source(source: str, output: str | None, weights: str | None,
         return str(spec), weights or str(src / "model.pt"), None
     if source.lower().endswith(".onnx") and output is not None:
         raise error(f"{source}: an .onnx file is what export writes, not what it reads",
-                    f"export a spec or a run folder (`netspec export runs/NAME -o {output}`), or write "
-                    f"`netspec export {output}` for the latest finished run")
+                    f"export a spec or a run folder (`{shell_command('netspec', 'export', 'runs/NAME', '-o', output)}`), "
+                    f"or write `{shell_command('netspec', 'export', output)}` for the latest finished run")
     if source.lower().endswith(".onnx"):
         run, others = latest_finished_run()
         if tell is not None:
             tell(f"exporting the most recently finished run, {run}/" +
                  (f" ({len(others)} other finished run{'s' if len(others) > 1 else ''} under runs/: pick one with "
-                  f"`netspec export {others[0]} -o {source}`)" if others else ""))
+                  f"`{shell_command('netspec', 'export', str(others[0]), '-o', source)}`)" if others else ""))
         return str(run_spec(run)), weights or str(run / "model.pt"), Path(source)
     return resolve_spec(source, tell), weights, None
 
@@ -349,7 +349,7 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
     if have != want:
         raise error(f"{onnx_path} was exported from a model taking {have}, but {spec_file}'s model "
                     f"`{checked.model.name}` takes {want}: this ONNX file was not exported from that spec",
-                    f"export the spec first: netspec export {spec_file} -o {onnx_path}")
+                    f"export the spec first: {shell_command('netspec', 'export', spec_file, '-o', onnx_path)}")
     pre = meta.get("preprocessing")
     data = prepare(checked, saved=pre if isinstance(pre, dict) and "source_shape" in pre else None)
     prefix, split = evaluation_split(data, spec_file)

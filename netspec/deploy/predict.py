@@ -26,18 +26,25 @@ import numpy as np
 from netspec.catalogue import fmt_shape
 from netspec.data.images import IMAGE_EXTENSIONS
 from netspec.deploy.runtime import load_session, run_session
-from netspec.errors import DataError, data_error
+from netspec.errors import DataError, Tell, data_error
 from netspec.util import open_regular
 
 IMAGE_EXT = frozenset(IMAGE_EXTENSIONS)  # what image folders read, predict reads
 
 
-def expand_folder(path: Path) -> list[Path]:
-    """A folder stands for the images in it and its subfolders (sorted); anything else for itself."""
+def expand_folder(path: Path, tell: Tell | None = None) -> list[Path]:
+    """A folder stands for the images in it and its subfolders (sorted); anything else for
+    itself. Image names that are not files (a FIFO, a device, a broken link) are skipped, said
+    to `tell`."""
     if not path.is_dir():
         return [path]
-    found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXT and p.is_file()
+    named = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXT
                    and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    found = [p for p in named if p.is_file()]
+    special = [p for p in named if not p.is_file() and not p.is_dir()]
+    if special and tell is not None:
+        tell(f"{path}: skipped {len(special)} entries that are neither files nor folders: "
+             + ", ".join(str(p.relative_to(path)) for p in special[:10]) + (", ..." if len(special) > 10 else ""))
     if not found:
         raise data_error(f"{path}: a folder without images", f"predict reads {' '.join(sorted(IMAGE_EXT))} images in a "
                          "folder; pass other inputs by name (e.g. samples.npy)")
@@ -221,11 +228,11 @@ def predict_files(model: str, inputs: tuple[str, ...], top_k: int = 3, batch_siz
 
 
 def predictions(session: Any, meta: dict, inputs: tuple[str, ...], top_k: int = 3,
-                batch_size: int = 256) -> Iterator[dict]:
+                batch_size: int = 256, tell: Tell | None = None) -> Iterator[dict]:
     """One result per sample, file by file (a folder: its images), as soon as each file is
     done: {"input": name, and "predictions" (top-k classes), "label"/"probabilities" or "values"}."""
     dtype = np.int64 if meta.get("input_dtype") == "int64" else np.float32
-    for path in (p for raw in inputs for p in expand_folder(Path(raw))):
+    for path in (p for raw in inputs for p in expand_folder(Path(raw), tell)):
         x = read_inputs(path, meta).astype(dtype)
         try:
             outs = [run_session(session, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]

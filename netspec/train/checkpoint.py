@@ -98,7 +98,7 @@ def metrics_csv(rows: list[dict]) -> str:
 
 def text_writer(text: str):
     def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:  # names' bytes, as they are
             f.write(text)
 
     return write

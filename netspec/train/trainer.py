@@ -95,7 +95,7 @@ class Progress:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="sample", unit_scale=True, leave=False,
-                        dynamic_ncols=True, file=sys.stderr)
+                        dynamic_ncols=True, file=getattr(sys.stderr, "raw", sys.stderr))  # its own \r
         self.last = 0.0
 
     def update(self, n: int, loss: torch.Tensor | None) -> None:

@@ -250,8 +250,11 @@ def _loop_code() -> str:
 
 
 def _doc_text(text: str) -> str:
-    """Text safe inside a \"\"\"docstring\"\"\" (file names may hold backslashes and quotes)."""
-    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    """Text safe inside a \"\"\"docstring\"\"\" (file names may hold backslashes, quotes, control
+    characters and bytes that are not UTF-8: shown as escapes, as netspec prints them)."""
+    from netspec.errors import printable
+
+    return printable(text).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
 def _header(checked: ir.CheckedSpec, out_name: str, source: str, overrides: tuple[str, ...]) -> str:
@@ -259,6 +262,7 @@ def _header(checked: ir.CheckedSpec, out_name: str, source: str, overrides: tupl
 
     spec_name = _doc_text(Path(source).name)
     out = _doc_text(out_name)
+    run = _doc_text(shlex.quote(out_name))
     words = ["netspec eject", shlex.quote(source if len(source) < 90 else Path(source).name),
              *[f"--set {shlex.quote(o)}" for o in overrides], "-o", shlex.quote(out_name)]
     lines, line = [], ""
@@ -281,9 +285,9 @@ reads and splits the same data, preprocesses, augments, trains, evaluates and ch
 split's statistics and vocabularies are written in below (netspec computed them when it
 wrote this file).
 
-    python {out}                  # train; writes {_doc_text(Path(out_name).stem)}_out/model.pt and checkpoint.pt
-    python {out} --epochs 1       # a quick run
-    python {out} --resume         # continue from the checkpoint
+    python {run}                  # train; writes {_doc_text(Path(out_name).stem)}_out/model.pt and checkpoint.pt
+    python {run} --epochs 1       # a quick run
+    python {run} --resume         # continue from the checkpoint
 """
 '''
 
@@ -523,19 +527,15 @@ def check_output(output: str, inputs: list[str]) -> None:
     unedited earlier output of netspec eject (an empty file may be replaced)."""
     import os
 
+    from netspec.outputs import Refusals, check_output_file, check_replaceable
+
+    check_output_file(output, "train.py")  # empty, a folder, under a file, a link to nowhere
     name = Path(output).name
     if Path(output).suffix != ".py" or name.startswith("."):
         raise error(f"{output or repr(output)}: an ejected program is a file NAME.py",
                     f"e.g. -o {Path(output).stem.lstrip('.') or 'train'}.py")
-    if os.path.isdir(output):
-        raise error(f"{output}: is a folder; give a file name ending in .py")
     if not os.path.lexists(output):
-        parent = Path(output).parent
-        for p in [parent, *parent.parents]:
-            if str(p) not in ("", ".") and p.exists() and not p.is_dir():
-                raise error(f"{output}: cannot write under {p}: it is a file")
         return
-    from netspec.outputs import Refusals, check_replaceable
 
     check_replaceable(output, inputs, _is_unedited_output, Refusals(
         "{output}: that is the input; netspec eject never overwrites it", "choose another -o",
