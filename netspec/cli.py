@@ -431,7 +431,7 @@ def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: t
 
         if not spec_file:
             raise click.UsageError("evaluating an .onnx file needs --spec FILE for its data and metrics")
-        results = evaluate_onnx(file, _spec_or_run(spec_file), overrides)
+        results = evaluate_onnx(file, _spec_or_run(spec_file), overrides, _tell)
     else:
         from netspec.train.evaluate import evaluate_file
 

@@ -727,8 +727,8 @@ def _prune_superseded(base: Path, key: str, source: str) -> None:
 
 def load_npy(x_path: str | Path, y_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """x (and y) from .npy files, memory-mapped read-only; validated like load_npz."""
-    x = _read_npy_file(Path(x_path))
-    y = _read_npy_file(Path(y_path)) if y_path is not None else None
+    x = read_npy_file(Path(x_path))
+    y = read_npy_file(Path(y_path)) if y_path is not None else None
     return _validated(x, Path(x_path), y, Path(y_path) if y_path is not None else None)
 
 
@@ -794,10 +794,12 @@ def _member_offset(f: BinaryIO, info: zipfile.ZipInfo, where: str) -> int:
     return info.header_offset + 30 + name_len + extra_len
 
 
-def _read_npy_file(path: Path) -> np.ndarray:
+def read_npy_file(path: Path, dtype_help: str | None = None) -> np.ndarray:
+    """A .npy file memory-mapped read-only, its header checked against the file's size
+    (training's `npy(...)` sources and predict's .npy inputs)."""
     with open_regular(path, None, "npy", DataError) as f:
         size = os.fstat(f.fileno()).st_size
-        return _read_npy(f, str(path), 0, size)
+        return _read_npy(f, str(path), 0, size, dtype_help)
 
 
 def _read_header(f: Any, version: tuple[int, int], where: str) -> tuple[tuple, bool, np.dtype]:
@@ -807,19 +809,20 @@ def _read_header(f: Any, version: tuple[int, int], where: str) -> tuple[tuple, b
         if version == (2, 0):
             return np.lib.format.read_array_header_2_0(f)
         raise ValueError(f"unsupported .npy version {version}")
-    except ValueError as e:
+    except (ValueError, EOFError, SyntaxError, OverflowError, TypeError) as e:
         raise data_error(f"{where}: bad .npy header ({e})") from None
 
 
-def _read_npy(f: BinaryIO, where: str, start: int, length: int) -> np.ndarray:
+def _read_npy(f: BinaryIO, where: str, start: int, length: int, dtype_help: str | None = None) -> np.ndarray:
     """The .npy array stored at f[start:start+length], memory-mapped read-only."""
     f.seek(start)
     try:
         version = np.lib.format.read_magic(f)
-    except ValueError:
-        raise data_error(f"{where}: not a .npy file", "write it with np.save") from None
+    except (ValueError, EOFError):
+        raise data_error(f"{where}: {'an empty file, not' if length == 0 else 'not'} a .npy file",
+                         "write it with np.save") from None
     shape, fortran, dtype = _read_header(f, version, where)
-    _check_dtype(where, dtype)
+    _check_dtype(where, dtype, dtype_help)
     offset = f.tell()
     need = math.prod(shape) * dtype.itemsize
     have = start + length - offset
@@ -831,10 +834,10 @@ def _read_npy(f: BinaryIO, where: str, start: int, length: int) -> np.ndarray:
     return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
-def _check_dtype(where: str, dtype: np.dtype) -> None:
+def _check_dtype(where: str, dtype: np.dtype, help: str | None = None) -> None:
     if dtype.hasobject or dtype.kind not in "biuf":
         raise data_error(f"{where}: arrays of dtype {dtype} are not supported",
-                         "use numbers: bool, integer or float arrays (netspec never loads pickled objects)")
+                         help or "use numbers: bool, integer or float arrays (netspec never loads pickled objects)")
 
 
 def _validated(x: np.ndarray, x_file: Path, y: np.ndarray | None, y_file: Path | None,

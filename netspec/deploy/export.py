@@ -21,7 +21,7 @@ import torch
 from netspec import __version__, ir, load
 from netspec.data.prepare import Preprocessing
 from netspec.deploy.runtime import INPUT, OUTPUT, load_session, open_session, run_session
-from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error, shell_command
+from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error, printable, shell_command
 from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.util import atomic_write
 
@@ -334,38 +334,67 @@ def data_files(checked: ir.CheckedSpec) -> list[Path]:
     return files
 
 
-def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = ()) -> dict:
+def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (), tell: Tell | None = None) -> dict:
     """Test-split metrics and loss computed with onnxruntime on the spec's raw data (the
-    graph normalises as training did)."""
+    graph normalises as training did). The model must be one exported from this spec: the
+    same input and output shapes and the same classes, else an error; a model exported from
+    another version of the spec (its spec hash differs: other settings or layers with the
+    same inputs and outputs) is evaluated, and said to `tell`. Outputs of the wrong shape, or
+    NaN, are errors."""
     from netspec.builder import build_loss
     from netspec.data.loader import Loader, to_units
     from netspec.data.prepare import evaluation_split, prepare
+    from netspec.deploy.runtime import checked_outputs
+    from netspec.train.checkpoint import spec_hashes
     from netspec.train.metrics import MetricState
 
     checked = load(spec_file, overrides)
     session, meta = load_session(onnx_path)
-    want = [None if d is None else int(d) for d in checked.model.input_shape]
-    have = meta.get("model_input_shape", meta.get("input_shape"))
-    if have != want:
-        raise error(f"{onnx_path} was exported from a model taking {have}, but {spec_file}'s model "
-                    f"`{checked.model.name}` takes {want}: this ONNX file was not exported from that spec",
-                    f"export the spec first: {shell_command('netspec', 'export', spec_file, '-o', onnx_path)}")
+    model = checked.model
+    for key, want in (("model_input_shape", model.input_shape), ("output_shape", model.output_shape)):
+        have = meta.get(key, meta.get("input_shape") if key == "model_input_shape" else None)
+        want_list = [None if d is None else int(d) for d in want]
+        if have is not None and have != want_list:
+            what = "taking" if key == "model_input_shape" else "answering"
+            raise error(f"{onnx_path} was exported from a model {what} {have}, but {spec_file}'s model "
+                        f"`{model.name}` {what.replace('ing', 's')} {want_list}: this ONNX file was not exported from "
+                        "that spec",
+                        f"export the spec first: {shell_command('netspec', 'export', spec_file, '-o', onnx_path)}")
     pre = meta.get("preprocessing")
     data = prepare(checked, saved=pre if isinstance(pre, dict) and "source_shape" in pre else None)
+    labels, classes = meta.get("labels"), data.pre.classes
+    if labels is not None and classes is not None and list(labels) != list(classes):
+        raise error(f"{onnx_path} classifies into {_listed(labels)}, but {spec_file}'s data has the classes "
+                    f"{_listed(classes)}: its scores would be counted against the wrong labels",
+                    "evaluate it with the spec it was exported from")
+    recorded = meta.get("spec_hash") or ""
+    if recorded and recorded not in spec_hashes(checked.spec) and tell is not None:
+        tell(f"note: {onnx_path} was exported from another version of {spec_file} (spec hash "
+             f"{recorded[:12]}, this spec's {sorted(spec_hashes(checked.spec))[0][:12]}): its inputs, outputs and "
+             "classes match, so it is evaluated on this spec's data")
     prefix, split = evaluation_split(data, spec_file)
     loss_fn = build_loss(checked.train.loss)
     reduction = str(checked.train.loss.get("reduction", "mean"))
     state = MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes)
+    done = 0
     for xb, yb in Loader(split, data.pre, torch.device("cpu"), resident=False).sequential(1024):
         x = to_units(xb, data.pre)
         try:
-            out = torch.from_numpy(run_session(session, x.numpy())).float()
+            raw = run_session(session, x.numpy())
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
             raise error(f"{onnx_path}: onnxruntime could not run it on {spec_file}'s data "
                         f"({str(e).splitlines()[0][:200]})") from None
+        where = f"{spec_file}'s {'test' if prefix == 'test_' else 'validation'} samples {done}-{done + len(x) - 1}"
+        out = torch.from_numpy(checked_outputs(onnx_path, raw, meta, len(x), where)).float()
+        done += len(x)
         y = x if yb is None else yb
         with torch.no_grad():
             loss = loss_fn(out, y)
         state.update(out, y, loss * len(x) if reduction == "mean" else loss)
     res = state.result()
     return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}
+
+
+def _listed(names: list) -> str:
+    shown = ", ".join(printable(str(n), newlines=False) for n in names[:8])
+    return f"{len(names)} classes ({shown}{', ...' if len(names) > 8 else ''})"

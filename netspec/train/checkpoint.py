@@ -29,7 +29,7 @@ from netspec.errors import NetspecError, error
 from netspec.syntax.format import unparse
 from netspec.train.preflight import patience_ran_out
 from netspec.train.runs import read_run_json
-from netspec.util import atomic_write
+from netspec.util import atomic_write, sha256_text
 
 RESUMABLE_CHANGES = ("train.epochs", "train.optimizer.lr", "train.scheduler", "train.checkpoint_every",
                      "train.device", "train.early_stopping", "train.log", "train.log_every", "train.precision")
@@ -57,6 +57,25 @@ def spec_view(spec: ir.Spec) -> dict[str, str]:
                     else:
                         view[f"{item.kind}.{e.key}"] = source(e.value)
     return view
+
+
+def spec_views(spec: ir.Spec) -> tuple[dict[str, str], dict[str, str]]:
+    """(the view of the spec as a run folder keeps it: imports inlined, data paths absolute;
+    the view as written). A run records the first, so `--resume` and `eval --spec` see the
+    same spec whether they are given the spec file or the run folder's spec.net; runs written
+    before recorded the second."""
+    from netspec.train.runs import resolved_spec
+
+    return spec_view(resolved_spec(spec)), spec_view(spec)
+
+
+def view_hash(view: dict[str, str]) -> str:
+    return sha256_text(json.dumps(view, sort_keys=True))
+
+
+def spec_hashes(spec: ir.Spec) -> set[str]:
+    """The hashes a run of `spec` may have recorded (see spec_views)."""
+    return {view_hash(v) for v in spec_views(spec)}
 
 
 def diff_views(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
@@ -218,8 +237,8 @@ def resume_point(checked: ir.CheckedSpec, out: Path) -> tuple[dict, str]:
     if not ckpt_path.exists():
         raise error(f"--resume: {ckpt_path} does not exist", "train without --resume to start a run")
     ckpt = load_checkpoint(ckpt_path)
-    view = spec_view(checked.spec)
-    changes = diff_views(ckpt["spec_view"], view)
+    candidates = [diff_views(ckpt["spec_view"], view) for view in spec_views(checked.spec)]
+    changes = min(candidates, key=lambda c: (len([k for k in c if not k[0].startswith(RESUMABLE_CHANGES)]), len(c)))
     blocked = [c for c in changes if not c[0].startswith(RESUMABLE_CHANGES)]
     sched = checked.train.scheduler
     old_epochs = ckpt["spec_view"].get("train.epochs", _default_view()["train.epochs"])

@@ -46,11 +46,12 @@ from netspec.train.checkpoint import (
     metrics_csv,
     refuse_finished,
     resume_point,
-    spec_view,
+    spec_views,
     state_problems,
     stopped_early,
     text_writer,
     torch_writer,
+    view_hash,
 )
 from netspec.train.distributed import Dist, contiguous_shard, from_environment, shard, sync_batchnorm
 from netspec.train.evaluate import EVAL_BATCH, build_transform
@@ -58,7 +59,7 @@ from netspec.train.metrics import MetricState
 from netspec.train.preflight import batch_size_of, check_before_training, monitor_of, patience_of, select_device
 from netspec.train.resources import ensure_fits
 from netspec.train.runs import RunDir, default_run_dir, resolved_spec_text
-from netspec.util import atomic_write_many, atomic_write_text, sha256_text
+from netspec.util import atomic_write_many, atomic_write_text
 
 NONFINITE_CHECK_EVERY = 50  # steps between host reads of the non-finite flag on accelerators
 NONFINITE_CHECK_CPU = 1  # on the CPU reading it costs nothing
@@ -175,8 +176,8 @@ class Trainer:
         monitor, minimize = monitor_of(checked, self.val_loader is not None)
         es = self.cfg.early_stopping
         self.monitor = loop.Monitor(monitor, minimize, float(es.get("min_delta", 0.0)) if es else 0.0, patience_of(es))
-        self.view = spec_view(checked.spec)
-        self.spec_hash = sha256_text(json.dumps(self.view, sort_keys=True))
+        self.view = spec_views(checked.spec)[0]  # as the run folder's spec.net has it
+        self.spec_hash = view_hash(self.view)
         self.tb = self.tensorboard()
         self.global_step = 0
 

@@ -1,0 +1,183 @@
+"""Files from outside or damaged since netspec wrote them (crafted ONNX metadata and
+outputs, a model scored against another spec, .npy headers that lie, flipped bits in
+checkpoints and weights, an image cache changed under netspec, a full disk): each is a clear
+error naming the file, or said and repaired; never an internal error, never silently used.
+Issue 19, "hostile inputs", second part (names and text: test_untrusted_names.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from netspec.cli import main
+from netspec.errors import NetspecError
+
+runner = CliRunner()
+
+LABELS = ["0", "1", "2"]
+META = {"netspec_version": "0.1.0", "model_name": "m", "input_shape": [4], "model_input_shape": [4],
+        "output_shape": [3], "task": "class", "loss": "CrossEntropyLoss", "labels": LABELS,
+        "input_dtype": "float32", "preprocessing": {"kind": "table", "source_shape": [4], "input_shape": [4],
+                                                    "task": "class", "classes": LABELS}}
+CLASSES_SPEC = """model m {
+    input: [4]
+    Linear(3)
+}
+data { train: table(x=uniform(0, 1, [60, 4]), y=randint(0, 3, 60)); validation: 0.25 }
+train { loss: CrossEntropyLoss; metrics: [accuracy] }
+"""
+
+
+def crafted_onnx(path: Path, meta: dict, width: int = 3, nan: bool = False, rank3: bool = False) -> str:
+    """A model another tool could have written: MatMul [N, 4] -> [N, width] (an Unsqueeze
+    more for rank 3), with `meta` as its metadata_props (values that are not strings as JSON)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(4, width)).astype(np.float32)
+    if nan:
+        w[:, 0] = np.nan
+    nodes = [helper.make_node("MatMul", ["input", "w"], ["mm" if rank3 else "output"])]
+    inits = [numpy_helper.from_array(w, "w")]
+    if rank3:
+        nodes.append(helper.make_node("Unsqueeze", ["mm", "axes"], ["output"]))
+        inits.append(numpy_helper.from_array(np.array([2], np.int64), "axes"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="netspec")
+    model.ir_version = 8
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def samples(tmp_path: Path) -> str:
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).random((5, 4), dtype=np.float32))
+    return str(tmp_path / "x.npy")
+
+
+# ---------------------------------------------------------------- ONNX metadata, checked once
+
+
+def test_a_crafted_model_predicts_as_written(tmp_path):
+    r = runner.invoke(main, ["predict", crafted_onnx(tmp_path / "m.onnx", META), samples(tmp_path)])
+    assert r.exit_code == 0 and r.output.count("x.npy[") == 5, r.output
+
+
+@pytest.mark.parametrize("key,value,said", [
+    ("input_shape", None, "`input_shape` is null"),
+    ("input_shape", ["a", "b"], "`input_shape` holds \"a\""),
+    ("input_shape", '"[4]"', "`input_shape` is \"[4]\""),  # a JSON string, not a list
+    ("input_shape", [0], "`input_shape` holds 0"),
+    ("input_shape", [-3], "`input_shape` holds -3"),
+    ("input_shape", [10**12, 10**12], "`input_shape` is [1000000000000, 1000000000000]: more than 268,435,456"),
+    ("input_shape", [5], "`input_shape` is [5], but the graph's input is ['batch', 4]"),
+    ("output_shape", [0], "`output_shape` holds 0"),
+    ("preprocessing", [1, 2], "`preprocessing` is [1, 2]"),
+    ("preprocessing", {"kind": "image", "scale": 0}, "`preprocessing.scale` is 0"),
+    ("preprocessing", {"columns": [["a", "categorical", 5]]}, "`preprocessing.columns` holds"),
+    ("labels", [1, 2, 3], "`labels` is [1, 2, 3]"),
+    ("labels", ["a", "b"], "`labels` names 2 classes, but the model's output has 3"),
+    ("task", "exfiltrate", "`task` is \"exfiltrate\""),
+    ("input_dtype", "float64", "`input_dtype` is \"float64\""),
+])
+def test_crafted_metadata_is_an_error_naming_the_model(tmp_path, key, value, said):
+    model = crafted_onnx(tmp_path / "m.onnx", {**META, key: value})
+    for inputs in ([samples(tmp_path)], [str(tmp_path)]):  # arrays, and a folder of images
+        r = runner.invoke(main, ["predict", model, *inputs])
+        assert r.exit_code == 1, r.output
+        assert f"m.onnx: not a usable netspec model: its metadata {said}" in r.output, r.output
+
+
+def test_huge_image_dims_in_metadata_never_blame_the_image(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
+    meta = {**META, "input_shape": [3, 10**5, 10**5], "model_input_shape": [3, 10**5, 10**5]}
+    r = runner.invoke(main, ["predict", crafted_onnx(tmp_path / "m.onnx", meta), str(tmp_path / "cat.png")])
+    assert r.exit_code == 1 and "m.onnx: not a usable netspec model" in r.output, r.output
+    assert "cat.png" not in r.output
+
+
+def test_labels_cannot_draw_on_the_terminal_and_nan_is_an_error(tmp_path):
+    spoof = ["\x1b[2K\rcat.png: SAFE (99.9%)", "b\u202eevil", "line\nbreak"]
+    r = runner.invoke(main, ["predict", crafted_onnx(tmp_path / "m.onnx", {**META, "labels": spoof}),
+                             samples(tmp_path), "--top-k", "3"])
+    assert r.exit_code == 0 and "\x1b" not in r.output and "\u202e" not in r.output and "\r" not in r.output
+    assert "\\x1b[2K\\rcat.png: SAFE (99.9%)" in r.output and "line\\nbreak" in r.output
+    assert len(r.output.strip().splitlines()) == 5  # one line per sample, whatever the labels hold
+    r = runner.invoke(main, ["predict", crafted_onnx(tmp_path / "nan.onnx", META, nan=True), samples(tmp_path)])
+    assert r.exit_code == 1 and "nan.onnx: the model's output for" in r.output and "NaN" in r.output, r.output
+
+
+@pytest.mark.parametrize("arrays,said", [
+    ("empty", "x.npy: an empty file, not a .npy file"),
+    ("liar", "truncated: the header says shape [100000000000, 4]"),
+])
+def test_npy_inputs_are_read_memory_mapped_and_checked_against_their_header(tmp_path, arrays, said):
+    x = tmp_path / "x.npy"
+    if arrays == "empty":
+        x.write_bytes(b"")
+    else:
+        np.save(x, np.zeros((3, 4), np.float32))
+        x.write_bytes(_lying_header(x.read_bytes()))
+    r = runner.invoke(main, ["predict", crafted_onnx(tmp_path / "m.onnx", META), str(x)])
+    assert r.exit_code == 1 and said in r.output and "memory" not in r.output, r.output
+
+
+def _lying_header(data: bytes) -> bytes:
+    """The same .npy with its header saying 10^11 rows (padding shortened to keep the length)."""
+    header_len = int.from_bytes(data[8:10], "little")
+    header = data[10:10 + header_len].decode("latin-1")
+    lie = header.replace("(3, 4)", "(100000000000, 4)")
+    lie = lie.rstrip(" \n")
+    lie = lie + " " * (header_len - len(lie) - 1) + "\n"
+    return data[:10] + lie.encode("latin-1") + data[10 + header_len:]
+
+
+# ---------------------------------------------------------------- eval MODEL.onnx --spec
+
+
+@pytest.mark.parametrize("model,said", [
+    (dict(width=5, meta={**META, "output_shape": [5], "labels": ["a", "b", "c", "d", "e"]}),
+     "m.onnx was exported from a model answering [5], but"),
+    (dict(meta={**META, "labels": ["cat", "dog", "bird"]}),
+     "m.onnx classifies into 3 classes (cat, dog, bird), but"),
+    (dict(width=1000, meta=META), "`output_shape` is [3], but the graph's output is ['batch', 1000]"),
+    (dict(rank3=True, meta=META), "`output_shape` is [3], but the graph's output is ['batch', 3, 1]"),
+    (dict(nan=True, meta=META), "holds NaN or infinity"),
+])
+def test_eval_onnx_refuses_a_model_that_is_not_the_specs(tmp_path, model, said):
+    (tmp_path / "m.net").write_text(CLASSES_SPEC)
+    onnx_file = crafted_onnx(tmp_path / "m.onnx", model.pop("meta"), **model)
+    r = runner.invoke(main, ["eval", onnx_file, "--spec", str(tmp_path / "m.net")])
+    assert r.exit_code == 1 and said in r.output, r.output
+
+
+def test_eval_onnx_of_another_version_of_the_spec_is_said(tmp_path):
+    (tmp_path / "m.net").write_text(CLASSES_SPEC)
+    onnx_file = crafted_onnx(tmp_path / "m.onnx", {**META, "spec_hash": "ab" * 32})
+    r = runner.invoke(main, ["eval", onnx_file, "--spec", str(tmp_path / "m.net")])
+    assert r.exit_code == 0 and "was exported from another version of" in r.output and "val_accuracy" in r.output
+    r = runner.invoke(main, ["eval", crafted_onnx(tmp_path / "same.onnx", META), "--spec", str(tmp_path / "m.net")])
+    assert r.exit_code == 0 and "another version" not in r.output, r.output
+
+
+def test_outputs_the_graph_did_not_declare_are_checked_batch_by_batch():
+    from netspec.deploy.runtime import checked_outputs
+
+    meta = {"output_shape": [3]}
+    assert checked_outputs("m.onnx", np.zeros((2, 3), np.float32), meta, 2, "x.npy").shape == (2, 3)
+    for out, said in ((np.zeros((2, 1000)), "outputs of shape [2, 1000], not [2, 3]"),
+                      (np.zeros((2, 3, 1)), "outputs of shape [2, 3, 1], not [2, 3]"),
+                      (np.zeros((1, 3)), "outputs of shape [1, 3], not [2, 3]"),
+                      (np.array([[0, 1, 2], [0, np.inf, 0]], np.float32), "(sample 1) holds NaN or infinity")):
+        with pytest.raises(NetspecError, match=re.escape(said)):
+            checked_outputs("m.onnx", out, meta, 2, "x.npy")
