@@ -10,7 +10,6 @@ exit 2; never a traceback (set NETSPEC_DEBUG=1 to see one for an internal error)
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import os
@@ -91,10 +90,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as e:  # the environment, not netspec: a full disk, permissions, a vanished file
             if os.environ.get("NETSPEC_DEBUG"):
                 raise
-            from netspec.util import write_error
+            from netspec.util import FULL, write_error
 
             what = e.filename or ""
-            if e.errno == errno.ENOSPC:
+            if e.errno in FULL:
                 _fail(write_error(what or "?", e).render(), 1)
             _fail(f"error: {what + ': ' if what else ''}{e.strerror or e}", 1)
         except Exception as e:  # noqa: BLE001 - last line of defence: no tracebacks for users

@@ -26,16 +26,48 @@ def umask() -> int:
     return _UMASK
 
 
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no room: the disk, the file-size limit, the quota
+
+
 def write_error(path: str | os.PathLike, e: OSError):
     """An OSError while writing `path`, as the user-facing error (disk full included)."""
     reason = e.strerror or str(e)
     hint = None
-    if e.errno == errno.ENOSPC:
-        reason = "no space left on device"
-        hint = "free some space; nothing already written was replaced"
+    if e.errno in FULL:
+        reason = {errno.ENOSPC: "no space left on device", errno.EFBIG: "file too large",
+                  errno.EDQUOT: "disk quota exceeded"}[e.errno]
+        hint = ("free some space" if e.errno != errno.EFBIG else
+                "the file-size limit (ulimit -f) or the file system's largest file was reached") + \
+            "; nothing already written was replaced"
     elif e.errno == errno.EACCES:
         hint = "check the folder's permissions, or choose another output path"
     return NetspecError(Diagnostic(f"{os.fspath(path)}: cannot write: {reason}", help=hint))
+
+
+def failed_write(e: BaseException, path: str) -> OSError:
+    """What a library that failed while writing `path` most likely met, as an OSError:
+    its own OSError where it kept one; a full disk or file-size limit where the file system
+    says so (torch.save says only `[enforce fail at inline_container.cc:672] ...`); else
+    EIO with the library's first line."""
+    for cause in (e, e.__cause__, e.__context__):
+        if isinstance(cause, OSError) and cause.errno:
+            return OSError(cause.errno, cause.strerror or str(cause), path)
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+        if min(st.f_bavail, st.f_bfree) * st.f_frsize < 1 << 20:
+            return OSError(errno.ENOSPC, "No space left on device", path)
+    except OSError:
+        pass
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and os.path.getsize(path) >= limit:
+            return OSError(errno.EFBIG, "File too large", path)
+    except (OSError, ImportError, ValueError):
+        pass
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return OSError(errno.EIO, f"{type(e).__name__}: {first[:200]}", path)
 
 
 def ensure_folder(folder: str | os.PathLike) -> None:

@@ -181,3 +181,159 @@ def test_outputs_the_graph_did_not_declare_are_checked_batch_by_batch():
                       (np.array([[0, 1, 2], [0, np.inf, 0]], np.float32), "(sample 1) holds NaN or infinity")):
         with pytest.raises(NetspecError, match=re.escape(said)):
             checked_outputs("m.onnx", out, meta, 2, "x.npy")
+
+
+# ---------------------------------------------------------------- checkpoints and weights: digests, fields
+
+ADAM_SPEC = """model reg {
+    input: [3]
+    Linear(4)
+    ReLU
+    Linear(1)
+}
+data { train: table(x=uniform(0, 1, [48, 3]), y=normal(0, 1, [48, 1])); validation: 0.25; batch_size: 16 }
+train { loss: MSELoss; optimizer: Adam(lr=0.01); epochs: 2; save: best }
+"""
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    Path("reg.net").write_text(ADAM_SPEC)
+    r = runner.invoke(main, ["train", "reg.net", "--out", "run", "--quiet"])
+    assert r.exit_code == 0, r.output
+    return tmp_path / "run"
+
+
+def _flip_a_bit_in_the_tensors(path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    local = info.header_offset
+    start = local + 30 + int.from_bytes(data[local + 26:local + 28], "little") + \
+        int.from_bytes(data[local + 28:local + 30], "little")
+    data[start + info.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_is_never_loaded(run):
+    import torch
+
+    ckpt_before = torch.load(run / "checkpoint.pt", weights_only=True)
+    for name, command in (("checkpoint.pt", ["train", "reg.net", "--out", "run", "--resume", "--set",
+                                             "train.epochs=3"]),
+                          ("model.pt", ["eval", "run"]), ("model.pt", ["export", "run", "-o", "m.onnx"])):
+        original = (run / name).read_bytes()
+        _flip_a_bit_in_the_tensors(run / name)
+        torch.load(run / name, weights_only=True)  # torch itself does not notice
+        r = runner.invoke(main, command)
+        assert r.exit_code == 1 and f"{name}: damaged" in r.output, (command, r.output)
+        (run / name).write_bytes(original)
+    assert not Path("m.onnx").exists()
+    # a consistent file that is not the one written: the digests say so, not the CRCs
+    swapped = {**ckpt_before, "best_value": 123.0}
+    torch.save(swapped, run / "checkpoint.pt")
+    r = runner.invoke(main, ["train", "reg.net", "--out", "run", "--resume", "--set", "train.epochs=3"])
+    assert r.exit_code == 1 and "does not match the digest netspec recorded" in r.output, r.output
+    torch.save(ckpt_before, run / "checkpoint.pt")
+    torch.save({k: v + 1 for k, v in ckpt_before["best_weights"].items()}, run / "model.pt")
+    r = runner.invoke(main, ["eval", "run"])
+    assert r.exit_code == 1 and "not the weights written with" in r.output, r.output
+
+
+def _set(ckpt: dict, path: str, value) -> None:
+    keys = path.split(".")
+    target = ckpt
+    for k in keys[:-1]:
+        target = target[int(k) if k.isdigit() else k]
+    last = keys[-1]
+    target[int(last) if last.isdigit() else last] = value(target[int(last) if last.isdigit() else last])
+
+
+@pytest.mark.parametrize("field,change,said", [
+    ("rng", lambda v: v.tolist()[:8], "rng is list, not torch's random state (uint8 [5056])"),
+    ("rng", lambda v: v[:100], "rng is torch.uint8 [100], not torch's random state"),
+    ("optimizer.param_groups", lambda v: [], "optimizer has no parameter groups"),
+    ("best_weights", lambda v: {k: t.reshape(-1)[:1] for k, t in v.items()}, "best_weights do not have the model's"),
+    ("epoch", lambda v: -5, "epoch is -5, not a count of epochs"),
+    ("history", lambda v: [{"epoch": "x"}] * len(v), "history row 1 is not epoch 1's figures"),
+    ("history", lambda v: v[:1], "history holds 1 rows for 2 epochs"),
+    ("best_epoch", lambda v: 99, "best_epoch is 99, not an epoch from 0 to 2"),
+    ("optimizer.state.0.exp_avg", lambda v: v.reshape(-1)[:5], "optimizer state `exp_avg` of parameter 0 is [5]"),
+    ("optimizer.param_groups.0.lr", lambda v: "fast", "optimizer parameter group 0.lr is text, not a number"),
+    ("optimizer.param_groups.0.betas", lambda v: (0.9,), "optimizer parameter group 0.betas is a list, not a list of 2"),
+])
+def test_every_checkpoint_field_is_checked(run, field, change, said):
+    """Checkpoints written before digests (none recorded here) are still read: their fields
+    are what is checked."""
+    import torch
+
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt.pop("digest", None), ckpt.pop("model_digest", None)
+    _set(ckpt, field, change)
+    torch.save(ckpt, run / "checkpoint.pt")
+    r = runner.invoke(main, ["train", "reg.net", "--out", "run", "--resume", "--set", "train.epochs=3"])
+    assert r.exit_code == 1 and said in r.output, r.output
+
+
+def test_run_folders_without_digests_still_load(run):
+    import torch
+
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt.pop("digest", None), ckpt.pop("model_digest", None)
+    torch.save(ckpt, run / "checkpoint.pt")
+    assert runner.invoke(main, ["eval", "run"]).exit_code == 0
+    r = runner.invoke(main, ["train", "reg.net", "--out", "run", "--resume", "--set", "train.epochs=3"])
+    assert r.exit_code == 0 and "epoch 3/3" in r.output, r.output
+    assert "digest" in torch.load(run / "checkpoint.pt", weights_only=True)  # recorded from now on
+
+
+# ---------------------------------------------------------------- a full disk while checkpointing
+
+WIDE_SPEC = """model wide {
+    input: [100]
+    Linear(1000)
+    Linear(1)
+}
+data { train: table(x=uniform(0, 1, [32, 100]), y=normal(0, 1, [32, 1])); batch_size: 16 }
+train { loss: MSELoss; optimizer: Adam; epochs: 1 }
+"""  # model.pt ~0.4 MB, checkpoint.pt (weights + Adam's two states) ~1.2 MB
+
+
+def _train_in(folder: Path, preexec=None):
+    import subprocess
+    import sys
+
+    (folder / "wide.net").write_text(WIDE_SPEC)
+    return subprocess.run([sys.executable, "-m", "netspec", "train", "wide.net", "--out", "run", "--quiet"],
+                          capture_output=True, text=True, cwd=folder, timeout=120, preexec_fn=preexec)
+
+
+def test_a_full_disk_while_checkpointing_is_said_with_the_path(tmp_path):
+    import os
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root); the file-size limit test covers the same path")
+    try:
+        r = _train_in(mount)
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+    assert r.returncode == 1 and "run/checkpoint.pt: cannot write: no space left on device" in r.stderr, r.stderr
+    assert "enforce fail" not in r.stderr and "torch.save" not in r.stderr
+
+
+def test_a_file_size_limit_while_checkpointing_is_said_with_the_path(tmp_path):
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    r = _train_in(tmp_path, limit)
+    assert r.returncode == 1 and "run/checkpoint.pt: cannot write: file too large" in r.stderr, r.stderr
+    assert "enforce fail" not in r.stderr and not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -23,7 +23,7 @@ from netspec.data.prepare import Preprocessing
 from netspec.deploy.runtime import INPUT, OUTPUT, load_session, open_session, run_session
 from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error, printable, shell_command
 from netspec.outputs import Refusals, check_output_file, check_replaceable
-from netspec.util import atomic_write
+from netspec.util import FULL, atomic_write, failed_write
 
 
 class Graph(torch.nn.Module):
@@ -105,6 +105,9 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
                 torch.onnx.export(exported, (sample,), tmp, input_names=[INPUT], output_names=[OUTPUT],
                                   dynamic_axes=axes, opset_version=opset, dynamo=False)
             except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
+                full = failed_write(e, tmp)
+                if full.errno in FULL:  # a full disk, whatever torch's text: said as such, with the path
+                    raise full from None
                 raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
                                              model.span)) from None
             finally:

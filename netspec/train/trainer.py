@@ -55,6 +55,7 @@ from netspec.train.checkpoint import (
 )
 from netspec.train.distributed import Dist, contiguous_shard, from_environment, shard, sync_batchnorm
 from netspec.train.evaluate import EVAL_BATCH, build_transform
+from netspec.train.integrity import fit_problems, seal
 from netspec.train.metrics import MetricState
 from netspec.train.preflight import batch_size_of, check_before_training, monitor_of, patience_of, select_device
 from netspec.train.resources import ensure_fits
@@ -358,8 +359,10 @@ class Trainer:
             "data_order": {"seed": self.cfg.seed, "scheme": "randperm(seed*1000003+epoch)"},
             "preprocessing": json.dumps(self.data.pre.to_json()),
         }
+        weights = "best_weights" if best is not None else "model"
+        state = seal(state, weights)  # digests of the checkpoint and of model.pt, verified when read
         atomic_write_many([
-            (self.out / "model.pt", torch_writer(best if best is not None else self.model.state_dict())),
+            (self.out / "model.pt", torch_writer(state[weights])),
             (self.out / "checkpoint.pt", torch_writer(state)),
             (self.out / "metrics.csv", text_writer(metrics_csv(self.state.history))),
         ])
@@ -374,7 +377,12 @@ class Trainer:
 
     def restore(self, ckpt: dict) -> None:
         same_scheduler = ckpt["spec_view"].get("train.scheduler") == self.view.get("train.scheduler")
-        self.state = loop.restore(self.loop, ckpt, scheduler=same_scheduler)
+        try:
+            self.state = loop.restore(self.loop, ckpt, scheduler=same_scheduler)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:  # what the checks above missed
+            raise error(f"--resume: {self.out / 'checkpoint.pt'} cannot be restored: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200] if str(e) else ''}",
+                        "resume from an intact copy, or start a new run (another --out)") from None
         new_lr = dict(self.cfg.optimizer.kwargs).get("lr")
         if new_lr is not None and ckpt["spec_view"].get("train.optimizer.lr") != self.view.get("train.optimizer.lr"):
             for group in self.optimizer.param_groups:
@@ -545,6 +553,12 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
         if wrong:
             raise error(f"--resume: the weights in {out / 'checkpoint.pt'} do not fit this model: {'; '.join(wrong)}",
                         "resume with the spec that wrote the checkpoint, or start a new run (another --out)")
+        same_scheduler = ckpt["spec_view"].get("train.scheduler") == trainer.view.get("train.scheduler")
+        damaged = fit_problems(ckpt, trainer.model, trainer.optimizer, trainer.scheduler if same_scheduler else None,
+                               trainer.scaler)
+        if damaged:
+            raise error(f"--resume: {out / 'checkpoint.pt'} does not fit this run's training state: "
+                        f"{'; '.join(damaged[:3])}", "resume from an intact copy, or start a new run (another --out)")
         run.claim_resumed(resolved_spec_text(checked.spec))
         trainer.restore(ckpt)
         if dist.main and not as_json:
