@@ -337,3 +337,37 @@ def test_a_file_size_limit_while_checkpointing_is_said_with_the_path(tmp_path):
     r = _train_in(tmp_path, limit)
     assert r.returncode == 1 and "run/checkpoint.pt: cannot write: file too large" in r.stderr, r.stderr
     assert "enforce fail" not in r.stderr and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+# ---------------------------------------------------------------- the decoded image cache
+
+
+@pytest.mark.parametrize("damage", ["pixels", "labels", "no digest"])
+def test_an_image_cache_changed_since_it_was_built_is_said_and_rebuilt(tmp_path, capsys, damage):
+    from PIL import Image
+
+    from netspec.data.images import load_image_folder
+
+    for k, name in enumerate(("a", "b")):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((6, 6), 40 * k + 10 * i, np.uint8)).save(tmp_path / "imgs" / name / f"{i}.png")
+    first = load_image_folder(tmp_path / "imgs", (6, 6), 1, cache_root=tmp_path / "cache", progress=False)
+    x, y = np.array(first.x), first.y.copy()
+    cache = first.cache
+    if damage == "pixels":
+        raw = bytearray((cache / "x.uint8").read_bytes())
+        raw[7] ^= 0xFF  # same size, one pixel
+        (cache / "x.uint8").write_bytes(bytes(raw))
+    elif damage == "labels":
+        np.save(cache / "y.npy", 1 - y)  # same size, every label flipped
+    else:
+        meta = json.loads((cache / "meta.json").read_text())
+        del meta["digest"]  # a cache built before digests
+        (cache / "meta.json").write_text(json.dumps(meta))
+    again = load_image_folder(tmp_path / "imgs", (6, 6), 1, cache_root=tmp_path / "cache", progress=False)
+    err = capsys.readouterr().err
+    assert again.built and f"the image cache {cache}" in err and "rebuilding it" in err, err
+    assert (np.array(again.x) == x).all() and (again.y == y).all()
+    third = load_image_folder(tmp_path / "imgs", (6, 6), 1, cache_root=tmp_path / "cache", progress=False)
+    assert not third.built and "rebuilding" not in capsys.readouterr().err

@@ -108,7 +108,7 @@ def read_npy(path: Path, shape: tuple, pre: dict) -> np.ndarray:
     """A .npy file, memory-mapped as training reads one (its header is checked against the
     file's size first: an empty file, or a header claiming more than the file holds, is
     said, never allocated)."""
-    from netspec.data.images import read_npy_file
+    from netspec.data.arrays import read_npy_file
 
     arr = read_npy_file(path, "predict needs numbers")
     if arr.size == 0:

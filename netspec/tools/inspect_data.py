@@ -17,7 +17,7 @@ import numpy as np
 
 from netspec import ir
 from netspec.data.prepare import Prepared, Split, prepare
-from netspec.errors import error
+from netspec.errors import error, printable
 from netspec.outputs import Refusals, check_output_file, check_replaceable, is_signed_png, read_bounded, sign_png
 from netspec.util import atomic_write
 
@@ -31,11 +31,11 @@ def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
     lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
                  + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
     if pre.features and pre.kind == "table" and len(pre.features) <= 20:
-        lines.append(f"  features:   {', '.join(pre.features)}")
+        lines.append(f"  features:   {', '.join(printable(f, newlines=False) for f in pre.features)}")
     lines.append(f"  targets:    {pre.task}" + (f" ({', '.join(pre.targets)})" if pre.targets else ""))
     if pre.classes:
         counts = _class_counts(data.train, len(pre.classes))
-        shown = ", ".join(f"{c} {n:,}" for c, n in zip(pre.classes[:12], counts[:12]))
+        shown = ", ".join(f"{printable(c, newlines=False)} {n:,}" for c, n in zip(pre.classes[:12], counts[:12]))
         more = f", ... ({len(pre.classes)} classes)" if len(pre.classes) > 12 else ""
         lines.append(f"  classes:    {shown}{more}")
     if pre.normalize != "none" and pre.shift is not None:
