@@ -39,7 +39,7 @@ from netspec import catalogue as cat
 from netspec.builder import build_loss, build_model, build_optimizer, build_scheduler
 from netspec.data.loader import Loader
 from netspec.data.prepare import Prepared, prepare
-from netspec.errors import Diagnostic, NetspecError, error
+from netspec.errors import Diagnostic, NetspecError, error, printable
 from netspec.train import loop
 from netspec.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -488,7 +488,9 @@ class Trainer:
             report = class_report(confusion, list(self.data.labels), report_split or "")
         self.write_summary(result, report)
         if self.tb_writer is not None:
-            hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.view.items()}
+            # TensorBoard's protobufs take UTF-8 only: a name's undecodable bytes as escapes
+            hparams = {k: (printable(v, newlines=False) if isinstance(v, str) else v if isinstance(v, (int, float, bool))
+                           else str(v)) for k, v in self.view.items()}
             final = {f"final/{k}": float(v) for k, v in result.items()
                      if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
             self.tb_writer.add_hparams(hparams, final, run_name=".")

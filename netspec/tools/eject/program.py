@@ -529,11 +529,11 @@ def check_output(output: str, inputs: list[str]) -> None:
 
     from netspec.outputs import Refusals, check_output_file, check_replaceable
 
-    check_output_file(output, "train.py")  # empty, a folder, under a file, a link to nowhere
     name = Path(output).name
     if Path(output).suffix != ".py" or name.startswith("."):
         raise error(f"{output or repr(output)}: an ejected program is a file NAME.py",
                     f"e.g. -o {Path(output).stem.lstrip('.') or 'train'}.py")
+    check_output_file(output, "train.py")  # a folder, under a file, a link to nowhere
     if not os.path.lexists(output):
         return
 
