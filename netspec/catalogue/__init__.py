@@ -12,7 +12,7 @@ callers write `from netspec import catalogue as cat; cat.LAYERS[name]`.
     onnx.py      needs_lowering, onnx_problem: what ONNX export makes of a layer
     training.py  LOSSES, OPTIMIZERS, SCHEDULERS, INITIALISERS, METRICS, EARLY_STOPPING
     data.py      SOURCES, AUGMENTS, TABLE_FUNCTIONS, CONSTANTS
-    sections.py  the keys of the data:, train: and export: sections
+    sections.py  the keys of the data:, train:, export: and search: sections, search distributions
 
 Adding a layer is one row in layers.py's LAYERS_LIST. Each table's lookup (`LAYERS`,
 `LOSSES`, ...) is derived from its rows; no row is changed after it is written.
@@ -25,7 +25,15 @@ from typing import Any
 from netspec.catalogue.data import AUGMENTS, AUGMENTS_LIST, CONSTANTS, SOURCES, SOURCES_LIST, TABLE_FUNCTIONS
 from netspec.catalogue.layers import BRANCHES, BRANCHES_LIST, LAYERS, LAYERS_LIST, NAME_DOMAINS, parameter_shapes
 from netspec.catalogue.onnx import ONNX_LOWERINGS, needs_lowering, onnx_problem
-from netspec.catalogue.sections import DATA_SETTINGS, EXPORT_SETTINGS, LOGS, SECTIONS, TRAIN_SETTINGS
+from netspec.catalogue.sections import (
+    DATA_SETTINGS,
+    EXPORT_SETTINGS,
+    LOGS,
+    SEARCH_DISTRIBUTIONS,
+    SEARCH_SETTINGS,
+    SECTIONS,
+    TRAIN_SETTINGS,
+)
 from netspec.catalogue.training import (
     ARG_DOMAINS,
     EARLY_STOPPING,
@@ -80,7 +88,8 @@ __all__ = [
     "ALL_KINDS", "ARG_DOMAINS", "AUGMENTS", "AUGMENTS_LIST", "BRANCHES", "BRANCHES_LIST", "CONSTANTS",
     "DATA_SETTINGS", "EARLY_STOPPING", "EXPORT_SETTINGS", "INITIALISERS", "INITIALISERS_LIST", "LAYERS",
     "LAYERS_LIST", "LOGS", "LOSSES", "LOSSES_LIST", "METRICS", "METRICS_LIST", "NAME_DOMAINS", "ONNX_LOWERINGS",
-    "OPTIMIZERS", "OPTIMIZERS_LIST", "REQUIRED", "SCHEDULERS", "SCHEDULERS_LIST", "SECTIONS", "SOURCES",
+    "OPTIMIZERS", "OPTIMIZERS_LIST", "REQUIRED", "SCHEDULERS", "SCHEDULERS_LIST", "SEARCH_DISTRIBUTIONS",
+    "SEARCH_SETTINGS", "SECTIONS", "SOURCES",
     "SOURCES_LIST", "TABLE_FUNCTIONS", "TRAIN_SETTINGS", "AugmentSpec", "BranchSpec", "InitSpec", "LayerSpec",
     "LossSpec", "MetricSpec", "OptimizerSpec", "P", "SchedulerSpec", "SettingSpec", "Shape", "ShapeError",
     "SourceSpec", "describe_domain", "describe_type", "fmt_shape", "in_domain", "lower_is_better",

@@ -2,8 +2,10 @@
 type, default, help and domain.
 
 In: `SettingSpec` (types.py). Out: `DATA_SETTINGS`, `TRAIN_SETTINGS`, `EXPORT_SETTINGS`,
-`SECTIONS` (section name -> its settings) and `LOGS` (the `log:` destinations), read by the
-checker (checker/sections.py), the trainer's defaults and the docs. Imports no torch.
+`SEARCH_SETTINGS` (the fixed keys of `search`; its other keys are `let` names and `--set`
+paths, with a distribution from `SEARCH_DISTRIBUTIONS`), `SECTIONS` (section name -> its
+settings) and `LOGS` (the `log:` destinations), read by the checker (checker/sections.py,
+checker/search.py), the trainer's defaults and the docs. Imports no torch.
 """
 
 from __future__ import annotations
@@ -56,5 +58,20 @@ EXPORT_SETTINGS = [
     SettingSpec("tolerance", "float", 1e-4, "max torch vs onnxruntime difference (relative where |output| > 1)",
                 "(0,inf)"),
 ]
-SECTIONS = {"data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS}
+SEARCH_SETTINGS = [
+    SettingSpec("trials", "int", 20, "trials that finish (complete, pruned or failed); `--trials` overrides",
+                "[1,inf)"),
+    SettingSpec("metric", "str?", None, "the reported value to optimise (default: the run's monitor, val_loss); "
+                "loss-like ones are minimised"),
+    SettingSpec("sampler", "choice(tpe,random,grid)", "tpe", "how the next trial's values are picked"),
+    SettingSpec("pruner", "choice(none,median,hyperband)", "none", "stops weak trials early on each epoch's metric"),
+]
+# The distributions a search key takes: name -> (arguments, meaning), for the checker and the docs.
+SEARCH_DISTRIBUTIONS = {
+    "choice": ("v1, v2, ...", "one of the values as written (numbers, strings, names, calls, lists)"),
+    "uniform": ("low, high", "a float drawn uniformly from [low, high]"),
+    "loguniform": ("low, high", "a float drawn uniformly on a log scale from [low, high]; 0 < low"),
+    "int": ("low, high, step=1", "an integer low, low + step, ..., high"),
+}
+SECTIONS = {"data": DATA_SETTINGS, "train": TRAIN_SETTINGS, "export": EXPORT_SETTINGS, "search": SEARCH_SETTINGS}
 LOGS = ("csv", "tensorboard")

@@ -34,6 +34,7 @@ class CheckContext:
         self.diags: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         self.blocks: dict[str, ir.Block] = {}
+        self.let_spans: dict[str, Span] = {}  # where each `let` (imported ones too) names its constant
         self.consts: dict[str, Any] = {}
         # results, filled in pass by pass
         self.sections: dict[str, ir.Section] = {}
@@ -42,6 +43,7 @@ class CheckContext:
         self.train: ir.TrainConfig | None = None
         self.export: ir.ExportConfig | None = None
         self.model: ir.CheckedModel | None = None
+        self.search: ir.SearchConfig | None = None
         self.model_clean = False  # the model pass added no error: its shapes can be judged
 
     # ------------------------------------------------------------ diagnostics

@@ -20,7 +20,7 @@ from netspec.syntax.parser import parse_file
 
 
 def definitions_pass(ctx: CheckContext) -> None:
-    load_definitions(ctx, ctx.spec, [os.path.abspath(ctx.spec.file)])
+    load_definitions(ctx, ctx.spec, [os.path.abspath(ctx.spec.file)], let_spans=ctx.let_spans)
 
 
 def load_definitions(ctx: CheckContext, spec: ir.Spec, stack: list[str], loaded: set[str] | None = None,

@@ -117,6 +117,10 @@ class ModelChecker:
                 self.ctx.err(e.key_span, f"`{e.key}:` belongs at the top of the model, not inside a block, repeat "
                          "or branch" if e.key in ("input", "init") else f"unexpected `{e.key}:`")
                 continue
+            if e.name is not None and "." in e.name:  # `a.b:` parses (a search key), but torch paths use dots
+                self.ctx.err(head(e.span, len(e.name)), f"`{e.name}` cannot be a layer name: torch joins module "
+                             "names with `.`", f"write it with `_`: `{e.name.replace('.', '_')}`")
+                continue
             if e.name is not None and not auto:
                 self.check_name(e.name, e.span, explicit)
         namer = _Namer(explicit)

@@ -14,6 +14,7 @@ The passes run in the order of ``PASSES``, each reading and filling the one ``Ch
     sections      data / train / export -> typed configs  (checker/sections.py)
     model         names, blocks, layers, shapes           (checker/model.py)
     cross         model x loss x metrics x data           (checker/cross.py)
+    search        the search space, each value compiled   (checker/search.py)
 
 then, with ``read_data``, the data pass over the checked spec (checker/data.py).
 
@@ -30,6 +31,7 @@ from netspec.checker.context import CheckContext, head
 from netspec.checker.cross import CrossChecker
 from netspec.checker.definitions import definitions_pass
 from netspec.checker.model import ModelChecker
+from netspec.checker.search import SearchChecker, without_search
 from netspec.checker.sections import SectionChecker
 from netspec.errors import Diagnostic, NetspecError, Span, did_you_mean
 
@@ -41,7 +43,7 @@ def layout_pass(ctx: CheckContext) -> None:
         if s.kind not in cat.SECTIONS:
             hint = did_you_mean(s.kind, [*cat.SECTIONS, "model", "block", "let", "import"])
             ctx.err(head(s.span, len(s.kind)), f"unknown section `{s.kind}`",
-                    hint or "sections are model, data, train and export")
+                    hint or "sections are model, data, train, export and search")
         elif s.kind in ctx.sections:
             ctx.err(head(s.span, len(s.kind)), f"duplicate `{s.kind}` section",
                     notes=[Diagnostic("first defined here", head(ctx.sections[s.kind].span, len(s.kind)), "note")])
@@ -76,8 +78,21 @@ def cross_pass(ctx: CheckContext) -> None:
         CrossChecker(ctx).cross_checks(ctx.model, ctx.data, ctx.train)
 
 
+def search_pass(ctx: CheckContext) -> None:
+    """The search space; each value is compiled by these passes over the spec without its
+    search section (no data files read: a trial's own run reads them)."""
+    section = ctx.sections.get("search")
+    if section is None:
+        return
+
+    def compile_spec(spec: ir.Spec) -> ir.CheckedSpec:
+        return run_passes(CheckContext(without_search(spec), ctx.target))
+
+    ctx.search = SearchChecker(ctx, compile_spec).check_search(section)
+
+
 PASSES: tuple[Callable[[CheckContext], None], ...] = (definitions_pass, layout_pass, sections_pass, model_pass,
-                                                      cross_pass)
+                                                      cross_pass, search_pass)
 
 
 def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
@@ -85,14 +100,34 @@ def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
         check_pass(ctx)
     if ctx.diags:
         raise NetspecError(ctx.diags + ctx.warnings)
-    assert ctx.model is not None and ctx.train is not None and ctx.export is not None
-    checked = ir.CheckedSpec(ctx.spec, ctx.model, ctx.data, ctx.train, ctx.export, tuple(ctx.consts.items()),
-                             tuple(ctx.warnings), "train" in ctx.sections)
+    checked = checked_spec(ctx)
     if read_data and ctx.data is not None:
         from netspec.checker.data import check_data_files
 
         checked = check_data_files(checked)
     return checked
+
+
+def checked_spec(ctx: CheckContext) -> ir.CheckedSpec:
+    """The checked IR of a context whose passes found no error."""
+    assert ctx.model is not None and ctx.train is not None and ctx.export is not None
+    return ir.CheckedSpec(ctx.spec, ctx.model, ctx.data, ctx.train, ctx.export, tuple(ctx.consts.items()),
+                          tuple(ctx.warnings), "train" in ctx.sections, ctx.search)
+
+
+def check_context(spec: ir.Spec, *, target: str | None = None) -> CheckContext:
+    """Every pass run, and the context handed back errors and all, where `check` would raise:
+    for an editor, which shows a spec while it is being written. `ctx.diags` and
+    `ctx.warnings` are exactly what `check` reports; `ctx.model` holds every node that
+    resolved (layers after a failed one have no shape); `ctx.blocks` and `ctx.let_spans`
+    say where each name is defined."""
+    ctx = CheckContext(spec, target)
+    try:
+        for check_pass in PASSES:
+            check_pass(ctx)
+    except RecursionError:  # as `check` reports it: this one error alone
+        ctx.diags, ctx.warnings = [Diagnostic("spec is nested too deeply", Span(spec.file, 1, 1, 1, 2))], []
+    return ctx
 
 
 def check(spec: ir.Spec, *, target: str | None = None, read_data: bool = False) -> ir.CheckedSpec:

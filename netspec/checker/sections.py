@@ -35,7 +35,7 @@ class SectionChecker:
         s = self.ctx.settings(section, cat.DATA_SETTINGS)
         cfg: dict[str, Any] = {"span": section.span}
         for key in ("train", "test"):
-            if key in s:
+            if key in s and not (key == "test" and isinstance(s[key].value, ir.NoneLit)):  # `test: none`: no test split
                 cfg[key] = self.source(s[key])
         self.ctx.simple_settings(s, cat.DATA_SETTINGS, cfg, ir.DataConfig())
         if cfg.get("batch_size") == "full":
@@ -48,7 +48,7 @@ class SectionChecker:
                 cfg.pop("image_size")
             else:
                 cfg["image_size"] = size
-        if "split" in s:
+        if "split" in s and not isinstance(s["split"].value, ir.NoneLit):
             v = self.ctx.value(s["split"], "floats")
             if isinstance(v, tuple):
                 if len(v) != 3 or any(x < 0 for x in v) or abs(sum(v) - 1) > 1e-6:
@@ -60,9 +60,9 @@ class SectionChecker:
                     cfg["split"] = v
             if "test" in s:
                 self.ctx.err(s["split"].key_span, "`split` divides one source; do not give `test:` as well")
-            if "validation" in s:
+            if "validation" in s and cfg.get("validation"):  # `validation: 0` holds out nothing
                 self.ctx.err(s["validation"].key_span, "`split` already holds out validation data; drop `validation:`")
-        if "labels" in s:
+        if "labels" in s and not isinstance(s["labels"].value, ir.NoneLit):
             v = self.ctx.value(s["labels"], "any")
             if isinstance(v, tuple) and v and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v):
                 cfg["labels"] = tuple(str(x) for x in v)

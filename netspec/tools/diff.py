@@ -349,13 +349,24 @@ def compare_values(key: str, a: Any, b: Any, paths: frozenset[str] = frozenset()
     if a == b:
         return []
     if isinstance(a, ir.CallValue) and isinstance(b, ir.CallValue) and a.name == b.name:
-        return _compare_kwargs(key, dict(a.kwargs), dict(b.kwargs))
+        defaults = _defaults(key, a.name)  # an argument left out is its default: `SGD(lr=0.1)` = `SGD(lr=0.1, momentum=0)`
+        return _compare_kwargs(key, {**defaults, **dict(a.kwargs)}, {**defaults, **dict(b.kwargs)})
     if isinstance(a, ir.Source) and isinstance(b, ir.Source) and a.kind == b.kind:
         src = cat.SOURCES.get(a.kind)
         return _compare_kwargs(key, dict(a.kwargs), dict(b.kwargs), frozenset(src.paths) if src else frozenset())
     if key.split(".")[-1] in paths and _same_path(a, b):
         return []
     return [SettingChange(key, None if a is _MISSING else value_text(a), None if b is _MISSING else value_text(b))]
+
+
+def _defaults(key: str, name: str) -> dict[str, Any]:
+    """The catalogue defaults of the call `name` held at `key` (`train.optimizer`)."""
+    from netspec.checker.overrides import CALL_TABLES
+
+    section, _, setting = key.partition(".")
+    row = CALL_TABLES.get((section, setting), {}).get(name)
+    params = row if isinstance(row, tuple) else getattr(row, "params", ())
+    return {p.name: p.default for p in params if p.default is not cat.REQUIRED}
 
 
 def _compare_kwargs(key: str, ka: dict, kb: dict, paths: frozenset[str] = frozenset()) -> list[SettingChange]:

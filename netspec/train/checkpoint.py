@@ -46,7 +46,7 @@ def spec_view(spec: ir.Spec) -> dict[str, str]:
             view[f"let {item.name}"] = source(item.value)
         elif isinstance(item, (ir.Model, ir.Block)):
             view[f"{type(item).__name__.lower()} {item.name}"] = unparse(ir.Spec(spec.file, (item,)))
-        elif isinstance(item, ir.Section):
+        elif isinstance(item, ir.Section) and item.kind != "search":  # what a run trains, not what tune explores
             for e in item.entries:
                 if isinstance(e, ir.Setting):
                     if e.key == "optimizer" and isinstance(e.value, ir.Call):
@@ -97,6 +97,8 @@ def _default_view() -> dict[str, str]:
 
     out: dict[str, str] = {}
     for section, settings in cat.SECTIONS.items():
+        if section == "search":
+            continue
         for st in settings:
             value = str(st.default) if st.type.startswith("choice(") else text(st.default)  # choices are bare
             if value is not None:

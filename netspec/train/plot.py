@@ -69,7 +69,8 @@ def finish(img: Image.Image) -> Image.Image:
 def line_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], series: Sequence[dict], title: str,
                xlabel: str = "epoch", ylim: tuple[float, float] | None = None, log: bool = False,
                marker_x: float | None = None, marker_text: str = "", note: str = "") -> None:
-    """One chart in `box` (unscaled pixels): series are dicts with label, xs, ys, dashed."""
+    """One chart in `box` (unscaled pixels): series are dicts with label, xs, ys,
+    dashed, scatter (markers only), markers (False: a line only)."""
     x0, y0, x1, y1 = (v * SS for v in box)
     small, normal = font(9), font(11)
     draw.text(((x0 + x1) // 2, y0), title, fill=TEXT, font=normal, anchor="mt")
@@ -122,8 +123,9 @@ def line_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], series
         color = COLORS[i % len(COLORS)]
         pts = [(px(x), py(min(max(y, 10**ylo if log else ylo), 10**yhi if log else yhi)))
                for x, y in zip(s["xs"], s["ys"]) if y is not None and math.isfinite(y) and (y > 0 or not log)]
-        _polyline(draw, pts, color, s.get("dashed", False))
-        if len(pts) <= 30:
+        if not s.get("scatter"):  # scatter: markers only (tune.png's trials)
+            _polyline(draw, pts, color, s.get("dashed", False))
+        if (len(pts) <= 30 and s.get("markers", True)) or s.get("scatter"):
             for x, y in pts:
                 r = 2.5 * SS
                 draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
@@ -170,7 +172,11 @@ def _legend(draw: ImageDraw.ImageDraw, series: Sequence[dict], frame: tuple[floa
     draw.rectangle([x, y, x + width, y + height], fill="white", outline=GRID, width=SS)
     for i, s in enumerate(series):
         yy = y + 10 * SS + i * 14 * SS
-        _polyline(draw, [(x + 5 * SS, yy), (x + 22 * SS, yy)], COLORS[i % len(COLORS)], s.get("dashed", False))
+        if s.get("scatter"):
+            r = 2.5 * SS
+            draw.ellipse([x + 13.5 * SS - r, yy - r, x + 13.5 * SS + r, yy + r], fill=COLORS[i % len(COLORS)])
+        else:
+            _polyline(draw, [(x + 5 * SS, yy), (x + 22 * SS, yy)], COLORS[i % len(COLORS)], s.get("dashed", False))
         draw.text((x + 26 * SS, yy), s["label"], fill=TEXT, font=f, anchor="lm")
 
 

@@ -301,6 +301,7 @@ class Trainer:
 
     tb_writer: Any = None
     tb_pending: list | None = None
+    on_epoch: Any = None  # called with each epoch's row after its checkpoint (netspec tune reports to its pruner)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         """A TensorBoard scalar; kept until the run folder exists (the first checkpoint)."""
@@ -445,6 +446,8 @@ class Trainer:
             self.checkpoint()
         self.log_epoch(row)
         self.emit(row)
+        if self.on_epoch is not None:
+            self.on_epoch(row)
         if stop and self.dist.main and not self.as_json:
             print(f"early stopping: `{self.monitor.key}` has not improved for {self.state.bad_epochs} epochs "
                   f"(best {self.state.best_value:.4g} at epoch {self.state.best_epoch})", flush=True)
