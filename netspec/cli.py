@@ -38,7 +38,12 @@ class _Terminal:
     the output is discarded and the command carries on (a training run finishes its epochs
     and writes its files). Progress bars write to `raw` (their own carriage returns)."""
 
-    buffer = None  # click writes text through this object, never around it
+    @property
+    def buffer(self) -> Any:
+        """The binary stream underneath, for bytes that are a protocol (`netspec lsp`'s
+        JSON-RPC), never for text: click writes text through write(), as its encoding is
+        the stream's."""
+        return self._stream.buffer
 
     def __init__(self, stream: Any):
         self.raw = stream
