@@ -67,6 +67,11 @@ def test_names_that_are_not_utf8_train_resume_and_eject(tmp_path):
     assert r.returncode == 0 and "epoch 2/2" in r.stdout, r.stderr
     r = cli("summary", run, cwd=home)  # the run folder's spec.net, with its Latin-1 path, reads back
     assert r.returncode == 0, r.stderr
+    model = os.fsdecode(b"mod\xe8le.onnx")
+    r = cli("export", run, "-o", model, cwd=home)  # torch's and onnxruntime's C++ take UTF-8 paths only
+    assert r.returncode == 0 and "exported mod\\xe8le.onnx" in r.stdout, r.stderr
+    r = cli("predict", model, "imgs", cwd=home)
+    assert r.returncode == 0 and "imgs/caf\\xe9/0.png: " in r.stdout and "caf\\xe9 (" in r.stdout, r.stderr
     r = cli("eject", spec.name, "-o", "t.py", cwd=home)
     assert r.returncode == 0, r.stderr
     py_compile.compile(str(home / "t.py"), doraise=True)  # UTF-8 source: the names are escapes in it

@@ -10,6 +10,7 @@ verification leaves nothing behind. This is the torch side; sessions are runtime
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import warnings
@@ -23,7 +24,7 @@ from netspec.data.prepare import Preprocessing
 from netspec.deploy.runtime import INPUT, OUTPUT, load_session, open_session, run_session
 from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error, printable, shell_command
 from netspec.outputs import Refusals, check_output_file, check_replaceable
-from netspec.util import FULL, atomic_write, failed_write
+from netspec.util import atomic_write
 
 
 class Graph(torch.nn.Module):
@@ -101,18 +102,18 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
         torch.backends.mha.set_fastpath_enabled(False)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
+            # into memory, then written by Python: a path of any bytes (torch's C++ takes UTF-8
+            # only), and a full disk arrives as the OSError it is
+            exported_bytes = io.BytesIO()
             try:
-                torch.onnx.export(exported, (sample,), tmp, input_names=[INPUT], output_names=[OUTPUT],
+                torch.onnx.export(exported, (sample,), exported_bytes, input_names=[INPUT], output_names=[OUTPUT],
                                   dynamic_axes=axes, opset_version=opset, dynamo=False)
             except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
-                full = failed_write(e, tmp)
-                if full.errno in FULL:  # a full disk, whatever torch's text: said as such, with the path
-                    raise full from None
                 raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
                                              model.span)) from None
             finally:
                 torch.backends.mha.set_fastpath_enabled(fastpath)
-        proto = onnx.load(tmp)
+        proto = onnx.load_from_string(exported_bytes.getvalue())
         props = {"netspec_version": __version__, "model_name": model.name,
                  "input_shape": json.dumps(list(shape)),
                  "model_input_shape": json.dumps(list(model.input_shape)),
@@ -123,9 +124,10 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
         proto.producer_name = "netspec"
         proto.doc_string = f"netspec model {model.name}"
-        onnx.save(proto, tmp)
+        with open(tmp, "wb") as f:
+            f.write(proto.SerializeToString())
         try:
-            onnx.checker.check_model(tmp, full_check=True)
+            onnx.checker.check_model(proto, full_check=True)
         except Exception as e:  # noqa: BLE001 - onnx checker errors are user-facing export failures
             raise ExportError(Diagnostic(f"onnx.checker rejected the export: {str(e).splitlines()[0]}")) from None
         batches = [sample_input(shape, vocab, 3, 5, 1), sample_input(shape, vocab, 1, 9, 2)]

@@ -28,6 +28,11 @@ def open_session(path: str) -> Any:
     """An onnxruntime InferenceSession of `path` on the CPU (onnxruntime's own errors pass through)."""
     import onnxruntime as ort
 
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a name with bytes that are not UTF-8: onnxruntime's C++ takes UTF-8 only
+        with open(path, "rb") as f:
+            return ort.InferenceSession(f.read(), providers=["CPUExecutionProvider"])
     return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
 
