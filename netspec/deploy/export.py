@@ -106,7 +106,10 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             # only), and a full disk arrives as the OSError it is
             exported_bytes = io.BytesIO()
             try:
-                torch.onnx.export(exported, (sample,), exported_bytes, input_names=[INPUT], output_names=[OUTPUT],
+                # the TorchScript exporter (dynamo=False) writes to a file object too (its _export_file
+                # takes `io.BytesIO | str`); the public annotation names paths only
+                torch.onnx.export(exported, (sample,), exported_bytes,  # type: ignore[arg-type]
+                                  input_names=[INPUT], output_names=[OUTPUT],
                                   dynamic_axes=axes, opset_version=opset, dynamo=False)
             except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
                 raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
