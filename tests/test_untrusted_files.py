@@ -339,6 +339,34 @@ def test_a_file_size_limit_while_checkpointing_is_said_with_the_path(tmp_path):
     assert "enforce fail" not in r.stderr and not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
+def test_a_file_size_limit_under_the_tune_journal_is_said_and_the_study_continues(tmp_path):
+    """Optuna's own append left half a line in study.journal (the next append made it a line
+    no reader decodes) and re-raised the OSError as `AssertionError: Should not reach.` (exit 3)."""
+    import resource
+    import subprocess
+    import sys
+
+    from tests.test_tune import iris_spec
+
+    (tmp_path / "s.net").write_text(iris_spec(epochs=1, trials=2))
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))  # the journal outgrows it in the first trial
+
+    def tune(preexec=None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "netspec", "tune", "s.net", "--out", "t"], capture_output=True,
+                              text=True, cwd=tmp_path, timeout=300, preexec_fn=preexec)
+
+    r = tune(limit)
+    assert r.returncode == 1 and "t/study.journal: cannot write: file too large" in r.stderr, r.stderr
+    assert "Should not reach" not in r.stderr and "internal error" not in r.stderr
+    journal = (tmp_path / "t" / "study.journal").read_bytes()
+    assert journal.endswith(b"\n") and len(journal) < 3000  # the failed append was cut back off whole
+    r = tune()  # room again: the same command continues the study
+    assert r.returncode == 0 and "2 of 2 trials done" in r.stdout, r.stdout + r.stderr
+
+
 # ---------------------------------------------------------------- the decoded image cache
 
 
