@@ -367,6 +367,41 @@ def test_a_file_size_limit_under_the_tune_journal_is_said_and_the_study_continue
     assert r.returncode == 0 and "2 of 2 trials done" in r.stdout, r.stdout + r.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("writer,limit,said", [
+    ("export", 100_000, "w.onnx: cannot write: file too large"),  # the ONNX is ~0.4 MB
+    ("diagram", 2_000, "w.png: cannot write: file too large"),
+    ("eject", 300, "w.py: cannot write: file too large"),
+    ("cache", 2_000, "netspec/images: cannot write: file too large"),  # the decoded image cache
+])
+def test_every_other_writer_under_a_file_size_limit_says_so_with_the_path(tmp_path, writer, limit, said):
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from tests.test_untrusted_names import FOLDER_SPEC, image_folder
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    if writer == "cache":
+        image_folder(tmp_path / "imgs", ("a", "b"), per_class=40)
+        (tmp_path / "wide.net").write_text(FOLDER_SPEC)
+        args = ["data", "wide.net"]
+    else:
+        args = [writer, "wide.net", "-o", {"export": "w.onnx", "diagram": "w.png", "eject": "w.py"}[writer]]
+        if writer == "export":
+            assert _train_in(tmp_path).returncode == 0
+            args += ["--weights", "run/model.pt"]
+        else:
+            (tmp_path / "wide.net").write_text(WIDE_SPEC)
+    r = subprocess.run([sys.executable, "-m", "netspec", *args], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=120, preexec_fn=limited, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert r.returncode == 1 and said in r.stderr, r.stderr
+    assert "internal error" not in r.stderr and not list(tmp_path.glob(".w.*.tmp"))
+
+
 # ---------------------------------------------------------------- the decoded image cache
 
 
