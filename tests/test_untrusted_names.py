@@ -95,6 +95,15 @@ def test_a_line_separator_inside_a_string_does_not_shift_the_quoted_line(tmp_pat
     assert lines[head + 1] == " 4 |     Linaer(2)" and lines[head + 2] == "   |     ^^^^^^", r.output
 
 
+def test_a_file_with_carriage_returns_alone_for_line_ends_is_told_why_it_is_one_line(tmp_path):
+    (tmp_path / "m.net").write_bytes(b"model m {\r    input: [4]\r    Linear(2)\r}\r")
+    r = runner.invoke(main, ["check", str(tmp_path / "m.net")])
+    assert r.exit_code == 1 and ":1:" in r.output and "\\r    input" in r.output, r.output  # one line, as lexed
+    assert "help: this line holds a carriage return that ends no line" in r.output, r.output
+    (tmp_path / "m.net").write_bytes(b"model m {\r\n    input: [4]\r\n    Linear(2)\r\n}\r\n")  # CRLF: fine
+    assert runner.invoke(main, ["check", str(tmp_path / "m.net")]).exit_code == 0
+
+
 def test_control_and_bidi_characters_are_escaped_and_the_caret_follows(tmp_path):
     (tmp_path / "m.net").write_text('model m {\n    input: [4]\n    Linear("\x1b[2K\u202eok", 2)\n}\n')
     r = runner.invoke(main, ["check", str(tmp_path / "m.net")])

@@ -532,7 +532,18 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> NetspecError:
         if tok.type == "_NL":
             end_col = col + 1
         span = Span(file, line, col, line, end_col)
+    if help_ is None and _lone_carriage_return(text, line):
+        help_ = ("this line holds a carriage return that ends no line (classic Mac OS line ends): netspec "
+                 "ends lines at LF or CRLF; convert the file, e.g. `tr '\\r' '\\n' < old.net > new.net`")
     return NetspecError(Diagnostic(f"syntax error: {msg}", span, "error", help_, notes))
+
+
+def _lone_carriage_return(text: str, line: int) -> bool:
+    """Line `line` (as the lexer counts them) holds a CR that is not part of its CRLF end:
+    a file with CR-only line ends is one line to the grammar, and its first error says
+    nothing about why."""
+    lines = source_lines(text)
+    return 0 < line <= len(lines) and "\r" in lines[line - 1].rstrip("\r")
 
 
 def _parse(start: str, text: str, file: str):
