@@ -139,6 +139,10 @@ def test_eject_and_new_print_commands_that_can_be_pasted(tmp_path, monkeypatch):
     assert "    python 'my run; rm -rf x.py' --epochs 1" in (tmp_path / "my run; rm -rf x.py").read_text()
     r = runner.invoke(main, ["new", "mnist", "-o", "a b.net"])
     assert r.exit_code == 0 and "next: netspec check 'a b.net'" in r.output
+    r = runner.invoke(main, ["new", "mine", "-o", "two\nmodel x {.net"])  # the template names its file in a comment
+    assert r.exit_code == 0 and "`netspec check 'two\\nmodel x {.net'`" in (tmp_path / "two\nmodel x {.net").read_text()
+    r = runner.invoke(main, ["check", "two\nmodel x {.net"])  # the template's one error: its data.csv is to write
+    assert r.output.count("error:") == 1 and "error: data.csv: no such file" in r.output, r.output
 
 
 def test_fifos_devices_and_broken_links_in_class_folders_are_said_once(tmp_path, capsys):
@@ -212,14 +216,14 @@ def test_every_output_follows_a_link_to_its_own_file_and_refuses_a_dangling_one(
 
 
 @pytest.mark.parametrize("path", ["examples/../../x/mnist.net", "zoo/../../mnist.net", "elsewhere/zoo/mnist.net",
-                                  "examples/zoo/mnist.net"])
+                                  "examples/zoo/mnist.net", "examples/x/../mnist.net", "zoo/../mnist.net"])
 def test_a_path_that_does_not_exist_is_never_a_packaged_example(tmp_path, path):
     r = subprocess.run([*netspec_cmd(), "check", path], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 1 and f"{path}: no such file" in r.stderr and "packaged" not in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("path", ["mnist.net", "mnist", "examples/mnist.net", "zoo/resnet18.net",
-                                  "examples/zoo/resnet18.net"])
+                                  "examples/zoo/resnet18.net", "./examples/mnist.net"])
 def test_a_name_in_the_examples_tree_is_the_packaged_example(tmp_path, path):
     from netspec.tools.packaged import examples_dir, resolve_spec
 

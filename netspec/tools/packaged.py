@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from netspec.errors import Tell, error, shell_command
+from netspec.errors import Tell, error, printable, shell_command
 
 TEMPLATE = """\
 # {name}: a minimal spec to start from. `netspec check {file}` after every edit.
@@ -94,9 +94,9 @@ def _packaged(path: str) -> Path | None:
     if os.sep not in path.rstrip(os.sep) and (not os.altsep or os.altsep not in path):
         return packaged_examples().get(name[:-4])
     root = examples_dir()
+    if root is None or ".." in Path(name).parts or Path(name).is_absolute():
+        return None  # `examples/x/../mnist.net` names a folder x that is not there, not the packaged file
     parts = Path(os.path.normpath(name)).parts
-    if root is None or ".." in parts or Path(name).is_absolute():
-        return None
     if parts[0] == "examples":
         parts = parts[1:]
     elif parts[0] != "zoo":
@@ -117,7 +117,8 @@ def new_spec(name: str, output: str | None) -> Path:
         if not stem.isidentifier():
             raise error(f"`{name}` is neither a packaged example nor a valid model name",
                         "`netspec examples` lists the examples; a new model's name is letters, digits and _")
-        text = TEMPLATE.format(name=stem, file=target.name)
+        # the name quoted, and on one line: a newline in it would write spec text into the file
+        text = TEMPLATE.format(name=stem, file=printable(shell_command(target.name), newlines=False))
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
