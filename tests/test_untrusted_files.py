@@ -355,16 +355,17 @@ def test_a_file_size_limit_under_the_tune_journal_is_said_and_the_study_continue
         resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))  # the journal outgrows it in the first trial
 
     def tune(preexec=None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "netspec", "tune", "s.net", "--out", "t"], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "netspec", "tune", "s.net", "--out", "t u"], capture_output=True,
                               text=True, cwd=tmp_path, timeout=300, preexec_fn=preexec)
 
     r = tune(limit)
-    assert r.returncode == 1 and "t/study.journal: cannot write: file too large" in r.stderr, r.stderr
+    assert r.returncode == 1 and "t u/study.journal: cannot write: file too large" in r.stderr, r.stderr
     assert "Should not reach" not in r.stderr and "internal error" not in r.stderr
-    journal = (tmp_path / "t" / "study.journal").read_bytes()
+    journal = (tmp_path / "t u" / "study.journal").read_bytes()
     assert journal.endswith(b"\n") and len(journal) < 3000  # the failed append was cut back off whole
     r = tune()  # room again: the same command continues the study
     assert r.returncode == 0 and "2 of 2 trials done" in r.stdout, r.stdout + r.stderr
+    assert "see the changes: netspec diff 't u/best.net' s.net" in r.stdout  # a command that can be pasted
 
 
 @pytest.mark.slow
