@@ -162,6 +162,17 @@ def test_fifos_devices_and_broken_links_in_class_folders_are_said_once(tmp_path,
     assert "2 FIFOs" in err and "1 device" in err and "1 broken link" in err and "a/fifo.png" in err
 
 
+def test_predict_says_the_fifo_in_its_folder_by_kind_and_never_opens_it(tmp_path):
+    from netspec.deploy.predict import expand_folder
+
+    image_folder(tmp_path / "imgs", ("a",), per_class=2)
+    os.mkfifo(tmp_path / "imgs" / "a" / "p.png")  # opening it would block for ever
+    said: list[str] = []
+    found = expand_folder(tmp_path / "imgs", said.append)
+    assert [p.name for p in found] == ["0.png", "1.png"]
+    assert said == [f"{tmp_path / 'imgs'}: skipped 1 entry that is neither a file nor a folder (1 FIFO): a/p.png"]
+
+
 # ---------------------------------------------------------------- -o onto a symbolic link: one rule
 
 

@@ -279,13 +279,18 @@ def _kind(path: Path) -> str:
 def _warn_special(root: Path, special: list[Path]) -> None:
     """One warning for the entries that are neither files nor folders (never opened: a FIFO
     would block, a device would never end)."""
-    if not special:
-        return
+    if special:
+        _warn(special_entries(root, special))
+
+
+def special_entries(root: Path, special: list[Path]) -> str:
+    """`ROOT: skipped 2 entries that are neither files nor folders (1 FIFO, 1 device): a/p.png, ...`"""
     kinds = Counter(_kind(p) for p in special)
     said = ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in kinds.most_common())
     names = ", ".join(p.relative_to(root).as_posix() for p in sorted(special)[:WARN_LIST])
-    _warn(f"{root}: skipped {len(special)} entries that are neither files nor folders ({said}): {names}"
-          + (", ..." if len(special) > WARN_LIST else ""))
+    what = "entries that are neither files nor folders" if len(special) > 1 else \
+        "entry that is neither a file nor a folder"
+    return f"{root}: skipped {len(special)} {what} ({said}): {names}" + (", ..." if len(special) > WARN_LIST else "")
 
 
 def _warn_links(root: Path, links: list[Path]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from netspec.catalogue import fmt_shape
-from netspec.data.images import IMAGE_EXTENSIONS
+from netspec.data.images import IMAGE_EXTENSIONS, special_entries
 from netspec.deploy.runtime import checked_outputs, load_session, run_session
 from netspec.errors import DataError, Tell, data_error, printable
 from netspec.util import open_regular
@@ -43,8 +43,7 @@ def expand_folder(path: Path, tell: Tell | None = None) -> list[Path]:
     found = [p for p in named if p.is_file()]
     special = [p for p in named if not p.is_file() and not p.is_dir()]
     if special and tell is not None:
-        tell(f"{path}: skipped {len(special)} entries that are neither files nor folders: "
-             + ", ".join(str(p.relative_to(path)) for p in special[:10]) + (", ..." if len(special) > 10 else ""))
+        tell(special_entries(path, special))
     if not found:
         raise data_error(f"{path}: a folder without images", f"predict reads {' '.join(sorted(IMAGE_EXT))} images in a "
                          "folder; pass other inputs by name (e.g. samples.npy)")
