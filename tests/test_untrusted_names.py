@@ -223,6 +223,13 @@ def test_every_output_follows_a_link_to_its_own_file_and_refuses_a_dangling_one(
     assert r.exit_code == 1 and Path(f"mine{suffix}").read_bytes() == b"the user's own file\n", r.output
 
 
+def test_new_writes_through_no_link(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.symlink("elsewhere.net", "dangling.net")
+    r = runner.invoke(main, ["new", "mine", "-o", "dangling.net"])
+    assert r.exit_code == 1 and "dangling.net already exists" in r.output and not os.path.lexists("elsewhere.net")
+
+
 # ---------------------------------------------------------------- packaged examples by name only
 
 
