@@ -403,6 +403,23 @@ def test_every_other_writer_under_a_file_size_limit_says_so_with_the_path(tmp_pa
     assert "internal error" not in r.stderr and not list(tmp_path.glob(".w.*.tmp"))
 
 
+@pytest.mark.slow
+def test_an_ejected_program_under_a_file_size_limit_says_so_with_the_path(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # checkpoint.pt is ~1.2 MB
+
+    (tmp_path / "wide.net").write_text(WIDE_SPEC)
+    assert runner.invoke(main, ["eject", str(tmp_path / "wide.net"), "-o", str(tmp_path / "w.py")]).exit_code == 0
+    r = subprocess.run([sys.executable, "w.py", "--epochs", "1"], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=120, preexec_fn=limited)
+    assert r.returncode == 1 and "w_out/checkpoint.pt: cannot write: File too large" in r.stderr, r.stderr
+    assert "enforce fail" not in r.stderr and not list((tmp_path / "w_out").iterdir())
+
+
 # ---------------------------------------------------------------- the decoded image cache
 
 

@@ -138,7 +138,13 @@ def save_together(objects: dict[Path, object]) -> None:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
             temps.append(tmp)
-            torch.save(obj, tmp)
+            data = io.BytesIO()  # serialised first, written by Python: a full disk is an OSError that says
+            torch.save(obj, data)  # so (torch's own writer says `[enforce fail at inline_container.cc]`)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data.getbuffer())
+            except OSError as e:
+                sys.exit(f"{path}: cannot write: {e.strerror}; the previous files are kept")
         for tmp, path in zip(temps, objects, strict=True):
             os.replace(tmp, path)
     finally:
@@ -423,8 +429,8 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
 
 IMPORTS = [
     "from __future__ import annotations", "",
-    "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import math", "import os",
-    "import sys", "import tempfile", "import time", "from collections import OrderedDict",
+    "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import io", "import math",
+    "import os", "import sys", "import tempfile", "import time", "from collections import OrderedDict",
     "from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence",
     "from dataclasses import dataclass, field", "from pathlib import Path", "from typing import Any, NamedTuple", "",
     "import numpy as np", "import torch", "import torch.nn.functional as F", "from torch import nn",
