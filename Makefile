@@ -42,6 +42,7 @@ bench: venv data
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/images.py
 	$(BIN)/python benchmarks/augment_cost.py
+	$(BIN)/python benchmarks/text_baseline.py
 	$(BIN)/python benchmarks/lsp_hover.py
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
 		&& $(BIN)/python benchmarks/gpu.py || echo "benchmarks/gpu.py: no CUDA device here, skipped"

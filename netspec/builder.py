@@ -22,6 +22,7 @@ from torch import nn
 
 from netspec import catalogue as cat
 from netspec import ir
+from netspec.checker.padding import PaddingPlan, padding_plan
 from netspec.errors import NetspecError
 
 
@@ -38,13 +39,21 @@ def build_layer(node: ir.LayerNode) -> nn.Module:
         raise NetspecError.at(node.span, f"torch refused {node.type}: {str(e).splitlines()[0]}") from None
 
 
-def build_node(node: ir.Node) -> nn.Module:
+def build_node(node: ir.Node, plan: PaddingPlan | None = None, path: str = "") -> nn.Module:
+    """The module of `node`; `plan`: over padded texts, which children take the padding mask."""
     if isinstance(node, ir.LayerNode):
         return build_layer(node)
+    prefix = f"{path}." if path else ""
     if isinstance(node, ir.BranchNode):
-        branches = OrderedDict((c.name, build_node(c)) for c in node.branches)
-        return _factory(cat.BRANCHES[node.op].factory)(branches, **dict(node.kwargs))
-    children = OrderedDict((c.name, build_node(c)) for c in node.children)
+        branches = OrderedDict((c.name, build_node(c, plan, prefix + c.name)) for c in node.branches)
+        masked = {"masked": plan.children(path, list(branches))} if plan is not None else {}
+        return _factory(cat.BRANCHES[node.op].factory)(branches, **dict(node.kwargs), **masked)
+    children = OrderedDict((c.name, build_node(c, plan, prefix + c.name)) for c in node.children)
+    if plan is not None:
+        from netspec.layers import MaskedResidual, MaskedSequential
+
+        kind = MaskedResidual if node.kind == "residual" else MaskedSequential
+        return kind(children, masked=plan.children(path, list(children)))
     if node.kind == "residual":
         from netspec.layers import Residual
 
@@ -60,8 +69,10 @@ def _apply_init(tensor: torch.Tensor, init: ir.InitSpec) -> None:
 
 
 def build_model(model: ir.CheckedModel, seed: int = 0) -> nn.Sequential:
+    """The model as an nn.Sequential (over padded texts, a layers.MaskedSequential: the same
+    modules and state_dict, and the layers that must skip padding get its mask)."""
     torch.manual_seed(seed)
-    net = build_node(model.root)
+    net = build_node(model.root, padding_plan(model) if model.padded else None)
     assert isinstance(net, nn.Sequential)
     if model.init is not None:
         for name, p in net.named_parameters():

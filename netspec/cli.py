@@ -183,14 +183,19 @@ def check(files: tuple[str, ...], as_json: bool, target: str | None, no_data: bo
             else:
                 click.echo(e.render(), err=True)
             continue
+        m = checked.model
+        if as_json:  # one object per file that checks: what `ok` says, and its warnings
+            click.echo(json.dumps({"file": f, "ok": True, "model": m.name, "input_shape": list(m.input_shape),
+                                   "output_shape": list(m.output_shape), "parameters": parameter_count(m.root),
+                                   "warnings": [w.to_json() for w in checked.warnings]}))
+            continue
         for w in checked.warnings:
-            click.echo(json.dumps(w.to_json()) if as_json else w.render(), err=not as_json)
-        if not as_json:
-            from netspec.catalogue import fmt_shape
+            click.echo(w.render(), err=True)
+        from netspec.catalogue import fmt_shape
+        from netspec.util import count
 
-            m = checked.model
-            click.echo(f"{f}: ok: model `{m.name}` {fmt_shape(m.input_shape)} -> {fmt_shape(m.output_shape)}, "
-                       f"{parameter_count(m.root):,} parameters")
+        click.echo(f"{f}: ok: model `{m.name}` {fmt_shape(m.input_shape)} -> {fmt_shape(m.output_shape)}, "
+                   f"{count(parameter_count(m.root), 'parameter')}")
     if failed:
         sys.exit(1)
 
@@ -429,9 +434,29 @@ def train(file: str, overrides: tuple[str, ...], epochs: int | None, device: str
             _fail(f"the distributed job failed (exit status {code}); the first failing process's message is above",
                   1 if code != 130 else 130)
         return
+    from netspec.errors import TrainingInterrupted
     from netspec.train.trainer import train_file
 
-    train_file(_spec(file), tuple(extra), out_dir=out_dir, resume=resume, quiet=quiet, as_json=as_json)
+    try:
+        train_file(_spec(file), tuple(extra), out_dir=out_dir, resume=resume, quiet=quiet, as_json=as_json)
+    except TrainingInterrupted as e:
+        _fail(_interrupted(e), 130)
+
+
+def _interrupted(e: Any) -> str:
+    """What Ctrl-C during `netspec train` leaves, and the exact command that carries on."""
+    import shlex
+
+    args = sys.argv[1:]
+    if "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", e.run]  # the same folder, whatever runs/ holds by the next time
+    if not e.checkpointed:
+        return (f"interrupted before the first checkpoint: nothing to resume; start again with:\n"
+                f"    {shlex.join(['netspec', *[a for a in args if a != '--resume']])}")
+    if "--resume" not in args:
+        args.append("--resume")
+    return (f"interrupted at epoch {e.epoch + 1}; {e.run}/checkpoint.pt holds the last checkpoint; resume with:\n"
+            f"    {shlex.join(['netspec', *args])}")
 
 
 @main.command()
@@ -522,9 +547,16 @@ def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: t
 @click.option("--opset", type=click.IntRange(9, 23))
 @click.option("--tolerance", type=float, metavar="FLOAT",
               help="max torch vs onnxruntime difference (default 1e-4)")
+@click.option("--quantize", type=click.Choice(["int8", "none"]),
+              help="int8: also write NAME.int8.onnx, calibrated and checked on the test metric")
+@click.option("--calibration", type=click.IntRange(min=1), metavar="N",
+              help="training samples that calibrate int8 (default 512)")
+@click.option("--max-metric-drop", type=click.FloatRange(min=0), metavar="FLOAT",
+              help="refuse the int8 model when its test metric is worse by more (default 0.01)")
 @SET_OPTION
 @handle_errors
 def export(source: str, output: str | None, weights: str | None, opset: int | None, tolerance: float | None,
+           quantize: str | None, calibration: int | None, max_metric_drop: float | None,
            overrides: tuple[str, ...]) -> None:
     """Export to ONNX and verify against onnxruntime.
 
@@ -535,14 +567,27 @@ def export(source: str, output: str | None, weights: str | None, opset: int | No
       netspec export model.onnx                      # the latest finished run
       netspec export runs/mnist_cnn -o m.onnx        # a run folder: its spec.net and model.pt
       netspec export mnist.net -o m.onnx             # a spec: runs/<model>/model.pt, or --weights
+      netspec export mnist.net --quantize int8       # and mnist.int8.onnx beside mnist.onnx
     """
+    import math
+
     from netspec.deploy.export import export_file, exported_line, valid_tolerance
 
     _named_output(output, "model.onnx")
     if tolerance is not None and not valid_tolerance(tolerance):  # nan and inf included
         raise click.BadParameter(f"{tolerance} is not a finite number greater than 0, e.g. --tolerance 1e-4",
                                  param_hint="'--tolerance'")
-    click.echo(exported_line(export_file(source, output, weights, opset, tolerance, overrides, _tell)))
+    if max_metric_drop is not None and not math.isfinite(max_metric_drop):
+        raise click.BadParameter(f"{max_metric_drop} is not a finite number, e.g. --max-metric-drop 0.01",
+                                 param_hint="'--max-metric-drop'")
+    report = export_file(source, output, weights, opset, tolerance, overrides, _tell, quantize, calibration,
+                         max_metric_drop, exported=lambda r: click.echo(exported_line(r)))
+    if "int8" in report:
+        from netspec.deploy.quantize import quantized_line
+
+        click.echo(quantized_line(report["int8"]))
+    else:
+        click.echo(exported_line(report))
 
 
 @main.command("data")
@@ -574,29 +619,40 @@ def data_cmd(file: str, preview: bool, output: str, count: int, overrides: tuple
 
 @main.command()
 @click.argument("model", callback=_no_nul)
-@click.argument("inputs", nargs=-1, required=True, callback=_no_nul)
+@click.argument("inputs", nargs=-1, callback=_no_nul)
+@click.option("--text", "texts", multiple=True, metavar="TEXT", help="a text for a model of texts (repeatable)")
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def predict(model: str, inputs: tuple[str, ...], top_k: int, batch_size: int, as_json: bool) -> None:
-    """Run an exported model on images, .npy, .csv or IDX files (onnxruntime only).
+def predict(model: str, inputs: tuple[str, ...], texts: tuple[str, ...], top_k: int, batch_size: int,
+            as_json: bool) -> None:
+    """Run an exported model on images, .npy, .csv or IDX files, or texts (onnxruntime only).
 
     MODEL is an .onnx file, or a run folder (its exported .onnx; exported first if missing).
-    A folder among the INPUTS stands for the images in it and its subfolders.
+    A folder among the INPUTS stands for the images in it and its subfolders. A model of
+    texts reads --text strings, .txt files (one text per line) and .csv files (its text columns).
 
     \b
       netspec predict model.onnx digit.png more/*.png photos/
       netspec predict runs/iris flowers.csv --json
+      netspec predict classifier.onnx --text "a small bird of the woodlands" texts.txt
     """
+    if not inputs and not texts:
+        raise click.UsageError("give the inputs to predict on (files, or --text for a model of texts)")
     from netspec.deploy.predict import format_result, predictions, run_model
     from netspec.deploy.runtime import load_session
 
     if os.path.isdir(model):
+        folder = model
         model = run_model(model) or _export_run(model)
+        exported = sorted(p for p in os.listdir(folder) if p.lower().endswith(".onnx"))
+        if len(exported) > 1:
+            _tell(f"{folder}: using {os.path.basename(model)}, the newest of its exported models "
+                  f"({', '.join(exported)}); name a file to pick another")
     session, meta = load_session(model)
     everything = []
-    for r in predictions(session, meta, inputs, top_k, batch_size, _tell):
+    for r in predictions(session, meta, inputs, top_k, batch_size, texts, _tell):
         if as_json:
             everything.append(r)
         else:
@@ -614,7 +670,13 @@ def _export_run(run: str) -> str:
 
     folder = Path(run)
     _tell(f"{folder} has no exported model yet; exporting it first")
-    click.echo(exported_line(export_file(str(folder), tell=_tell)))
+    report = export_file(str(folder), tell=_tell, exported=lambda r: click.echo(exported_line(r)))
+    if "int8" in report:
+        from netspec.deploy.quantize import quantized_line
+
+        click.echo(quantized_line(report["int8"]))
+    else:
+        click.echo(exported_line(report))
     found = run_model(run)
     assert found is not None  # export_file wrote it
     return found
@@ -647,7 +709,10 @@ def diagram(file: str, output: str | None, depth: int | None, overrides: tuple[s
     spec = _spec_or_run(file)
     checked = load(spec, overrides)
     written = write_diagram(checked, output or f"{checked.model.name}.svg", depth, (file, spec))
-    click.echo(f"wrote {written.path} ({written.boxes} boxes, depth {written.depth} of {written.max_depth})")
+    from netspec.util import count
+
+    click.echo(f"wrote {written.path} ({count(written.boxes, 'box', 'boxes')}, depth {written.depth} of "
+               f"{written.max_depth})")
 
 
 @main.command()

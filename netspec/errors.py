@@ -100,6 +100,14 @@ class ExportError(NetspecError):
     """An export that failed or did not match onnxruntime."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C while training: where the run stands, for the CLI to say how to carry on."""
+
+    def __init__(self, run: str, epoch: int, checkpointed: bool):
+        super().__init__(run)
+        self.run, self.epoch, self.checkpointed = run, epoch, checkpointed
+
+
 def data_error(message: str, help: str | None = None, *, span: Span = NO_SPAN) -> DataError:
     """The one way to report a problem with data (a file, a row, a column, a value): the
     message starts with what it is about (`FILE: `, `FILE:LINE: `, a column); `span` is the

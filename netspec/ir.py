@@ -307,6 +307,8 @@ class CheckedModel:
     root: SeqNode
     init: InitSpec | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    # the input is padded texts (token ids, 0 = padding): built as layers.MaskedSequential
+    padded: bool = field(default=False, metadata={"dump": "unless default"})
 
     @property
     def output_shape(self) -> Shape:
@@ -337,6 +339,7 @@ class DataConfig:
     validation: float = 0.0
     split: tuple[float, ...] | None = None
     normalize: str = "none"
+    normalize_target: str | None = None  # standard | minmax | none; None: not written (a lint may suggest it)
     batch_size: int | None = 32  # None: full batch
     shuffle: bool = True
     one_hot: bool = False
@@ -348,7 +351,11 @@ class DataConfig:
     image_size: tuple[int, int] | None = None  # decode images to [height, width]
     augment: tuple[CallValue, ...] = ()  # training-batch augmentation (catalogue AUGMENTS), full kwargs
     skip_bad: bool = False  # skip unreadable images with a warning
+    tokenizer: CallValue | None = None  # text columns: words(...) | chars(...) | bpe(...), full kwargs
+    max_len: int | None = None  # text columns: tokens kept per text (None: the longest training text)
+    bucket: bool = False  # text columns: training batches of texts of similar length
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    normalize_target_span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +385,11 @@ class ExportConfig:
     onnx: str | None = None
     opset: int = 18
     tolerance: float = 1e-4
+    quantize: str = "none"  # none | int8
+    calibration: int = 512
+    max_metric_drop: float = 0.01
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    quantize_span: Span = field(default=NO_SPAN, compare=False, repr=False)  # where `quantize:` was set
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +492,28 @@ def parameter_count(node: Node) -> int:
     return sum(math.prod(s) for layer in layers(node) for _, s in parameter_shapes(layer.type, dict(layer.kwargs)))
 
 
+def frozen_paths(checked: CheckedSpec) -> frozenset[str]:
+    """The paths (as `walk` names them) of the layers and blocks whose parameters do not
+    train. Nothing freezes yet: `train { freeze: [...] }` plugs in here, and the summary's
+    Trainable column and totals (and whatever else asks) follow it."""
+    return frozenset()
+
+
+def is_frozen(path: str, frozen: frozenset[str]) -> bool:
+    """Whether `path` or a block around it is frozen."""
+    return any(path == f or path.startswith(f + ".") for f in frozen)
+
+
+def trainable_parameter_count(node: Node, frozen: frozenset[str], path: str = "") -> int:
+    """Parameters at or below `node` (at `path`, as `walk` names it; "" for the root) that
+    train. Buffers (BatchNorm's running statistics) are not parameters: in neither count."""
+    if path and is_frozen(path, frozen):
+        return 0
+    if isinstance(node, LayerNode):
+        return parameter_count(node)
+    return sum(trainable_parameter_count(c, frozen, f"{path}.{c.name}" if path else c.name) for c in children(node))
+
+
 # ---------------------------------------------------------------- stable dump
 
 
@@ -493,6 +526,8 @@ def dump(node: object, indent: int = 0) -> str:
             if f.name.endswith("span"):
                 continue
             value = getattr(node, f.name)
+            if f.metadata.get("dump") == "unless default" and value == f.default:
+                continue  # a later field, in the dump only where it is set
             if isinstance(value, tuple) and value and any(is_dataclass(v) for v in value):
                 inner = "\n".join(dump(v, indent + 2) for v in value)
                 parts.append(f"{pad}  {f.name}:\n{inner}")

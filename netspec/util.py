@@ -17,6 +17,11 @@ from netspec.errors import Diagnostic, NetspecError, shell_command
 _UMASK: int | None = None
 
 
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """`1 epoch`, `3 epochs`, `1,024 samples`: a number and its noun, agreeing."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
 def umask() -> int:
     """The process umask (read once; os.umask can only be read by setting it)."""
     global _UMASK

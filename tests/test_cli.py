@@ -31,7 +31,8 @@ def test_check_ok_and_summary():
 def test_check_error_exit_1_with_caret():
     r = run("check", str(FIXTURES / "invalid" / "shape_flatten.net"))
     assert r.exit_code == 1
-    assert "shape_flatten.net:6:9: error: Linear expects" in r.output
+    assert "shape_flatten.net:6:5: error: CrossEntropyLoss needs the model to output [classes]" in r.output
+    assert "shape_flatten.net:6:9: warning: Linear applies to the last dimension of [8, 26, 26]" in r.output
     assert "help: insert Flatten before this layer" in r.output
     assert "Traceback" not in r.output
 

@@ -264,7 +264,7 @@ def test_class_targets_with_a_value_loss_warn_for_every_source(tmp_path):
 
 
 def test_cross_entropy_weight_length(tmp_path):
-    with pytest.raises(NetspecError, match=r"weight= has 2 values but there are 3 classes"):
+    with pytest.raises(NetspecError, match=r"weight= has 2 values but the model outputs \[3\] class scores"):
         csv_spec(tmp_path, 'train: csv("iris.csv", target="species")', IRIS_MODEL,
                  "loss: CrossEntropyLoss(weight=[1, 2])")
 
@@ -472,12 +472,12 @@ def test_check_reads_the_data_quickly_and_no_data_skips_it(tmp_path):
     """`netspec check` opens the CSV fixtures (all of them in well under 0.5 s each)."""
     for f in DATA.glob("*.csv"):
         shutil.copy(f, tmp_path / f.name)
-    (tmp_path / "iris.net").write_text('model m {\n    input: [4]\n    Linear(5)\n}\n'
+    (tmp_path / "iris.net").write_text('model m {\n    input: [4]\n    Linear(2)\n}\n'
                                        'data { train: csv("iris.csv", target="species") }\n'
                                        'train { loss: CrossEntropyLoss }\n')
     r = subprocess.run([sys.executable, "-m", "netspec", "check", str(tmp_path / "iris.net")], capture_output=True,
                        text=True)
-    assert r.returncode == 1 and "iris.net:3:5: error: the model outputs [5] but the training data has 3 classes" \
+    assert r.returncode == 1 and "iris.net:3:5: error: the model outputs [2] but the training data has 3 classes" \
         in r.stderr, r.stderr
     r = subprocess.run([sys.executable, "-m", "netspec", "check", "--no-data", str(tmp_path / "iris.net")],
                        capture_output=True, text=True)

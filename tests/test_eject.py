@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,12 +39,18 @@ EXAMPLE_CASES = [
     ("zoo/lenet5.net", ("data.subset=600", "train.epochs=2"), "mnist"),
     ("zoo/se_cnn.net", ("train.epochs=2", "samples=128"), None),
     ("zoo/transformer_text.net", ("train.epochs=2", "samples=256"), None),
+    ("text_classifier.net", ("data.subset=400", "train.epochs=1"), "wordnet"),
+    ("text_bag.net", ("data.subset=800", "train.epochs=2"), "wordnet"),
 ]
 
 
 def _available(name: str | None) -> bool:
     if name is None:
         return True
+    if name == "wordnet":
+        from conftest import have_wordnet
+
+        return have_wordnet()
     if name == "mnist_png":
         from netspec.data.datasets import cache_dir
 
@@ -78,6 +85,10 @@ def eject_and_compare(spec: Path, overrides: tuple[str, ...], tmp_path: Path) ->
                        text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "weights saved in" in r.stdout
+    # the test line says which weights it tested, as netspec's does
+    assert not re.search(r"^test: ", r.stdout, re.M), r.stdout
+    assert all(re.match(r"test \((best|last) epoch \d+ of \d+\): test_", line)
+               for line in r.stdout.splitlines() if line.startswith("test"))
     ours = torch.load(run / "model.pt", weights_only=True)
     theirs = torch.load(out / "model.pt", weights_only=True)
     assert list(ours) == list(theirs)
@@ -175,6 +186,7 @@ data {
     train: csv("diabetes.csv", target=["bp", "progression"], features=["age", "sex", "bmi", "s1", "s2", "s3", "s4", "s5", "s6"])
     validation: 0.25
     normalize: standard
+    normalize_target: standard
     batch_size: 64
     shuffle: false
 }
@@ -210,6 +222,37 @@ data {
 train {
     loss: MSELoss
     optimizer: RMSprop(lr=1e-3)
+    epochs: 2
+    metrics: [accuracy]
+}
+export {
+    quantize: int8  # an export setting: the program trains exactly the same
+    calibration: 64
+}
+''')
+    eject_and_compare(spec, (), tmp_path)
+
+
+def test_float_npy_images_with_augmentation(tmp_path):
+    """Float [1, 12, 12] samples from .npy, cropped and flipped (issue 19: augment was refused)."""
+    g = np.random.default_rng(1)
+    np.save(tmp_path / "x.npy", g.uniform(0, 1, (80, 1, 12, 12)).astype(np.float32))
+    np.save(tmp_path / "y.npy", g.integers(0, 3, 80))
+    spec = _spec(tmp_path, '''
+model floats {
+    input: [1, 12, 12]
+    Conv2d(4, 3, padding=1); ReLU
+    Flatten
+    Linear(3)
+}
+data {
+    train: npy(x="x.npy", y="y.npy")
+    split: [0.6, 0.2, 0.2]
+    batch_size: 16
+    augment: [RandomCrop(12, padding=2), RandomHorizontalFlip()]
+}
+train {
+    loss: CrossEntropyLoss
     epochs: 2
     metrics: [accuracy]
 }
@@ -416,3 +459,49 @@ def test_eject_refuses_what_train_refuses(problem, data, train_extra, tmp_path):
         assert r.returncode == 1 and problem in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert "epoch 1" not in r.stdout  # refused before training
     assert not (tmp_path / "t.py").exists()
+
+
+@pytest.mark.slow
+def test_text_columns_eject_to_the_same_weights(tmp_path):
+    """Texts: the program learns the same tokenizer from the training split (two text columns
+    joined by [SEP]), pads each batch to its longest text, buckets by length, and masks padding
+    in attention, the bidirectional GRU and the pooling exactly as netspec does."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    words = {"cat": "fur paw tail purr", "car": "wheel engine road fuel", "tea": "cup leaf hot drink"}
+    with open(tmp_path / "texts.csv", "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["title", "body", "label"])
+        for i in range(90):
+            label = sorted(words)[i % 3]
+            pool = (words[label] + " the a of and").split()
+            body = " ".join(rng.choice(pool, int(rng.integers(0, 12))))
+            out.writerow([label.upper() if i % 4 else "", body, label])
+    spec = _spec(tmp_path, '''
+model texts {
+    input: [_]
+    embed: Embedding(vocab_size, 8)
+    att: residual { MultiheadAttention(2) }
+    rnn: GRU(6, bidirectional=true)
+    both: concat(dim=1) { Mean(1); Max(1); Last }
+    head: Linear(num_classes)
+}
+data {
+    train: csv("texts.csv", target="label", text=["title", "body"])
+    tokenizer: words(min_freq=2)
+    validation: 0.2
+    stratify: true
+    bucket: true
+    batch_size: 8
+}
+train {
+    loss: CrossEntropyLoss
+    optimizer: Adam(lr=1e-2)
+    epochs: 2
+    metrics: [accuracy]
+}
+''')
+    program = eject_and_compare(spec, (), tmp_path)
+    text = program.read_text()
+    assert "MaskedSequential(" in text and "masked=[" in text and "from tokenizers import" in text

@@ -238,7 +238,7 @@ def test_empty_class_folder_warns_and_keeps_index(tmp_path, capsys):
     (root / "b").mkdir()
     index = scan_folder(root)
     assert index.classes == ("a", "b", "c") and index.labels.tolist() == [0, 2]
-    assert "1 class folder(s) hold no images and keep their class index: b" in capsys.readouterr().err
+    assert "1 class folder holds no images and keeps its class index: b" in capsys.readouterr().err
 
 
 def test_symlinked_folders(tmp_path, capsys):

@@ -221,7 +221,7 @@ data { train: table(x=[[0, 1], [1, 0], [1, 1], [0, 0]], y=[0, 1, 2, 1]) }
 train { loss: CrossEntropyLoss(weight=[1, 2]) }
 """)
     # caught before training now: the weight list does not match the 3 classes
-    with pytest.raises(NetspecError, match=r"weight= has 2 values but there are 3 classes"):
+    with pytest.raises(NetspecError, match=r"weight= has 2 values but the model outputs \[3\] class scores"):
         train_file(path, (), out_dir=str(tmp_path / "w"), quiet=True)
     # whatever torch still refuses inside a step is reported with the step and the tensors
     import netspec.train.trainer as train_module

@@ -44,6 +44,7 @@ PUBLISHED = {
     "unet": 31_030_658,
     "se_cnn": 487_326,
     "transformer_text": 19_842,
+    "resnet20": 269_722,  # He et al. 2015, table 6: 0.27M (CIFAR-10, option A shortcuts)
 }
 
 
@@ -538,6 +539,43 @@ class TransformerText(nn.Module):
         return self.head(x.mean(1))
 
 
+# CIFAR ResNet-20 with the paper's option A shortcut (section 4.2), as the common PyTorch
+# reproductions write it (a lambda shortcut: subsample, then F.pad the channels)
+
+
+class CifarBasicBlock(nn.Module):
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.pad = planes // 4 if stride != 1 or in_planes != planes else None
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        shortcut = x if self.pad is None else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return F.relu(out + shortcut)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, n=3, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        blocks, planes = [], 16
+        for width, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(n):
+                blocks.append(CifarBasicBlock(planes, width, stride if i == 0 else 1))
+                planes = width
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        x = self.blocks(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 REFERENCES = {
     "lenet5": LeNet5,
     "vgg16": VGG,
@@ -549,6 +587,7 @@ REFERENCES = {
     "unet": UNet,
     "se_cnn": SECNN,
     "transformer_text": TransformerText,
+    "resnet20": CifarResNet,
 }
 
 
@@ -612,6 +651,7 @@ def test_synthetic_task_is_learned(name, least, tmp_path):
     ("se_cnn", ()),
     ("transformer_text", ()),
     ("resnet18", ("model.input=[3, 64, 64]",)),
+    ("resnet20", ()),  # ZeroPad3d on [C, H, W]: channels padded in the graph
 ])
 def test_export_matches_onnxruntime(name, overrides, tmp_path):
     checked = netspec.load(str(ZOO / f"{name}.net"), overrides, target="onnx")

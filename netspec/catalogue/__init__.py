@@ -11,7 +11,7 @@ callers write `from netspec import catalogue as cat; cat.LAYERS[name]`.
     layers.py    LAYERS (one row per layer), BRANCHES, parameter_shapes
     onnx.py      needs_lowering, onnx_problem: what ONNX export makes of a layer
     training.py  LOSSES, OPTIMIZERS, SCHEDULERS, INITIALISERS, METRICS, EARLY_STOPPING
-    data.py      SOURCES, AUGMENTS, TABLE_FUNCTIONS, CONSTANTS
+    data.py      SOURCES, TOKENIZERS, AUGMENTS, TABLE_FUNCTIONS, CONSTANTS, DATA_CONSTANTS
     sections.py  the keys of the data:, train:, export: and search: sections, search distributions
 
 Adding a layer is one row in layers.py's LAYERS_LIST. Each table's lookup (`LAYERS`,
@@ -22,7 +22,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from netspec.catalogue.data import AUGMENTS, AUGMENTS_LIST, CONSTANTS, SOURCES, SOURCES_LIST, TABLE_FUNCTIONS
+from netspec.catalogue.data import (
+    AUGMENTS,
+    AUGMENTS_LIST,
+    CONSTANTS,
+    DATA_CONSTANTS,
+    SOURCES,
+    SOURCES_LIST,
+    TABLE_FUNCTIONS,
+    TOKENIZERS,
+    TOKENIZERS_LIST,
+)
 from netspec.catalogue.layers import BRANCHES, BRANCHES_LIST, LAYERS, LAYERS_LIST, NAME_DOMAINS, parameter_shapes
 from netspec.catalogue.onnx import ONNX_LOWERINGS, needs_lowering, onnx_problem
 from netspec.catalogue.sections import (
@@ -45,9 +55,13 @@ from netspec.catalogue.training import (
     METRICS_LIST,
     OPTIMIZERS,
     OPTIMIZERS_LIST,
+    OUTPUT_WORDS,
     SCHEDULERS,
     SCHEDULERS_LIST,
+    TargetFacts,
+    loss_outputs,
     lower_is_better,
+    metric_problem,
 )
 from netspec.catalogue.types import (
     REQUIRED,
@@ -64,6 +78,7 @@ from netspec.catalogue.types import (
     Shape,
     ShapeError,
     SourceSpec,
+    TokenizerSpec,
     describe_domain,
     describe_type,
     fmt_shape,
@@ -82,10 +97,12 @@ ALL_KINDS: dict[str, dict[str, Any]] = {
     "source": SOURCES,
     "branch construct": BRANCHES,
     "augmentation": AUGMENTS,
+    "tokenizer": TOKENIZERS,
 }
 
 __all__ = [
     "ALL_KINDS", "ARG_DOMAINS", "AUGMENTS", "AUGMENTS_LIST", "BRANCHES", "BRANCHES_LIST", "CONSTANTS",
+    "DATA_CONSTANTS", "TOKENIZERS", "TOKENIZERS_LIST", "TokenizerSpec",
     "DATA_SETTINGS", "EARLY_STOPPING", "EXPORT_SETTINGS", "INITIALISERS", "INITIALISERS_LIST", "LAYERS",
     "LAYERS_LIST", "LOGS", "LOSSES", "LOSSES_LIST", "METRICS", "METRICS_LIST", "NAME_DOMAINS", "ONNX_LOWERINGS",
     "OPTIMIZERS", "OPTIMIZERS_LIST", "REQUIRED", "SCHEDULERS", "SCHEDULERS_LIST", "SEARCH_DISTRIBUTIONS",
@@ -93,5 +110,6 @@ __all__ = [
     "SOURCES_LIST", "TABLE_FUNCTIONS", "TRAIN_SETTINGS", "AugmentSpec", "BranchSpec", "InitSpec", "LayerSpec",
     "LossSpec", "MetricSpec", "OptimizerSpec", "P", "SchedulerSpec", "SettingSpec", "Shape", "ShapeError",
     "SourceSpec", "describe_domain", "describe_type", "fmt_shape", "in_domain", "lower_is_better",
+    "OUTPUT_WORDS", "TargetFacts", "loss_outputs", "metric_problem",
     "needs_lowering", "onnx_problem", "parameter_shapes", "type_ok",
 ]

@@ -1,7 +1,7 @@
 """The data tables: where samples come from (`data: train: ...` sources), how training
 batches are augmented, and what the `table(...)` expression language may call.
 
-In: the row types (types.py). Out: `SOURCES_LIST`/`SOURCES`, `AUGMENTS_LIST`/`AUGMENTS`,
+In: the row types (types.py). Out: `SOURCES_LIST`/`SOURCES`, `TOKENIZERS_LIST`/`TOKENIZERS`, `AUGMENTS_LIST`/`AUGMENTS`,
 `TABLE_FUNCTIONS` and `CONSTANTS`, read by the checker, netspec/data/, the expression
 evaluator (syntax/expr.py), eject and the docs. Imports no torch.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from netspec.catalogue.types import IT, AugmentSpec, P, SourceSpec
+from netspec.catalogue.types import IT, AugmentSpec, P, SourceSpec, TokenizerSpec
 
 # ------------------------------------------------------------------ data sources
 
@@ -22,8 +22,9 @@ SOURCES_LIST = [
     SourceSpec("idx", (P("images", "str"), P("labels", "str")), "any IDX image/label pair (raw or .gz).",
                paths=("images", "labels")),
     SourceSpec("csv", (P("path", "str"), P("target", "str|strs"), P("features", "strs?", None),
-                       P("categorical", "strs", ()), P("delimiter", "str", ",")),
-               "CSV with a header row: numeric columns, `categorical` ones one-hot encoded.", paths=("path",)),
+                       P("categorical", "strs", ()), P("delimiter", "str", ","), P("text", "str|strs?", None)),
+               "CSV with a header row: numeric columns, `categorical` ones one-hot encoded; `text` columns "
+               "tokenized (the model takes their token ids).", paths=("path",)),
     SourceSpec("image_folder", (P("path", "str"),),
                "one subfolder per class of PNG/JPEG/BMP/WebP images (class = folder name, sorted).", paths=("path",)),
     SourceSpec("npy", (P("x", "str"), P("y", "str?", None)), "NumPy .npy arrays (memory-mapped).", paths=("x", "y")),
@@ -34,6 +35,22 @@ SOURCES_LIST = [
                raw=("x", "y")),
 ]
 SOURCES = {row.name: row for row in SOURCES_LIST}
+
+# ------------------------------------------------------------------ tokenizers (text columns)
+
+_LOWER = P("lowercase", "bool", True)
+_MIN_FREQ = P("min_freq", "int", 1, domain="[1,inf)")
+TOKENIZERS_LIST = [
+    TokenizerSpec("words", (_LOWER, _MIN_FREQ, P("max_size", "int?", None, domain="[3,inf)")),
+                  "one token per word (split at whitespace and punctuation); words seen fewer than `min_freq` "
+                  "times in training, or beyond the `max_size` most frequent, are unknown."),
+    TokenizerSpec("chars", (_LOWER, _MIN_FREQ, P("max_size", "int?", None, domain="[3,inf)")),
+                  "one token per character, spaces included."),
+    TokenizerSpec("bpe", (P("vocab_size", "int", 8000, domain="[3,inf)"), _LOWER, P("min_freq", "int", 2, domain="[1,inf)")),
+                  "byte-pair encoding: characters merged into frequent pieces within words, up to `vocab_size` "
+                  "tokens (a rare word is several pieces, not unknown)."),
+]
+TOKENIZERS = {row.name: row for row in TOKENIZERS_LIST}
 
 # ------------------------------------------------------------------ augmentation
 
@@ -72,3 +89,8 @@ TABLE_FUNCTIONS = ("linspace", "arange", "normal", "uniform", "sin", "cos", "tan
                    "tanh", "sigmoid", "range", "zeros", "ones", "stack", "concat", "reshape", "round", "floor",
                    "randint", "sum", "mean", "cumsum", "flip", "min", "max")
 CONSTANTS = {"pi": math.pi, "e": math.e}
+# names the data define, known at check time wherever the model needs a value
+DATA_CONSTANTS = {
+    "vocab_size": "the tokenizer's vocabulary size, padding and unknown tokens included (text columns)",
+    "num_classes": "the number of classes in the training split",
+}

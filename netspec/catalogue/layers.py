@@ -49,7 +49,7 @@ from netspec.catalogue.shapes import (
     unfold_rule,
     upsample_rule,
 )
-from netspec.catalogue.types import IT, BranchSpec, LayerSpec, P, Shape, ShapeError, with_domains
+from netspec.catalogue.types import IT, BranchSpec, LayerSpec, P, Shape, ShapeError, fmt_shape, with_domains
 
 SPATIAL = {1: "[channels, length]", 2: "[channels, height, width]", 3: "[channels, depth, height, width]"}
 ACT_INPLACE = (P("inplace", "bool", False),)
@@ -74,6 +74,15 @@ def _layer(name: str, factory: str, params: tuple[P, ...], *args: Any, **kw: Any
     padding layer's `padding`)."""
     keep = ("padding",) if kw.get("category") == "padding" else ()
     return LayerSpec(name, factory, with_domains(params, NAME_DOMAINS, keep), *args, **kw)
+
+
+def _per_position(s: Shape) -> tuple[str, str] | None:
+    """Linear on [C, H, W]: torch applies it to the last dimension at every position; after a
+    convolution that is usually a missing Flatten (a classifier's loss then says so too)."""
+    if len(s) <= 2:
+        return None
+    return (f"Linear applies to the last dimension of {fmt_shape(s)} at each of the other positions "
+            f"({s[-1]} features each), not to the whole sample", "insert Flatten before this layer to use every value")
 
 
 def _infer_first(param: str) -> Callable[[Shape, dict], dict]:
@@ -255,12 +264,19 @@ def _pad_rows() -> list[LayerSpec]:
                               ("Circular", (1, 2, 3), ())):
         for nd in dims:
             size = {1: "8", 2: "8, 8", 3: "5, 5, 5"}[nd]
+            constant = kind in ("Zero", "Constant")  # F.pad's constant mode: any rank; the others nd+1 or nd+2
             rows.append(_layer(
                 f"{kind}Pad{nd}d", f"torch.nn.{kind}Pad{nd}d", (P("padding", IT),) + extra,
-                padding(nd, reflect=kind == "Reflection"), SPATIAL[nd], (nd + 1,), category="padding",
+                padding(nd, reflect=kind == "Reflection", least=nd if constant else None),
+                f"at least {nd} dimension{'s' if nd > 1 else ''} (the last {nd} are padded)" if constant else
+                f"{SPATIAL[nd]} or its last {nd} dimension{'s' if nd > 1 else ''}",
+                None if constant else (nd, nd + 1), category="padding",
+                onnx_lowering="netspec.layers.CircularPadLowered" if kind == "Circular" else "",
                 examples=((f"[2, {size}]", f"{kind}Pad{nd}d(1{', 0.5' if extra else ''})"),
-                          (f"[2, {size}]", f"{kind}Pad{nd}d(({', '.join(['1', '2'] * nd)}){', 0.5' if extra else ''})")),
-                doc=f"{kind.lower()} padding of the last {nd} dimension(s).",
+                          (f"[2, {size}]", f"{kind}Pad{nd}d(({', '.join(['1', '2'] * nd)}){', 0.5' if extra else ''})"),
+                          (f"[{size}]", f"{kind}Pad{nd}d(1{', 0.5' if extra else ''})")),
+                doc=f"{kind.lower()} padding of the last {nd} dimension{'s' if nd > 1 else ''}" +
+                    (" of any sample (ConstantPad3d on [C, H, W] pads channels too)." if constant else "."),
             ))
     return rows
 
@@ -291,7 +307,8 @@ def _norm_rows() -> list[LayerSpec]:
          P("elementwise_affine", "bool", True), P("bias", "bool", True)),
         same, "[..., features]", None, layernorm_infer, category="normalization",
         examples=(("[10]", "LayerNorm"), ("[5, 8]", "LayerNorm(eps=0.001)"), ("[3, 4, 4]", "LayerNorm(normalized_shape=[4, 4])")),
-        weights=_w_layernorm, doc="layer normalization over the last dimension (or `normalized_shape=` trailing dims).",
+        weights=_w_layernorm, steps="each",
+        doc="layer normalization over the last dimension (or `normalized_shape=` trailing dims).",
     ))
     rows.append(_layer(
         "GroupNorm", "torch.nn.GroupNorm",
@@ -312,9 +329,11 @@ def _norm_rows() -> list[LayerSpec]:
 
 def _activation(name: str, params: tuple[P, ...] = (), rule=same, doc: str = "", ranks=None,
                 expects: str = "any shape", examples: tuple = (), **kw: Any) -> LayerSpec:
+    steps = "dim" if any(p.name == "dim" for p in params) else "each"
     return _layer(
         name, f"torch.nn.{name}", params, rule, expects, ranks, category="activation",
-        examples=examples or (("[5]", name), ("[3, 4, 4]", name)), doc=doc or f"elementwise {name}.", **kw,
+        examples=examples or (("[5]", name), ("[3, 4, 4]", name)), doc=doc or f"elementwise {name}.",
+        steps=kw.pop("steps", steps), **kw,
     )
 
 
@@ -355,7 +374,7 @@ ACTIVATIONS: list[LayerSpec] = [
     _activation("Softmin", (P("dim", "int", -1),), softmax_rule, "softmin over `dim` (default -1).",
                 examples=(("[5]", "Softmin"),)),
     _activation("Softmax2d", (), softmax2d_rule, "softmax over channels at each location.", (3,), SPATIAL[2],
-                examples=(("[3, 4, 4]", "Softmax2d"),)),
+                examples=(("[3, 4, 4]", "Softmax2d"),), steps=""),
     _activation("GLU", (P("dim", "int", -1),), glu_rule, "gated linear unit; halves `dim`.",
                 examples=(("[6]", "GLU"), ("[4, 6]", "GLU(dim=1)"))),
 ]
@@ -374,7 +393,7 @@ def _recurrent_rows() -> list[LayerSpec]:
             kind, f"netspec.layers.{kind}", tuple(params), rnn_rule, "[steps, features]", (2,),
             _infer_last("input_size"), category="recurrent", fixed=(("batch_first", True),),
             examples=(("[7, 5]", f"{kind}(6)"), ("[4, 3]", f"{kind}(5, num_layers=2, bidirectional=true)")),
-            weights=_w_rnn(gates),
+            weights=_w_rnn(gates), steps="masked",
             doc=f"batch-first {kind}; outputs the whole sequence [steps, hidden] (use Last for the final step).",
         ))
     return rows
@@ -388,9 +407,11 @@ LAYERS_LIST: list[LayerSpec] = [
     _layer(
         "Linear", "torch.nn.Linear",
         (P("in_features", "int", inferred=True), P("out_features", "int"), P("bias", "bool", True)),
-        linear_rule, "[features] or [steps, features]", (1, 2), _infer_last("in_features"), category="linear",
-        examples=(("[20]", "Linear(7)"), ("[5, 20]", "Linear(3, bias=false)")), weights=_w_linear,
-        doc="fully connected layer; in_features is inferred.",
+        linear_rule, "[features] or [..., features]", None, _infer_last("in_features"), category="linear",
+        examples=(("[20]", "Linear(7)"), ("[5, 20]", "Linear(3, bias=false)"), ("[2, 3, 6]", "Linear(4)")),
+        weights=_w_linear, advice=_per_position, steps="each",
+        doc="fully connected layer on the last dimension (per position of any leading ones); in_features is "
+            "inferred.",
     ),
     _layer(
         "Bilinear", "netspec.layers.Bilinear",
@@ -402,7 +423,7 @@ LAYERS_LIST: list[LayerSpec] = [
         doc="x^T A x + b: torch's Bilinear applied to the input with itself (a Sequential has one input).",
     ),
     _layer("Identity", "torch.nn.Identity", (), same, category="utility",
-           examples=(("[5]", "Identity"),), doc="passes the input through.", aliases=True),
+           examples=(("[5]", "Identity"),), doc="passes the input through.", aliases=True, steps="each"),
     _layer(
         "Flatten", "torch.nn.Flatten", (P("start_dim", "int", 1), P("end_dim", "int", -1)),
         flatten_rule, "at least one dimension", None, category="reshape",
@@ -422,21 +443,22 @@ LAYERS_LIST: list[LayerSpec] = [
     ),
     _layer(
         "Last", "netspec.layers.Last", (), last_rule, "[steps, features]", (2,), category="recurrent",
-        examples=(("[7, 5]", "Last"),), doc="selects the final time step of a sequence.", aliases=True,
+        examples=(("[7, 5]", "Last"),), aliases=True, steps="masked",
+        doc="selects the final time step of a sequence (of a padded text: its last token).",
     ),
     _layer(
         "Polynomial", "netspec.layers.Polynomial", (P("degree", "int"),), poly_rule, "[features]", None,
-        category="utility", examples=(("[1]", "Polynomial(5)"), ("[3]", "Polynomial(2)")),
+        category="utility", examples=(("[1]", "Polynomial(5)"), ("[3]", "Polynomial(2)")), steps="each",
         doc="x -> [x, x^2, ..., x^degree] concatenated along the last dim (powers outermost).",
     ),
     _layer(
         "Scale", "netspec.layers.Scale", (P("factor", "float"),), same, category="utility",
-        examples=(("[5]", "Scale(0.5)"),), doc="multiplies by a constant factor.",
+        examples=(("[5]", "Scale(0.5)"),), doc="multiplies by a constant factor.", steps="each",
     ),
     _layer(
         "Dropout", "torch.nn.Dropout", (P("p", "float", 0.5),) + ACT_INPLACE, same, category="dropout",
         examples=(("[5]", "Dropout"), ("[3, 4]", "Dropout(0.2)")), doc="zeroes elements with probability p while training.",
-        aliases=True,
+        aliases=True, steps="each",
     ),
     _layer(
         "Dropout1d", "torch.nn.Dropout1d", (P("p", "float", 0.5),) + ACT_INPLACE, same, SPATIAL[1], (2,),
@@ -453,13 +475,14 @@ LAYERS_LIST: list[LayerSpec] = [
     _layer(
         "AlphaDropout", "torch.nn.AlphaDropout", (P("p", "float", 0.5),) + ACT_INPLACE, same, category="dropout",
         examples=(("[5]", "AlphaDropout(0.2)"),), doc="dropout that keeps SELU's self-normalization.", aliases=True,
+        steps="each",
     ),
     _layer(
         "Embedding", "torch.nn.Embedding",
         (P("num_embeddings", "int"), P("embedding_dim", "int"), P("padding_idx", "int?", None),
          P("max_norm", "float?", None), P("norm_type", "float", 2.0), P("scale_grad_by_freq", "bool", False),
          P("sparse", "bool", False)),
-        embedding_rule, "integer indices", None, category="embedding", int_input=True,
+        embedding_rule, "integer indices", None, category="embedding", int_input=True, steps="each",
         weights=lambda a: [("weight", (a["num_embeddings"], a["embedding_dim"]))],
         examples=(("[7]", "Embedding(10, 4)"),), doc="lookup table for integer tokens (must be the first layer).",
     ),
@@ -519,9 +542,9 @@ LAYERS_LIST: list[LayerSpec] = [
                   ("[4, 8]", "MultiheadAttention(4, add_bias_kv=true)"),
                   ("[_, 8]", "MultiheadAttention(2)"),
                   ("[_, 8]", "MultiheadAttention(2, add_bias_kv=true, add_zero_attn=true)")),
-        weights=_w_attention,
+        weights=_w_attention, steps="masked",
         doc="self-attention (query = key = value = the input), batch-first; returns the attended "
-            "sequence only. embed_dim is inferred.",
+            "sequence only (padded texts: padded keys masked). embed_dim is inferred.",
     ),
     _layer(
         "TransformerEncoderLayer", "netspec.layers.TransformerEncoderLayer",
@@ -532,29 +555,31 @@ LAYERS_LIST: list[LayerSpec] = [
         examples=(("[6, 8]", "TransformerEncoderLayer(2, dim_feedforward=16)"),
                   ("[5, 12]", 'TransformerEncoderLayer(3, dim_feedforward=24, activation="gelu", norm_first=true)'),
                   ("[_, 8]", "TransformerEncoderLayer(2, dim_feedforward=16)")),
-        weights=_w_encoder,
-        doc="torch's encoder layer (self-attention + feed-forward), batch-first; d_model is inferred.",
+        weights=_w_encoder, steps="masked",
+        doc="torch's encoder layer (self-attention + feed-forward), batch-first (padded texts: padded keys "
+            "masked); d_model is inferred.",
     ),
     _layer(
         "PositionalEmbedding", "netspec.layers.PositionalEmbedding",
         (P("max_len", "int"), P("features", "int", inferred=True)),
         positional_rule, "[steps, features]", (2,), _infer_last("features"), category="attention",
         examples=(("[7, 8]", "PositionalEmbedding(16)"), ("[_, 4]", "PositionalEmbedding(10)")),
-        weights=lambda a: [("weight", (a["max_len"], a["features"]))],
+        weights=lambda a: [("weight", (a["max_len"], a["features"]))], steps="each",
         doc="adds a learned [max_len, features] table to [steps, features] (steps <= max_len); "
             "initialised N(0, 0.02) as GPT-2's position embedding.",
     ),
     _layer(
         "Mean", "netspec.layers.Mean", (P("dim", "int"), P("keepdim", "bool", False)), reduce_rule,
-        "any shape", None, category="reshape",
+        "any shape", None, category="reshape", steps="masked",
         examples=(("[7, 8]", "Mean(1)"), ("[3, 4, 5]", "Mean(-1, keepdim=true)")),
-        doc="mean over `dim` (torch dims: 0 is the batch axis), e.g. Mean(1) averages the steps of [steps, features].",
+        doc="mean over `dim` (torch dims: 0 is the batch axis), e.g. Mean(1) averages the steps of [steps, features] "
+            "(of a padded text: its tokens).",
     ),
     _layer(
         "Max", "netspec.layers.Max", (P("dim", "int"), P("keepdim", "bool", False)), reduce_rule,
-        "any shape", None, category="reshape",
+        "any shape", None, category="reshape", steps="masked",
         examples=(("[7, 8]", "Max(1)"), ("[3, 4, 5]", "Max(2, keepdim=true)")),
-        doc="maximum over `dim` (torch dims).",
+        doc="maximum over `dim` (torch dims; of a padded text's steps: over its tokens).",
     ),
 ]
 

@@ -25,6 +25,8 @@ def needs_lowering(layer: str, kwargs: dict, in_shape: Shape) -> bool:
         return any(o is not None and (n is None or n % o) for n, o in zip(in_shape[1:], out))
     if layer == "Threshold":
         return kwargs["threshold"] != 0
+    if layer.startswith("CircularPad"):
+        return len(in_shape) == int(layer[-2])  # spatial dims only, no channel dim
     return True
 
 
@@ -40,6 +42,8 @@ def onnx_problem(layer: str, kwargs: dict, in_shape: Shape) -> str | None:
             if o is not None and n is None:
                 return (f"{layer} over a variable-size (`_`) dimension exports only with output_size none "
                         "there; ONNX needs the pooling windows fixed")
+    if layer == "LSTM" and kwargs.get("proj_size"):
+        return "LSTM with proj_size has no ONNX export in torch"
     if layer == "Upsample" and kwargs.get("mode") in ("bicubic",) and kwargs.get("align_corners"):
         return "Upsample(mode=\"bicubic\", align_corners=true) does not match onnxruntime"
     return None

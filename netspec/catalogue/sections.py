@@ -19,6 +19,9 @@ DATA_SETTINGS = [
     SettingSpec("split", "floats?", None, "[train, validation, test] fractions of one source"),
     SettingSpec("stratify", "bool", False, "validation/split keep each class's share of the samples"),
     SettingSpec("normalize", "choice(standard,minmax,none)", "none", "input scaling; statistics from train only"),
+    SettingSpec("normalize_target", "choice(standard,minmax,none)?", None,
+                "regression targets scaled for the loss (training statistics); metrics, predictions and exports "
+                "stay in the target's units"),
     SettingSpec("batch_size", "int|choice(full)", 32, "samples per step (global under DDP), or `full`", "[1,inf)"),
     SettingSpec("shuffle", "bool", True, "reshuffle training data every epoch"),
     SettingSpec("one_hot", "bool", False, "turn class labels into one-hot rows (width: the class count)"),
@@ -31,6 +34,11 @@ DATA_SETTINGS = [
                 "[1,inf)"),
     SettingSpec("augment", "augments", (), "training-batch augmentation, torchvision's names"),
     SettingSpec("skip_bad", "bool", False, "skip unreadable images with a warning instead of stopping"),
+    SettingSpec("tokenizer", "tokenizer?", None, "how text columns become tokens: words(...), chars(...), "
+                "bpe(vocab_size=...) (default words())"),
+    SettingSpec("max_len", "int?", None, "longest text in tokens; longer ones are cut (default: the longest "
+                "training text)", "[1,inf)"),
+    SettingSpec("bucket", "bool", False, "training batches of texts of similar length (seeded; less padding)"),
 ]
 TRAIN_SETTINGS = [
     SettingSpec("loss", "loss", "MSELoss", "torch.nn loss class"),
@@ -57,6 +65,13 @@ EXPORT_SETTINGS = [
     SettingSpec("opset", "int", 18, "ONNX opset version", "[9,23]"),
     SettingSpec("tolerance", "float", 1e-4, "max torch vs onnxruntime difference (relative where |output| > 1)",
                 "(0,inf)"),
+    SettingSpec("quantize", "choice(none,int8)", "none",
+                "int8: also write NAME.int8.onnx, statically quantized (dynamic for recurrent/attention models)"),
+    SettingSpec("calibration", "int", 512, "training samples (drawn with train.seed) that calibrate int8 ranges",
+                "[1,inf)"),
+    SettingSpec("max_metric_drop", "float", 0.01,
+                "refuse the int8 model when its test metric is worse than fp32's by more (losses/errors: a "
+                "fraction of fp32's)", "[0,inf)"),
 ]
 SEARCH_SETTINGS = [
     SettingSpec("trials", "int", 20, "trials that finish (complete, pruned or failed); `--trials` overrides",

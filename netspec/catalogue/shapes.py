@@ -110,12 +110,18 @@ def adaptive(nd: int):
     return rule
 
 
-def padding(nd: int, reflect: bool = False):
+def padding(nd: int, reflect: bool = False, least: int | None = None):
+    """Torch's padding layers pad the last `nd` dims (the last with the first pair of values).
+    `least`: the fewest sample dims taken (constant padding: nd, any rank above; the others
+    take [C, spatial...] or the spatial dims alone, the rows' `ranks`)."""
     def rule(s: Shape, a: dict) -> Shape:
+        if least is not None and len(s) < least:
+            raise ShapeError(f"this padding pads the last {nd} dimension{'s' if nd > 1 else ''}, but the samples are {fmt_shape(s)}",
+                             "a sample needs that many dimensions (torch would pad the batch axis)")
         pad = per_dim(a["padding"], 2 * nd)
         if len(pad) != 2 * nd:
             raise ShapeError(f"padding needs 1 or {2 * nd} values, got {len(pad)}")
-        spatial = list(s[1:])
+        spatial = list(s[len(s) - nd:])
         out = []
         for i, n in enumerate(spatial):
             # torch pads the last dimension with the first pair
@@ -123,7 +129,7 @@ def padding(nd: int, reflect: bool = False):
             if reflect and n is not None and (lo >= n or hi >= n):
                 raise ShapeError(f"reflection padding {max(lo, hi)} must be smaller than the input size {n}")
             out.append(None if n is None else n + lo + hi)
-        return (s[0], *_check_positive("this padding", tuple(out), "size", pad))
+        return (*s[:len(s) - nd], *_check_positive("this padding", tuple(out), "size", pad))
 
     return rule
 

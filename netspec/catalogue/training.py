@@ -9,6 +9,7 @@ the trainer, eject and the docs. Imports no torch: factories are dotted names.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from netspec.catalogue.types import (
@@ -87,12 +88,13 @@ LOSSES_LIST = [
     _loss("KLDivLoss", (RED, P("log_target", "bool", False)), "value",
           "KL divergence; input log-probabilities, target probabilities (use one_hot).", "log_probs"),
     _loss("PoissonNLLLoss", (P("log_input", "bool", True), P("full", "bool", False), P("eps", "float", 1e-8), RED),
-          "value", "Poisson negative log-likelihood."),
-    _loss("HingeEmbeddingLoss", (P("margin", "float", 1.0), RED), "value", "hinge loss for targets of 1/-1."),
-    _loss("SoftMarginLoss", (RED,), "value", "logistic loss for targets of 1/-1."),
+          "value", "Poisson negative log-likelihood.", "log_rates"),
+    _loss("HingeEmbeddingLoss", (P("margin", "float", 1.0), RED), "value", "hinge loss for targets of 1/-1.",
+          "distances"),
+    _loss("SoftMarginLoss", (RED,), "value", "logistic loss for targets of 1/-1.", "logits"),
     _loss("MultiMarginLoss", (P("p", "int", 1), P("margin", "float", 1.0), WEIGHT, RED), "class",
-          "multi-class hinge loss on class indices."),
-    _loss("MultiLabelSoftMarginLoss", (WEIGHT, RED), "binary", "multi-label one-vs-all loss."),
+          "multi-class hinge loss on class indices.", "scores"),
+    _loss("MultiLabelSoftMarginLoss", (WEIGHT, RED), "binary", "multi-label one-vs-all loss.", "logits"),
     _loss("GaussianNLLLoss", (P("full", "bool", False), P("eps", "float", 1e-6), RED), "unsupported",
           "needs a variance input beside the prediction."),
     _loss("CosineEmbeddingLoss", (P("margin", "float", 0.0), RED), "unsupported", "needs two inputs and a target."),
@@ -209,6 +211,94 @@ METRICS_LIST = [
     _metric("r2", (), "value", True, "coefficient of determination."),
 ]
 METRICS = {row.name: row for row in METRICS_LIST}
+
+
+# ------------------------------------------------------------------ which metric fits which loss and targets
+
+OUTPUT_WORDS = {"logits": "logits (scores before a sigmoid or softmax)", "log_probs": "log-probabilities",
+                "log_rates": "log-rates (log_input=true)", "distances": "distances", "scores": "class scores"}
+
+
+def loss_outputs(loss: str, kwargs: dict) -> str:
+    """What the model's outputs are under `loss`: "" when they are in the targets' own units
+    (a value loss, or BCELoss's probabilities against 0/1 or soft targets), else the row's `wants`."""
+    if loss == "PoissonNLLLoss" and not kwargs.get("log_input", True):
+        return ""
+    wants = LOSSES[loss].wants if loss in LOSSES else ""
+    return "" if wants == "probs" else wants
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    """What one metric's meaning depends on: the targets as the loss takes them (`task`: class,
+    binary, value or input), `one_hot`, the model output's shape, and, once the data are read,
+    the class count or a description of value targets (`values`: their distinct values when
+    there are at most two; `described`: e.g. "continuous (214 distinct values from 25 to 346)")."""
+
+    task: str
+    one_hot: bool
+    output: tuple
+    classes: int | None = None
+    values: tuple | None = None
+    described: str | None = None
+
+
+def metric_problem(metric: str, k: int, loss: str, loss_kwargs: dict, facts: TargetFacts) -> tuple[str, str] | None:
+    """(message, help) when `metric` would report a figure without meaning for this loss, its
+    targets and the model's output width (docs/language.md, "Metrics"); None when it fits or
+    when that depends on data not read yet (`facts.described` None)."""
+    row = METRICS[metric]
+    task, out = facts.task, facts.output
+    width = out[-1] if out and out[-1] is not None else None
+    outputs = loss_outputs(loss, loss_kwargs)
+    name = f"top_k({k})" if metric == "top_k" else metric
+    regression = "use mae, mse, rmse or r2 for regression"
+    if row.task == "value":
+        if task == "class":
+            return (f"`{name}` compares values, but {loss} trains on class labels",
+                    "use accuracy, top_k(k), precision, recall or f1 for classifiers")
+        if outputs:
+            fix = {"BCEWithLogitsLoss": "use BCELoss after a Sigmoid layer to compare probabilities, or accuracy/auc",
+                   "PoissonNLLLoss": "set log_input=false (the model then outputs rates), or drop the metric"}
+            return (f"`{name}` compares the outputs with the targets, but {loss}'s outputs are "
+                    f"{OUTPUT_WORDS.get(outputs, outputs)}, not values in the targets' units",
+                    fix.get(loss, "drop the metric, or use a loss whose outputs are the targets' values (MSELoss)"))
+        return None
+    if task == "input":
+        return f"`{name}` counts correct classes, but the targets are values", regression
+    ranked = task == "class" or facts.one_hot  # one score per class
+    classes = facts.classes or (width if ranked else None)
+    if metric == "top_k":
+        if not ranked:
+            what = "one yes/no output per label" if task == "binary" else "values"
+            return (f"top_k ranks class scores, but {loss} gives {what}: top_k(k >= 2) would always be 1",
+                    "use accuracy (or auc); top_k needs one output per class (CrossEntropyLoss)")
+        if classes is not None and k >= classes:
+            return (f"top_k({k}) of {classes} classes is always 1",
+                    f"use a k below {classes}" + (f", e.g. top_k({min(5, classes - 1)})" if classes > 2 else
+                                                 ", or accuracy"))
+        return None
+    if task == "value" and not facts.one_hot:
+        if loss == "HingeEmbeddingLoss":
+            return (f"`{name}` counts correct classes, but HingeEmbeddingLoss's outputs are distances",
+                    "use SoftMarginLoss or BCEWithLogitsLoss for yes/no targets")
+        if facts.described is None:
+            return None
+        binary = (-1.0, 1.0) if loss == "SoftMarginLoss" else (0.0, 1.0)
+        if facts.values is None or not set(facts.values) <= set(binary):
+            return (f"`{name}` counts correct classes, but the targets are {facts.described}",
+                    f"{regression}; for classes use CrossEntropyLoss with one output per class")
+        if tuple(out) != (1,):
+            return (f"`{name}` thresholds one output per sample at {0 if loss == 'SoftMarginLoss' else 0.5}, but "
+                    f"the model outputs [{', '.join(str(d) for d in out)}]",
+                    "for several classes use CrossEntropyLoss (or `one_hot: true`) with one output per class")
+    if metric == "auc":
+        two = (task == "binary" and tuple(out) == (1,)) or (ranked and classes == 2) or             (task == "value" and not facts.one_hot and tuple(out) == (1,))
+        if not two and (classes is not None or task == "binary"):
+            what = f"the model outputs [{classes}] classes" if ranked else                 f"the model outputs [{', '.join(str(d) for d in out)}] yes/no labels"
+            return (f"`auc` measures how well one score separates two classes, but {what}",
+                    "use accuracy or f1 (macro over the classes)")
+    return None
 
 
 def lower_is_better(key: str) -> bool:

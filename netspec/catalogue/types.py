@@ -3,7 +3,7 @@ conventions every table is written in.
 
 In: nothing (imports no torch, nor any other catalogue module).
 Out: `P` (one constructor parameter), the row types (`LayerSpec`, `LossSpec`, `OptimizerSpec`,
-`SchedulerSpec`, `InitSpec`, `MetricSpec`, `BranchSpec`, `AugmentSpec`, `SourceSpec`,
+`SchedulerSpec`, `InitSpec`, `MetricSpec`, `BranchSpec`, `AugmentSpec`, `TokenizerSpec`, `SourceSpec`,
 `SettingSpec`), `REQUIRED`, `ShapeError`, `fmt_shape`, the type language (`type_ok`,
 `describe_type`) and value domains (`in_domain`, `describe_domain`, `with_domains`).
 
@@ -72,6 +72,12 @@ class LayerSpec:
     doc: str = ""
     aliases: bool = False  # may return its input (or a view of it): a later in-place layer would change it
     onnx_lowering: str = ""  # netspec.layers factory of an exact exportable equivalent, swapped in at export
+    advice: Callable[[Shape], tuple[str, str] | None] | None = None  # a warning (message, help) for an input
+    # torch takes, but that is more often a mistake (Linear on [C, H, W]); errors are for what torch refuses
+    # on padded texts ([steps, ...]): "each" computes every step on its own, "masked" takes the
+    # padding mask (attention, RNNs, Mean/Max/Last), "dim" is per step unless its `dim` is the
+    # steps; "" mixes steps in ways padding would change (check warns)
+    steps: str = ""
 
     @property
     def user_params(self) -> tuple[P, ...]:
@@ -150,6 +156,16 @@ class BranchSpec:
 class AugmentSpec:
     """One `augment: [...]` entry: torchvision's name and meaning, run by netspec/data/augment.py
     as batched tensor operations on training batches of images in [0, 1]."""
+
+    name: str
+    params: tuple[P, ...]
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """One `tokenizer:` of a data section (words, chars, bpe): how text columns become token
+    ids, run by netspec/data/text.py on Hugging Face `tokenizers`."""
 
     name: str
     params: tuple[P, ...]

@@ -45,6 +45,8 @@ class CheckContext:
         self.model: ir.CheckedModel | None = None
         self.search: ir.SearchConfig | None = None
         self.model_clean = False  # the model pass added no error: its shapes can be judged
+        self.read_data = False  # check reads the data files (its data pass runs)
+        self.text: Any = None  # checker/text.py's TextFacts of text columns, once read
 
     # ------------------------------------------------------------ diagnostics
 
@@ -241,7 +243,7 @@ class CheckContext:
 
 
 _SPECIAL_TYPES = ("source", "loss", "optimizer", "scheduler", "metrics", "early_stopping", "augments", "logs",
-                  "floats?", "any")
+                  "floats?", "any", "tokenizer")
 
 
 def _plain_type(t: str) -> bool:

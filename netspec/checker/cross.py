@@ -51,20 +51,27 @@ class CrossChecker:
                      self.class_output_help(model, layers))
         one_hot = data is not None and data.one_hot
         value_targets = data is not None and data.target_type == "value"
+        if data is not None and data.normalize_target not in (None, "none") and spec_loss is not None and \
+                (autoencoder or one_hot or (spec_loss.target != "value" and not value_targets)):
+            what = "the targets are the inputs (`target: input`)" if autoencoder else \
+                "`one_hot` makes the targets class rows" if one_hot else f"{loss} trains on class labels"
+            self.ctx.err(data.normalize_target_span or data.span, f"normalize_target scales regression targets, "
+                         f"but {what}", "remove `normalize_target:`")
         if data is not None and data.target_type == "value" and spec_loss is not None and spec_loss.target == "class":
             self.ctx.err(loss_span, f"{loss} trains on class labels, but `target_type: value` makes the targets numbers",
                      "use MSELoss (or another value loss) for regression, or drop `target_type: value`")
+        facts = cat.TargetFacts(
+            "input" if autoencoder else "value" if value_targets and spec_loss is not None else
+            spec_loss.target if spec_loss is not None else "value", one_hot, tuple(out),
+            classes=len(DATASETS[data.train.kind].labels) if data is not None and data.train is not None
+            and data.train.kind in DATASETS and not autoencoder else None,
+            described="values (`target_type: value`)" if value_targets else None)
         for m in train.metrics:
-            metric = cat.METRICS[m.name]
-            if metric.task == "value" and spec_loss is not None and spec_loss.target == "class" \
-                    and not (one_hot or value_targets):
-                self.ctx.err(m.span, f"`{m.name}` compares values, but {loss} trains on class labels",
-                         "use accuracy, top_k(k), precision, recall or f1 for classifiers")
-            if metric.task in ("class", "binary") and spec_loss is not None and spec_loss.target == "value" \
-                    and not one_hot and (value_targets or autoencoder):
-                self.ctx.err(m.span, f"`{m.name}` counts correct classes, but the targets are values",
-                         "use mae, mse, rmse or r2 for regression")
-            if m.name == "top_k" and out and out[-1] is not None and int(m.get("k", 5)) > out[-1]:
+            problem = cat.metric_problem(m.name, int(m.get("k", 5)), loss, dict(train.loss.kwargs), facts) \
+                if spec_loss is not None and spec_loss.target != "unsupported" else None
+            if problem is not None:
+                self.ctx.err(m.span, *problem)
+            elif m.name == "top_k" and out and out[-1] is not None and int(m.get("k", 5)) > out[-1]:
                 self.ctx.err(m.span, f"top_k({m.get('k')}) needs at least {m.get('k')} classes; the model outputs "
                          f"{fmt_shape(out)}")
         if data is None or data.train is None:
@@ -79,8 +86,13 @@ class CrossChecker:
         classes = len(DATASETS[kind].labels) if kind in DATASETS else None
         if classes and spec_loss is not None and spec_loss.target == "class" and out and out[-1] is not None \
                 and not autoencoder and out != (classes,):
-            self.ctx.err(where, f"the model outputs {fmt_shape(out)} but {kind} has {classes} classes",
-                     f"make the last layer produce {classes} values, e.g. Linear({classes})")
+            message = f"the model outputs {fmt_shape(out)} but {kind} has {classes} classes"
+            fix = f"make the last layer produce {classes} values, e.g. Linear({classes})"
+            width = out[0] if len(out) == 1 else None
+            if width is not None and width > classes and not one_hot:  # unused outputs: torch trains it
+                self.ctx.warn(where, f"{message}; outputs {classes} to {width - 1} are never a target", fix)
+            else:
+                self.ctx.err(where, message, fix)
 
     @staticmethod
     def class_output_help(model: ir.CheckedModel, layers: list[ir.LayerNode]) -> str:

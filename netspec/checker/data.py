@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from netspec import ir
 from netspec.catalogue import fmt_shape
-from netspec.data.encode import Encoder, image_geometry, loss_task
-from netspec.data.sources import RawSet, ReadOptions, read_source, table_env
+from netspec.data.encode import Encoder, image_geometry, loss_task, takes_tokens
+from netspec.data.prepare import learn_and_encode, source_rows
+from netspec.data.sources import PEEK_ROWS, RawSet, ReadOptions, read_source, table_env
 from netspec.errors import Diagnostic, NetspecError, data_error
+from netspec.util import count
 
 
 def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
@@ -35,8 +38,7 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
     try:
         raw = peek(checked, data.train)
         if raw is not None:
-            encoder = Encoder(checked, None)
-            encoder.learn(raw, np.arange(_rows(raw)))
+            encoder = learn(checked, raw)
             check_shape(checked, encoder, data.train)
             warnings += encoder.warnings
     except NetspecError as e:
@@ -49,7 +51,7 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
         except NetspecError as e:
             diags += [_at(d, data.test.span) for d in e.diagnostics]
     if encoder is not None and not diags:
-        diags += check_augment(checked, encoder)
+        diags += check_augment(checked, encoder, raw)
     if data.target == "input":
         out, inp = checked.model.output_shape, checked.model.input_shape
         if None not in out and None not in inp and math.prod(d or 0 for d in out) != math.prod(d or 0 for d in inp):
@@ -59,6 +61,24 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
     if diags:
         raise NetspecError(diags + list(checked.warnings) + warnings)
     return replace(checked, warnings=tuple(checked.warnings) + tuple(warnings))
+
+
+def learn(checked: ir.CheckedSpec, raw: RawSet) -> Encoder:
+    """The vocabularies as training will learn them: from the training rows of the split when
+    the peek holds the whole source (and then every used row is encoded, so a value only
+    validation or test rows hold is found now); from every peeked row otherwise."""
+    data = checked.data
+    assert data is not None
+    n = _rows(raw)
+    whole = raw.table is None or len(raw.table) < PEEK_ROWS
+    if whole and (data.split is not None or data.validation or data.subset is not None) and \
+            not (raw.table is None and takes_tokens(checked)):
+        if raw.table is None and raw.x is not None and len(raw.x) != n:  # a peek: labels without samples
+            raw = replace(raw, x=np.broadcast_to(np.zeros((), raw.x.dtype), (n, *raw.x.shape[1:])))
+        return learn_and_encode(checked, None, raw, source_rows(data, n, checked.train.seed))[0]
+    encoder = Encoder(checked, None)
+    encoder.learn(raw, np.arange(n))
+    return encoder
 
 
 def _at(d: Diagnostic, span: ir.Span) -> Diagnostic:
@@ -90,7 +110,7 @@ def check_shape(checked: ir.CheckedSpec, encoder: Encoder, src: ir.Source) -> No
     what = "images" if pre.kind == "image" else "samples"
     help_ = f"set `input: {fmt_shape(have)}`" + (f" or `input: [{math.prod(have)}]`" if len(have) > 1 else "")
     if pre.kind == "image" and len(want) == 3 and len(have) == 3 and want[1:] == have[1:] and want[0] != have[0]:
-        help_ = f"the data has {have[0]} channel(s); set `input: {fmt_shape(have)}`"
+        help_ = f"the data has {count(have[0], 'channel')}; set `input: {fmt_shape(have)}`"
     elif src.kind == "image_folder" and len(want) == 3 and len(have) == 3 and want[0] == have[0]:
         help_ += f", or decode the images to the model's size with `image_size: {list(want[1:])}` in `data`"
     raise data_error(f"the {what} of {src.kind}(...) are {fmt_shape(have)} ({math.prod(have)} values) but "
@@ -99,29 +119,57 @@ def check_shape(checked: ir.CheckedSpec, encoder: Encoder, src: ir.Source) -> No
 
 def check_test(encoder: Encoder, raw: RawSet, src: ir.Source) -> None:
     """Test data must fit the training vocabulary, columns and shapes (encode it)."""
+    if raw.table is not None and encoder.pre.kind == "text":  # the tokenizer is learnt when training
+        encoder.check_texts(raw.table, encoder.pre.text or [], None, "test data")
+        if encoder.pre.task != "input":
+            encoder.encode_csv_targets(raw.table, "test data")
+        return
     if raw.table is not None:
         encoder.encode(raw, "test data", src)
         return
     if raw.x is not None and list(raw.x.shape[1:]) != list(encoder.pre.source_shape):
         raise data_error(f"{raw.file}: test samples have shape {fmt_shape(raw.x.shape[1:])}, the training "
                          f"samples {fmt_shape(tuple(encoder.pre.source_shape))}")
+    if raw.x is not None and encoder.pre.tokens:
+        encoder.token_ids(raw.extra.get("peek_x", raw.x), raw.file)
     if raw.y is not None and loss_task(encoder.checked) != "input":
         encoder.encode_targets(raw.y, raw.classes, raw.file, "test data", None)
 
 
-def check_augment(checked: ir.CheckedSpec, encoder: Encoder) -> list[Diagnostic]:
+def augment_shape_problem(data: ir.DataConfig, shape: tuple) -> Diagnostic | None:
+    """augment needs samples shaped [channels, height, width] (uint8 or float, any source)."""
+    if len(shape) == 3 or not data.augment or data.train is None:
+        return None
+    return Diagnostic(f"augment works on samples shaped [channels, height, width]; the samples of "
+                      f"{data.train.kind}(...) are {fmt_shape(shape)}", data.augment[0].span, "error",
+                      "store the samples as [channels, height, width] (e.g. arrays of shape [N, 1, 28, 28]), "
+                      "or remove `augment:`")
+
+
+def value_range(x: Any, rows: int = 4096) -> tuple[float, float] | None:
+    """(min, max) of float samples, from a bounded slice; None for uint8 images (always [0, 1])."""
+    if x is None or getattr(x, "dtype", None) is None or np.asarray(x[:0]).dtype.kind != "f" or not len(x):
+        return None
+    part = np.asarray(x[:rows], dtype=np.float64)
+    return float(part.min()), float(part.max())
+
+
+def check_augment(checked: ir.CheckedSpec, encoder: Encoder, raw: RawSet | None = None) -> list[Diagnostic]:
     data = checked.data
     if data is None or not data.augment:
         return []
     pre = encoder.pre
     shape = tuple(pre.source_shape)
-    if pre.kind != "image" or len(shape) != 3:
-        return [Diagnostic(f"augment works on images ([channels, height, width]); these samples are "
-                           f"{fmt_shape(shape)}", data.augment[0].span, "error", "remove `augment:`")]
-    from netspec.data.augment import Augmenter, augment_problems
+    wrong = augment_shape_problem(data, shape)
+    if wrong is not None:
+        return [wrong]
+    from netspec.data.augment import Augmenter, augment_problems, range_problems
 
     ops = [(a.name, dict(a.kwargs)) for a in data.augment]
     problems = augment_problems(ops, shape)  # type: ignore[arg-type]
+    span = value_range(raw.extra.get("peek_x", raw.x)) if raw is not None and pre.kind != "image" else None
+    if span is not None:
+        problems += range_problems(ops, *span)
     out = [Diagnostic(msg, data.augment[i].span if 0 <= i < len(data.augment) else data.span, "error")
            for i, msg in problems]
     if not out:

@@ -487,6 +487,9 @@ class ModelChecker:
                 self.ctx.err(call.span, f"{what}: {se.message}" if not se.message.startswith(what) else se.message,
                          se.help, notes)
             return None, None, shared
+        advice = spec.advice(shape) if spec.advice is not None else None
+        if advice is not None:
+            self.ctx.warn(call.span, *advice, notes)
         full = dict((p.name, args.get(p.name, p.default)) for p in spec.params)
         if shared and full.get("inplace"):
             full["inplace"] = False

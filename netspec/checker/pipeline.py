@@ -12,9 +12,11 @@ The passes run in the order of ``PASSES``, each reading and filling the one ``Ch
     definitions   lets and blocks, imports first         (checker/definitions.py)
     layout        the sections and the one model present  (here)
     sections      data / train / export -> typed configs  (checker/sections.py)
+    data constants  vocab_size, num_classes from the data (checker/text.py)
     model         names, blocks, layers, shapes           (checker/model.py)
     cross         model x loss x metrics x data           (checker/cross.py)
     search        the search space, each value compiled   (checker/search.py)
+    text model    a model over padded texts               (checker/text.py)
 
 then, with ``read_data``, the data pass over the checked spec (checker/data.py).
 
@@ -33,6 +35,7 @@ from netspec.checker.definitions import definitions_pass
 from netspec.checker.model import ModelChecker
 from netspec.checker.search import SearchChecker, without_search
 from netspec.checker.sections import SectionChecker
+from netspec.checker.text import data_constants_pass, text_model_pass
 from netspec.errors import Diagnostic, NetspecError, Span, did_you_mean
 
 
@@ -91,11 +94,13 @@ def search_pass(ctx: CheckContext) -> None:
     ctx.search = SearchChecker(ctx, compile_spec).check_search(section)
 
 
-PASSES: tuple[Callable[[CheckContext], None], ...] = (definitions_pass, layout_pass, sections_pass, model_pass,
-                                                      cross_pass, search_pass)
+PASSES: tuple[Callable[[CheckContext], None], ...] = (definitions_pass, layout_pass, sections_pass,
+                                                      data_constants_pass, model_pass, cross_pass, text_model_pass,
+                                                      search_pass)
 
 
 def run_passes(ctx: CheckContext, read_data: bool = False) -> ir.CheckedSpec:
+    ctx.read_data = read_data
     for check_pass in PASSES:
         check_pass(ctx)
     if ctx.diags:

@@ -14,9 +14,12 @@ from typing import Any
 from netspec import catalogue as cat
 from netspec import ir
 from netspec.checker.context import CheckContext, head
-from netspec.errors import did_you_mean
+from netspec.errors import NetspecError, did_you_mean
+from netspec.ir import Symbol
 from netspec.syntax.expr import evaluate, show, source, validate_table
 
+QUANTIZATIONS = ("int8", "none")  # `quantize:` values (export)
+MIN_INT8_OPSET = 13  # per-channel DequantizeLinear (axis) arrived in opset 13
 NOMINAL_IMAGE = (3, 1 << 20, 1 << 20)  # (C, H, W) for checking augmentation settings without the data
 
 
@@ -40,6 +43,9 @@ class SectionChecker:
         self.ctx.simple_settings(s, cat.DATA_SETTINGS, cfg, ir.DataConfig())
         if cfg.get("batch_size") == "full":
             cfg["batch_size"] = None
+        if "normalize_target" in s:  # written (`none` included): no lint suggests it
+            cfg["normalize_target_span"] = s["normalize_target"].key_span
+            cfg["normalize_target"] = cfg.get("normalize_target") or "none"
         if "image_size" in cfg and cfg["image_size"] is not None:
             size = cfg["image_size"]
             size = (size, size) if isinstance(size, int) else tuple(size)
@@ -72,10 +78,42 @@ class SectionChecker:
                 self.ctx.err(s["labels"].value.span, "labels must be a list of class names", 'e.g. labels: ["cat", "dog"]')
         if "augment" in s:
             cfg["augment"] = self.augmentations(s["augment"])
+        self.text_settings(s, cfg)
         if "train" not in s:
             self.ctx.err(head(section.span, 4), "the data section needs a `train:` source",
                      'e.g. `train: mnist(split="train")`')
         return ir.DataConfig(**cfg)
+
+    def text_settings(self, s: dict[str, ir.Setting], cfg: dict[str, Any]) -> None:
+        """`tokenizer:`, `max_len:`, `bucket:` and the text columns of the sources: text goes
+        with a text column, and the test source reads the training source's text columns."""
+        if "tokenizer" in s and not isinstance(s["tokenizer"].value, ir.NoneLit):
+            call = self.ctx.call_value(s["tokenizer"].value, cat.TOKENIZERS, "tokenizer")
+            if call is not None:
+                given = dict(call.kwargs)
+                full = tuple((p.name, given.get(p.name, p.default)) for p in cat.TOKENIZERS[call.name].params)
+                cfg["tokenizer"] = ir.CallValue(call.name, full, call.span)
+        train, test = cfg.get("train"), cfg.get("test")
+        text = train.get("text") if train is not None and train.kind == "csv" else None
+        if not text:
+            if train is None:
+                return
+            for key in ("tokenizer", "max_len", "bucket"):
+                if key in s:
+                    self.ctx.err(s[key].key_span, f"`{key}:` is for text columns, and the training source has none",
+                                 'name them in the source: csv("file.csv", target="label", text="review")')
+            if test is not None and test.kind == "csv" and test.get("text"):
+                self.ctx.err(test.span_of("text"), "the test source has text columns but the training source has none")
+            return
+        if "tokenizer" not in cfg:
+            cfg["tokenizer"] = ir.CallValue("words", tuple((p.name, p.default) for p in cat.TOKENIZERS["words"].params))
+        if test is not None:
+            if test.kind != "csv":
+                self.ctx.err(test.span, f"the training data are texts of a CSV; the test source must be one too, "
+                             f"not {test.kind}(...)", f'e.g. csv("test.csv", target=..., text={show(text)})')
+            elif test.get("text") and tuple(test.get("text")) != tuple(text):
+                self.ctx.err(test.span_of("text"), f"the test source's text columns {show(test.get('text'))} differ "
+                             f"from the training source's {show(text)}", "the model reads the same columns in both")
 
     def augmentations(self, s: ir.Setting) -> tuple[ir.CallValue, ...]:
         v = s.value
@@ -127,11 +165,14 @@ class SectionChecker:
                 full["target"] = (full["target"],)
             if not full["target"]:
                 self.ctx.err(spans.get("target", e.span), "csv needs at least one target column")
-            for key in ("target", "features", "categorical"):
+            if isinstance(full["text"], str):
+                full["text"] = (full["text"],)
+            for key in ("target", "features", "categorical", "text"):
                 items = full.get(key) or ()
                 dup = sorted({c for c in items if list(items).count(c) > 1})
                 if dup:
                     self.ctx.err(spans.get(key, e.span), f"`{key}` lists {', '.join(map(show, dup))} twice")
+            self.text_columns(full, spans, e.span)
         for key in spec.paths:
             v = full.get(key)
             if isinstance(v, str):
@@ -143,6 +184,28 @@ class SectionChecker:
                     return None
                 full[key] = _resolve(v, self.ctx.spec.file)
         return ir.Source(name, tuple(full.items()), e.span, tuple((k, spans[k]) for k in spans))
+
+    def text_columns(self, full: dict[str, Any], spans: dict[str, ir.Span], where: ir.Span) -> None:
+        """A text column is neither the target nor a feature; the model takes the token ids of
+        the text columns alone."""
+        text = full.get("text")
+        if text is None:
+            return
+        if not text:
+            self.ctx.err(spans.get("text", where), "`text` names no column", 'e.g. text="review"')
+            return
+        for key in ("target", "features", "categorical"):
+            both = [c for c in text if c in (full.get(key) or ())]
+            if both:
+                what = "the target" if key == "target" else f"listed in `{key}`"
+                self.ctx.err(spans.get(key, where), f"column {show(both[0])} is a text column and also {what}",
+                             "a text column is tokenized; name it in `text` only")
+                return
+        for key in ("features", "categorical"):
+            if full.get(key):
+                self.ctx.err(spans.get(key, where), f"a model of text columns takes their token ids alone; `{key}` "
+                             "would add other columns", f"drop `{key}` (the columns besides the target and "
+                             "`text` are not read)")
 
     def table_source(self, e: ir.Expr, spec: cat.SourceSpec) -> ir.Source | None:
         if not isinstance(e, ir.Call):
@@ -232,7 +295,19 @@ class SectionChecker:
             return ir.ExportConfig()
         s = self.ctx.settings(section, cat.EXPORT_SETTINGS)
         cfg: dict[str, Any] = {"span": section.span}
+        if "quantize" in s:
+            cfg["quantize"] = self.quantization(s["quantize"])
+            cfg["quantize_span"] = s["quantize"].value.span
         self.ctx.simple_settings(s, cat.EXPORT_SETTINGS, cfg, ir.ExportConfig())
+        if cfg.get("quantize") == "int8" and cfg.get("opset", ir.ExportConfig().opset) < MIN_INT8_OPSET:
+            self.ctx.err(s["quantize"].value.span,
+                         f"quantize: int8 needs opset {MIN_INT8_OPSET} or later (per-channel weights in QDQ "
+                         f"form); this section sets opset {cfg['opset']}",
+                         f"raise `opset` to {MIN_INT8_OPSET} or more (the default is {ir.ExportConfig().opset})")
+        if cfg.get("quantize", "none") == "none":
+            for key in ("calibration", "max_metric_drop"):
+                if key in s:
+                    self.ctx.warn(s[key].key_span, f"`{key}` has no effect without `quantize: int8`")
         path = cfg.get("onnx")
         if path is not None:
             if "\0" in path or not path:
@@ -245,6 +320,21 @@ class SectionChecker:
             else:
                 cfg["onnx"] = _resolve(path, self.ctx.spec.file)
         return ir.ExportConfig(**cfg)
+
+    def quantization(self, s: ir.Setting) -> str:
+        """`quantize: int8 | none` (a name or a string); anything else is an error listing both."""
+        try:
+            v = evaluate(s.value, self.ctx.consts, symbols=True)
+        except NetspecError as e:
+            self.ctx.absorb(e)
+            return "none"
+        name = "none" if v is None else v.name if isinstance(v, Symbol) else v
+        if name in QUANTIZATIONS:
+            return str(name)
+        self.ctx.err(s.value.span, f"unknown quantization `{show(v)}`; allowed: {', '.join(QUANTIZATIONS)}",
+                     "int8: a statically quantized copy of the model, calibrated and checked on the test "
+                     "metric; none: fp32 only")
+        return "none"
 
 
 def _resolve(path: str, spec_file: str) -> str:

@@ -515,6 +515,21 @@ def augment_problems(ops: Sequence[tuple[str, Mapping[str, Any]]], image_shape: 
     return problems
 
 
+def range_problems(ops: Sequence[tuple[str, Mapping[str, Any]]], low: float, high: float) -> list[tuple[int, str]]:
+    """(index, message) for each op that needs pixel values in [0, 1] (torchvision's range for
+    float images: ColorJitter clamps to it, bilinear resampling rounds into it) when the samples
+    hold values from `low` to `high` outside that range; crops, flips and erasing take any values."""
+    if low >= 0 and high <= 1:
+        return []
+    out = []
+    for index, (name, kwargs) in enumerate(ops):
+        if name == "ColorJitter" or kwargs.get("interpolation") == "bilinear":
+            what = "ColorJitter" if name == "ColorJitter" else f"{name} with bilinear interpolation"
+            out.append((index, f"{what} works on pixel values in [0, 1] (torchvision's range for float images), but "
+                               f"the samples hold values from {low:.4g} to {high:.4g}"))
+    return out
+
+
 def _image_shape(shape: Sequence[int]) -> Shape:
     if len(shape) != 3 or min(shape) < 1:
         raise SettingError(f"augmentation needs images of shape (C, H, W), got {tuple(shape)}")

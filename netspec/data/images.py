@@ -67,7 +67,7 @@ import numpy as np
 
 from netspec.data.datasets import cache_dir
 from netspec.errors import DataError, data_error
-from netspec.util import open_regular, read_regular, write_error
+from netspec.util import count, open_regular, read_regular, write_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 OTHER_IMAGE_EXTENSIONS = (".gif", ".tif", ".tiff", ".jfif", ".jpe", ".heic", ".heif", ".avif", ".ppm", ".pgm",
@@ -262,7 +262,8 @@ def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[
               f"(netspec reads {' '.join(IMAGE_EXTENSIONS)}; convert them, e.g. to PNG, to train on them)")
     _warn_special(root, special)
     if empty:
-        _warn(f"{root}: {len(empty)} class folder(s) hold no images and keep their class index: "
+        holds = "holds no images and keeps its" if len(empty) == 1 else "hold no images and keep their"
+        _warn(f"{root}: {count(len(empty), 'class folder')} {holds} class index: "
               f"{', '.join(empty[:WARN_LIST])}{', ...' if len(empty) > WARN_LIST else ''}")
     return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), classes)
 
@@ -413,7 +414,7 @@ def load_image_folder(root: str | Path, size: tuple[int, int], channels: int, cl
     built = _build(job, base, folder, source, workers, progress)
     if progress:
         seconds = time.perf_counter() - started
-        print(f"decoded {len(built.files):,} images from {job.index.root} into {folder} ({seconds:.1f} s)",
+        print(f"decoded {count(len(built.files), 'image')} from {job.index.root} into {folder} ({seconds:.1f} s)",
               file=sys.stderr)
     _prune_superseded(base, key, source)
     return built

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from netspec.data.prepare import Preprocessing, Split
+from netspec.train.loop import trim_padding
 
 RESIDENT_BYTES = 2 << 30  # at most; and at most a quarter of the memory available
 PREFETCH = 4
-TORCH_DTYPES = {"uint8": torch.uint8, "float32": torch.float32, "int64": torch.int64}
+TORCH_DTYPES = {"uint8": torch.uint8, "float32": torch.float32, "int64": torch.int64, "int32": torch.int32}
 
 
 def to_units(x: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
@@ -44,6 +45,7 @@ class Loader:
         self.split = split
         self.pre = pre
         self.device = device
+        self.texts = pre.kind == "text"  # padded token ids: a batch is as wide as its longest text
         nbytes = _nbytes(split)
         self.resident = nbytes <= resident_limit() if resident is None else resident
         self.x: torch.Tensor | None = None
@@ -58,12 +60,16 @@ class Loader:
         return len(self.split)
 
     def fetch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw x (on the device) and y of samples `idx` of the split."""
+        """Raw x (on the device) and y of samples `idx` of the split (texts: padded to the
+        longest text among them)."""
         if self.resident:
             assert self.x is not None
             t = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(self.device)
-            return self.x.index_select(0, t), (self.y.index_select(0, t) if self.y is not None else None)
+            x = self.x.index_select(0, t)
+            return trim_padding(x) if self.texts else x, (self.y.index_select(0, t) if self.y is not None else None)
         xb, yb = self.split.rows(np.asarray(idx))
+        if self.texts:
+            xb = xb[:, : max(1, int((xb != 0).sum(axis=1).max(initial=0)))]
         x = torch.from_numpy(np.ascontiguousarray(_native(xb)))
         y = torch.from_numpy(np.ascontiguousarray(yb)) if yb is not None else None
         if self.device.type == "cuda":

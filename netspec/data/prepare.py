@@ -106,6 +106,7 @@ class Prepared:
     pre: Preprocessing
     notes: list[str] = field(default_factory=list)  # for the run output (e.g. where an image cache is)
     warnings: list[Diagnostic] = field(default_factory=list)
+    text_lengths: dict[str, np.ndarray] = field(default_factory=dict)  # texts: tokens per text by split, uncut
 
     @property
     def task(self) -> str:
@@ -142,18 +143,11 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
     base = _read(data.train, replace(opts, classes=classes_hint))
     notes = _source_notes(base)
     n = len(base)
-    rows = np.arange(n)
-    if data.subset is not None and data.subset < n:
-        # a seeded random sample, never the first N: image folders (and many files) are
-        # sorted by class, and their first N samples would be a few classes only
-        rows = np.sort(np.random.default_rng(seed + 7).choice(n, data.subset, replace=False))
-    enc = Encoder(checked, saved)
+    rows = source_rows(data, n, seed)
+    enc, x_all, y_all, pieces = learn_and_encode(checked, saved, base, rows)
     if data.subset is not None and data.subset > n:
         enc.warnings.append(Diagnostic(f"subset: {data.subset:,} asks for more samples than the training source "
                                        f"holds ({n:,}); all {n:,} are used", data.train.span, "warning"))
-    enc.learn(base, rows)
-    x_all, y_all = enc.encode(base, "training data", data.train)
-    pieces = split_rows(rows, data, seed, y_all if enc.pre.task in ("class", "binary") else None)
     train = _split("training data", x_all, y_all, pieces[0])
     val = _split("validation data", x_all, y_all, pieces[1]) if pieces[1] is not None and len(pieces[1]) else None
     test = _split("test data", x_all, y_all, pieces[2]) if pieces[2] is not None and len(pieces[2]) else None
@@ -168,8 +162,77 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
                          "lower `validation`/`split`, or raise `subset`")
     if saved is None:
         learn_statistics(enc.pre, train)
+        learn_target_statistics(enc.pre, train, data.normalize_target, checked.model.output_shape)
     enc.conform()
-    return Prepared(train, val, test, enc.pre, notes, enc.warnings)
+    prepared = Prepared(train, val, test, enc.pre, notes, enc.warnings)
+    if enc.pre.kind == "text":  # tokens per text before max_len, for `netspec data`
+        lengths = enc.text_lengths["training data"]
+        prepared.text_lengths = {"train": lengths[pieces[0]]}
+        if val is not None and pieces[1] is not None:
+            prepared.text_lengths["validation"] = lengths[pieces[1]]
+        if data.test is not None:
+            prepared.text_lengths["test"] = enc.text_lengths["test data"]
+        elif test is not None and pieces[2] is not None:
+            prepared.text_lengths["test"] = lengths[pieces[2]]
+    return prepared
+
+
+def csv_training_rows(table: Any, data: ir.DataConfig, seed: int, enc: Encoder | None = None) -> np.ndarray:
+    """The rows of a CSV that the training split holds (sorted): what the tokenizer
+    learns from. The split is prepare's; stratified by the class codes the Encoder gives the
+    target (`enc`), or, before there is one (check), by encode.class_codes, which codes alike."""
+    from netspec.data.encode import class_codes
+
+    rows = source_rows(data, len(table), seed)
+    labels = None
+    if data.stratify and data.train is not None:
+        target = (data.train.get("target") or ("",))[0]
+        if enc is not None and enc.pre.task in ("class", "binary"):
+            labels = enc.encode_csv_targets(table, "training data")
+        elif target in table.columns:
+            labels = class_codes(table.columns[target], data.labels)
+    return np.sort(split_rows(rows, data, seed, labels)[0])
+
+
+def source_rows(data: ir.DataConfig, n: int, seed: int) -> np.ndarray:
+    """The rows of an n-row training source that are used: all, or `subset`'s seeded sample."""
+    if data.subset is not None and data.subset < n:
+        # a seeded random sample, never the first N: image folders (and many files) are
+        # sorted by class, and their first N samples would be a few classes only
+        return np.sort(np.random.default_rng(seed + 7).choice(n, data.subset, replace=False))
+    return np.arange(n)
+
+
+def learn_and_encode(checked: ir.CheckedSpec, saved: Preprocessing | None, base: RawSet, rows: np.ndarray
+                     ) -> tuple[Encoder, Any, np.ndarray | None, tuple]:
+    """Split the used `rows` of the training source, learn the vocabularies from the training
+    rows alone, and encode every used row with them (a value that only validation or test
+    rows hold is an error naming its row). Returns the encoder, x and y numbered as the
+    source's rows, and the (train, validation, test) row numbers."""
+    data = checked.data
+    assert data is not None and data.train is not None
+    seed = checked.train.seed
+    keys = None
+    if data.stratify and (data.split is not None or data.validation):
+        # each class's share needs the labels before the split: coded with a vocabulary of all
+        # used rows (the same codes as the training rows' whenever the splits agree on classes)
+        first = Encoder(checked, saved)
+        first.learn(base, rows)
+        if not first.pre.coded:
+            keys = None
+        elif first.pre.kind == "text":  # the labels alone: the tokenizer is learnt after the split
+            assert base.table is not None
+            keys = first.row_targets(base.table, "training data", rows)
+        else:
+            keys = first.encode(base, "training data", data.train, rows)[1]
+    pieces = split_rows(rows, data, seed, keys)
+    enc = Encoder(checked, saved)
+    enc.learn(base, pieces[0])
+    if enc.pre.kind == "text" and saved is None:  # the tokenizer too learns from the training rows only
+        assert base.table is not None
+        enc.learn_text(base.table, pieces[0])
+    x_all, y_all = enc.encode(base, "training data", data.train, None if len(rows) == len(base) else rows)
+    return enc, x_all, y_all, pieces
 
 
 def _read(src: ir.Source, opts: ReadOptions) -> RawSet:
@@ -245,6 +308,21 @@ def learn_statistics(pre: Preprocessing, train: Split) -> None:
         span = hi - lo
         span[span == 0] = 1.0
         pre.shift, pre.div = lo.tolist(), span.tolist()
+
+
+def learn_target_statistics(pre: Preprocessing, train: Split, how: str | None, out: tuple) -> None:
+    """`normalize_target:` statistics of the training split's targets, into `pre`: per output
+    column for a model that outputs [k], one pair for any other output shape."""
+    if how in (None, "none") or train.y is None or pre.task != "value" or pre.one_hot or pre.probabilities:
+        return
+    y = np.asarray(train.y, np.float64)
+    y = y.reshape(len(y), -1) if len(out) == 1 else y.reshape(-1, 1)
+    if how == "standard":
+        shift, div = y.mean(axis=0), y.std(axis=0)
+    else:
+        shift, div = y.min(axis=0), y.max(axis=0) - y.min(axis=0)
+    div[div == 0] = 1.0
+    pre.target_normalize, pre.target_shift, pre.target_div = how, shift.tolist(), div.tolist()
 
 
 def _moments(x: Any, rows: np.ndarray | None, axis: int, scale: float) -> tuple[np.ndarray, ...]:

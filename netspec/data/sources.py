@@ -41,6 +41,7 @@ from netspec.util import open_regular
 IDX_TYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 MAX_IDX_DIMS = 8
 MAX_CSV_BYTES = 2 << 30
+MAX_CSV_CELL = 1 << 20  # characters; a longer cell (a whole book in one text) is refused with its line
 MAX_GZ_BYTES = 8 << 30
 
 
@@ -191,7 +192,10 @@ def read_csv(path: str | Path, delimiter: str = ",", max_rows: int | None = None
     path = Path(path)
     if len(delimiter) != 1:
         raise data_error(f"{path}: delimiter must be one character, got {delimiter!r}")
+    if csvlib.field_size_limit() < MAX_CSV_CELL + 1:
+        csvlib.field_size_limit(MAX_CSV_CELL + 1)
     with open_regular(path, MAX_CSV_BYTES, "CSV", DataError) as f:
+        reader: Any = None
         try:
             text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
             reader = csvlib.reader(text, delimiter=delimiter)
@@ -215,12 +219,29 @@ def read_csv(path: str | Path, delimiter: str = ",", max_rows: int | None = None
                 if max_rows is not None and len(lines) >= max_rows:
                     break
         except UnicodeDecodeError:
-            raise data_error(f"{path}: not a UTF-8 text file") from None
+            raise _not_utf8(path) from None
         except csvlib.Error as e:
-            raise data_error(f"{path}: cannot read as CSV ({e})") from None
+            line = reader.line_num if reader is not None else 0
+            if "field larger than field limit" in str(e):
+                raise data_error(f"{path}:{line}: a cell longer than {MAX_CSV_CELL:,} characters",
+                                 "netspec reads cells (and texts) of up to that many characters; cut long documents "
+                                 "into pieces, or keep their beginnings") from None
+            raise data_error(f"{path}{f':{line}' if line else ''}: cannot read as CSV ({e})") from None
     if not lines and max_rows != 0:
         raise data_error(f"{path}: no data rows after the header")
     return CsvTable(path, header, columns, lines)
+
+
+def _not_utf8(path: Path) -> DataError:
+    """Where a file stops being UTF-8: its line, the byte and its column."""
+    with open_regular(path, MAX_CSV_BYTES, "CSV", DataError) as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return data_error(f"{path}:{number}: not UTF-8: byte 0x{raw[e.start]:02x} at column {e.start + 1}",
+                                  "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    return data_error(f"{path}: not a UTF-8 text file")
 
 
 def _check_header(path: Path, header: list[str], delimiter: str) -> None:
@@ -337,9 +358,11 @@ def _read_arrays(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
     image = x.dtype == np.uint8 and x.ndim in (3, 4)
     if image and x.ndim == 3:
         x = x[:, None]
-    if opts.peek:
+    extra = {}
+    if opts.peek:  # the samples stay unread, but token ids are checked on a bounded slice
+        extra["peek_x"] = x[:PEEK_ROWS]
         x = np.zeros((0, *x.shape[1:]), x.dtype)
-    return RawSet("image" if image else "table", where, x, y)
+    return RawSet("image" if image else "table", where, x, y, extra=extra)
 
 
 Reader = Callable[[ir.Source, dict, ReadOptions], RawSet | None]

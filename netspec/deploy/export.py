@@ -14,15 +14,17 @@ import io
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from netspec import __version__, ir, load
 from netspec.data.prepare import Preprocessing
-from netspec.deploy.runtime import INPUT, OUTPUT, load_session, open_session, run_session
-from netspec.errors import Diagnostic, ExportError, NetspecError, Tell, error, printable, shell_command
+from netspec.deploy.runtime import INPUT, MASK, OUTPUT, load_session, open_session, run_session
+from netspec.errors import NO_SPAN, Diagnostic, ExportError, NetspecError, Tell, error, printable, shell_command
 from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.util import atomic_write
 
@@ -32,13 +34,41 @@ class Graph(torch.nn.Module):
     training statistics, reshape) and then the model, so plain onnxruntime takes raw
     inputs (images scaled to [0, 1], CSV rows as numbers) and answers as `predict` does."""
 
-    def __init__(self, transform: torch.nn.Module, model: torch.nn.Module):
+    def __init__(self, transform: torch.nn.Module, model: torch.nn.Module, target: torch.nn.Module | None = None):
         super().__init__()
         self.transform = transform
         self.model = model
+        self.target = target  # normalize_target: outputs back in the target's units
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.transform(x))
+        out = self.model(self.transform(x))
+        return out if self.target is None else self.target(out)
+
+
+class TextGraph(Graph):
+    """The graph of a model of texts: token ids [batch, steps], right-padded with 0, and their
+    mask (1 at tokens, 0 at padding; the first step always counts, so an empty text is one
+    padding token)."""
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        first = torch.arange(ids.shape[1], device=ids.device) == 0
+        out = self.model(self.transform(ids), (mask != 0) | first)
+        return out if self.target is None else self.target(out)
+
+
+def text_batches(vocab: int, seed: int, longest: int = 40) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(ids, mask) batches of random texts of several lengths, among them texts alone and an
+    empty one, padded to several widths up to `longest`: an export must hold at every length."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for lengths, width in (([3, 1, 7], 7), ([1], 1), ([12, 0, 2, 5], 12), ([5], 30), ([33, 17, 1], 40)):
+        width = min(width, longest)
+        lengths = [min(n, width) for n in lengths]
+        ids = torch.zeros(len(lengths), width, dtype=torch.long)
+        for i, n in enumerate(lengths):
+            ids[i, :n] = torch.randint(1, max(vocab, 2), (n,), generator=g)
+        out.append((ids, (ids != 0).long()))
+    return out
 
 
 def graph_input(checked: ir.CheckedSpec, pre: Preprocessing) -> tuple[tuple, bool]:
@@ -74,7 +104,7 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     import onnx
 
     from netspec.catalogue import onnx_problem
-    from netspec.train.evaluate import build_transform
+    from netspec.train.evaluate import build_target_scale, build_transform
 
     problems = []
     for layer in ir.layers(checked.model.root):
@@ -87,13 +117,20 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
     model = checked.model
     net = net.eval().cpu()
     transform = build_transform(pre).eval()
-    graph = Graph(transform, net).eval()
-    exported = Graph(transform, lower_for_onnx(net, model)).eval()
+    target = build_target_scale(pre)
+    texts = model.padded
+    kind = TextGraph if texts else Graph
+    graph = kind(transform, net, target).eval()
+    exported = kind(transform, lower_for_onnx(net, model), target).eval()
     shape, tokens = graph_input(checked, pre)
     vocab = _vocabulary(checked) if tokens else None
-    sample = sample_input(shape, vocab, 2, 5, 0)
+    longest = _longest_text(model, pre)
+    sample: tuple = text_batches(vocab or 2, 0, longest)[0] if texts else (sample_input(shape, vocab, 2, 5, 0),)
+    names = [INPUT, MASK] if texts else [INPUT]
     axes = {INPUT: {0: "batch", **{i + 1: f"dim{i + 1}" for i, d in enumerate(shape) if d is None}},
             OUTPUT: {0: "batch", **{i + 1: f"out_dim{i + 1}" for i, d in enumerate(model.output_shape) if d is None}}}
+    if texts:
+        axes[INPUT] = axes[MASK] = {0: "batch", 1: "steps"}
     report: dict = {}
 
     def write(tmp: str) -> None:
@@ -108,8 +145,8 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             try:
                 # the TorchScript exporter (dynamo=False) writes to a file object too (its _export_file
                 # takes `io.BytesIO | str`); the public annotation names paths only
-                torch.onnx.export(exported, (sample,), exported_bytes,  # type: ignore[arg-type]
-                                  input_names=[INPUT], output_names=[OUTPUT],
+                torch.onnx.export(exported, sample, exported_bytes,  # type: ignore[arg-type]
+                                  input_names=names, output_names=[OUTPUT],
                                   dynamic_axes=axes, opset_version=opset, dynamo=False)
             except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
                 raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
@@ -133,13 +170,24 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             onnx.checker.check_model(proto, full_check=True)
         except Exception as e:  # noqa: BLE001 - onnx checker errors are user-facing export failures
             raise ExportError(Diagnostic(f"onnx.checker rejected the export: {str(e).splitlines()[0]}")) from None
-        batches = [sample_input(shape, vocab, 3, 5, 1), sample_input(shape, vocab, 1, 9, 2)]
+        batches: list = text_batches(vocab or 2, 1, longest) if texts else \
+            [sample_input(shape, vocab, 3, 5, 1), sample_input(shape, vocab, 1, 9, 2)]
         if real_inputs is not None and len(real_inputs):
-            batches.append(torch.from_numpy(np.ascontiguousarray(real_inputs)))
+            real = torch.from_numpy(np.ascontiguousarray(real_inputs))
+            batches.append((real, (real != 0).long()) if texts else real)
         report.update(verify(graph, tmp, batches, tolerance))
+        if texts:
+            report["padding_invariance"] = padding_invariance(tmp, batches)
 
     atomic_write(path, write)
     return report
+
+
+def _longest_text(model: ir.CheckedModel, pre: Preprocessing) -> int:
+    """The most steps a model of texts takes: max_len, and no more than its PositionalEmbeddings hold."""
+    limits = [int(dict(n.kwargs)["max_len"]) for _, n in ir.walk(model.root)
+              if isinstance(n, ir.LayerNode) and n.type == "PositionalEmbedding"]
+    return min([*limits, pre.max_len or 40])
 
 
 def _vocabulary(checked: ir.CheckedSpec) -> int:
@@ -169,16 +217,32 @@ def lower_for_onnx(net: torch.nn.Module, model: ir.CheckedModel) -> torch.nn.Mod
     return lowered.eval()
 
 
-def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], tolerance: float) -> dict:
-    """torch's and onnxruntime's outputs on the same inputs, within `tolerance` (absolute,
-    relative for outputs larger than 1)."""
+def padding_invariance(onnx_path: str, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The largest difference (onnxruntime) between a text's output inside a padded batch and
+    its output alone."""
+    session = open_session(onnx_path)
+    worst = 0.0
+    for ids, mask in batches:
+        together = run_session(session, ids.numpy(), mask.numpy())
+        for i in range(len(ids)):
+            n = max(1, int(mask[i].sum()))
+            alone = run_session(session, ids[i:i + 1, :n].numpy(), mask[i:i + 1, :n].numpy())
+            worst = max(worst, float(np.abs(alone[0].astype(np.float64) - together[i]).max(initial=0.0)))
+    return worst
+
+
+def verify(graph: torch.nn.Module, onnx_path: str, batches: list, tolerance: float) -> dict:
+    """torch's and onnxruntime's outputs on the same inputs (a tensor, or a model of texts'
+    (ids, mask) pair), within `tolerance` (absolute, relative for outputs larger than 1)."""
     session = open_session(onnx_path)
     worst_abs = worst_rel = worst_scaled = 0.0
-    for x in batches:
+    for batch in batches:
+        inputs = batch if isinstance(batch, tuple) else (batch,)
+        x = inputs[0]
         with torch.inference_mode():
-            want = graph(x).float().numpy()
+            want = graph(*inputs).float().numpy()
         try:
-            got = run_session(session, x.numpy())
+            got = run_session(session, *(t.numpy() for t in inputs))
         except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types; the export is wrong
             raise ExportError(Diagnostic(f"onnxruntime failed on an input of shape {list(x.shape)}: "
                                          f"{str(e).splitlines()[0]}")) from None
@@ -189,7 +253,8 @@ def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], 
         worst_abs = max(worst_abs, float(diff.max(initial=0.0)))
         worst_rel = max(worst_rel, float((diff / (np.abs(want) + 1e-6)).max(initial=0.0)))
         worst_scaled = max(worst_scaled, float((diff / np.maximum(1.0, np.abs(want))).max(initial=0.0)))
-    report = {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "inputs_checked": sum(len(b) for b in batches)}
+    report = {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel,
+              "inputs_checked": sum(len(b[0] if isinstance(b, tuple) else b) for b in batches)}
     if not worst_scaled <= tolerance:
         raise ExportError(Diagnostic(
             f"onnxruntime disagrees with torch: max difference {worst_scaled:.3g} (absolute, relative for "
@@ -199,10 +264,12 @@ def verify(graph: torch.nn.Module, onnx_path: str, batches: list[torch.Tensor], 
     return report
 
 
-def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndarray | None, Preprocessing]:
+def _metadata_for(checked: ir.CheckedSpec, weights: Path,
+                  need_data: bool = False) -> tuple[dict, np.ndarray | None, Preprocessing, Any]:
     """ONNX metadata (labels, task, loss, spec hash), the run's preprocessing (from its
-    checkpoint; recomputed from the data when there is none) and a few real raw inputs for
-    the parity check."""
+    checkpoint; recomputed from the data when there is none), a few real raw inputs for
+    the parity check, and the prepared data (None when it cannot be read, unless
+    `need_data`: then its error is raised)."""
     from netspec.data.loader import Loader, to_units
     from netspec.data.prepare import loss_task, prepare
     from netspec.train.checkpoint import run_checkpoint
@@ -210,11 +277,13 @@ def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndar
     saved, spec_hash = run_checkpoint(weights)
     meta: dict = {"spec_hash": spec_hash, "loss": checked.train.loss.name, "task": loss_task(checked)}
     pre = Preprocessing.from_json(saved) if saved else None
-    real = None
+    real = data = None
     if checked.data is not None and checked.data.train is not None:
         try:
             data = prepare(checked, allow_download=False, saved=saved)
         except NetspecError:
+            if need_data:
+                raise
             data = None  # no data at hand: random inputs only
         if data is not None:
             pre = data.pre
@@ -224,7 +293,7 @@ def _metadata_for(checked: ir.CheckedSpec, weights: Path) -> tuple[dict, np.ndar
     pre = pre or default_preprocessing(checked)
     if pre.classes:
         meta["labels"] = list(pre.classes)
-    return meta, real, pre
+    return meta, real, pre, data
 
 
 def export_source(source: str, output: str | None, weights: str | None,
@@ -291,9 +360,14 @@ def valid_tolerance(tolerance: float) -> bool:
 
 
 def export_file(source: str, output: str | None = None, weights: str | None = None, opset: int | None = None,
-                tolerance: float | None = None, overrides: tuple[str, ...] = (), tell: Tell | None = None) -> dict:
+                tolerance: float | None = None, overrides: tuple[str, ...] = (), tell: Tell | None = None,
+                quantize: str | None = None, calibration: int | None = None, max_metric_drop: float | None = None,
+                exported: Callable[[dict], None] | None = None) -> dict:
     """Export what `source` names (see export_source) and verify it. Returns the parity
-    report with the file written (`output`) and the `opset` (`exported_line` says it)."""
+    report with the file written (`output`) and the `opset` (`exported_line` says it).
+    With int8 quantization (the export section's `quantize`, or `quantize="int8"`), the
+    fp32 report goes to `exported` as soon as that file is written, then NAME.int8.onnx is
+    made beside it (deploy/quantize.py) and its report returned under "int8"."""
     from netspec.train.evaluate import trained_model
     from netspec.util import clean_stale_temps
 
@@ -301,29 +375,95 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
         check_output_file(output, "model.onnx")
     if tolerance is not None and not valid_tolerance(tolerance):
         raise error(f"tolerance {tolerance}: must be a number greater than 0 (and finite)", "e.g. --tolerance 1e-4")
+    check_quantize_options(quantize, calibration, max_metric_drop)
     path, weights, default_out = export_source(source, output, weights, tell)
     checked = load(path, overrides, target="onnx")
     model = checked.model
+    settings = checked.export
+    int8 = (quantize or settings.quantize) == "int8"
+    opset = opset or settings.opset
+    if int8:
+        _check_int8(checked, opset, path, quantize is not None)
+    elif (calibration is not None or max_metric_drop is not None) and tell is not None:
+        tell("--calibration and --max-metric-drop have no effect without --quantize int8 (or `quantize: int8`)")
     net, weights_path = trained_model(checked, weights, path)
-    out = Path(output or default_out or checked.export.onnx or f"{model.name}.onnx")
+    out = Path(output or default_out or settings.onnx or f"{model.name}.onnx")
     if Path(source).is_dir() and not output:
         out = Path(source) / f"{model.name}.onnx"
-    check_output(out, [Path(path), weights_path, weights_path.parent / "checkpoint.pt", *data_files(checked)])
-    clean_stale_temps(out.parent, [out.name])
-    meta, real, pre = _metadata_for(checked, weights_path)
+    inputs = [Path(path), weights_path, weights_path.parent / "checkpoint.pt", *data_files(checked)]
+    check_output(out, inputs)
+    outputs = [out]
+    if int8:
+        from netspec.deploy.quantize import int8_path
+
+        outputs.append(int8_path(out))
+        check_output(outputs[1], [*inputs, out])
+    clean_stale_temps(out.parent, [p.name for p in outputs])
+    meta, real, pre, data = _metadata_for(checked, weights_path, need_data=int8)
+    if int8 and data.test is None and data.val is None:
+        raise ExportError(Diagnostic(
+            f"{'--quantize int8' if quantize else 'quantize: int8'}: {path} has no test or validation data to "
+            "compare the int8 model with fp32 on; nothing was exported",
+            NO_SPAN if quantize else settings.quantize_span, "error",
+            "add `test:`, `validation:` or `split:` to the data section"))
     meta["input_dtype"] = "int64" if pre.tokens else "float32"
-    report = export_model(checked, net, out, opset=opset or checked.export.opset,
-                          tolerance=tolerance if tolerance is not None else checked.export.tolerance,
+    if pre.tokens:
+        meta["num_embeddings"] = _vocabulary(checked)  # predict checks ids against it
+    report = export_model(checked, net, out, opset=opset,
+                          tolerance=tolerance if tolerance is not None else settings.tolerance,
                           metadata={k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()},
                           real_inputs=real, pre=pre)
-    return {**report, "output": str(out), "opset": opset or checked.export.opset}
+    report = {**report, "output": str(out), "opset": opset}
+    if not int8:
+        return report
+    if exported is not None:
+        exported(report)
+    from netspec.deploy.quantize import quantize_export
+
+    report["int8"] = quantize_export(
+        checked, data, out, outputs[1], calibration=calibration or settings.calibration,
+        max_drop=settings.max_metric_drop if max_metric_drop is None else max_metric_drop,
+        span=NO_SPAN if quantize is not None else settings.quantize_span, tell=tell, source=path)
+    return report
+
+
+def check_quantize_options(quantize: str | None, calibration: int | None, max_metric_drop: float | None) -> None:
+    """The command-line forms of the export section's int8 keys (click checks them too)."""
+    if quantize is not None and quantize not in ("int8", "none"):
+        raise error(f"--quantize {quantize}: unknown quantization; allowed: int8, none")
+    if calibration is not None and calibration < 1:
+        raise error(f"--calibration {calibration}: must be at least 1 (training samples)", "e.g. --calibration 512")
+    if max_metric_drop is not None and not (math.isfinite(max_metric_drop) and max_metric_drop >= 0):
+        raise error(f"--max-metric-drop {max_metric_drop}: must be a finite number, 0 or more",
+                    "e.g. --max-metric-drop 0.01")
+
+
+def _check_int8(checked: ir.CheckedSpec, opset: int, path: str, from_cli: bool) -> None:
+    """What int8 needs before anything is written: data to calibrate and compare on, opset 13+."""
+    from netspec.checker.sections import MIN_INT8_OPSET
+
+    span = NO_SPAN if from_cli else checked.export.quantize_span
+    asked = "--quantize int8" if from_cli else "quantize: int8"
+    if checked.data is None or checked.data.train is None:
+        raise ExportError(Diagnostic(
+            f"{asked}: {path} has no data section, so there is nothing to calibrate the int8 model on "
+            "(training samples) or to compare it with fp32 on (the test split); nothing was exported", span, "error",
+            "add a data section with the training data, or export fp32 only (without quantize)"))
+    if opset < MIN_INT8_OPSET:
+        raise ExportError(Diagnostic(
+            f"{asked} needs opset {MIN_INT8_OPSET} or later (per-channel weights in QDQ form); "
+            f"this export uses opset {opset}", span, "error", f"--opset {MIN_INT8_OPSET} or more (default 18)"))
 
 
 def exported_line(report: dict) -> str:
     """What `netspec export` says about a finished export_file."""
-    return (f"exported {report['output']} (opset {report['opset']}); verified on {report['inputs_checked']} inputs "
+    line = (f"exported {report['output']} (opset {report['opset']}); verified on {report['inputs_checked']} inputs "
             f"against onnxruntime: max abs diff {report['max_abs_diff']:.2e}, "
             f"max rel diff {report['max_rel_diff']:.2e}")
+    if "padding_invariance" in report:
+        line += (f"; inputs: token ids and their mask; a text alone vs inside a padded batch: max diff "
+                 f"{report['padding_invariance']:.2e}")
+    return line
 
 
 def data_files(checked: ir.CheckedSpec) -> list[Path]:
@@ -349,12 +489,8 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
     another version of the spec (its spec hash differs: other settings or layers with the
     same inputs and outputs) is evaluated, and said to `tell`. Outputs of the wrong shape, or
     NaN, are errors."""
-    from netspec.builder import build_loss
-    from netspec.data.loader import Loader, to_units
     from netspec.data.prepare import evaluation_split, prepare
-    from netspec.deploy.runtime import checked_outputs
     from netspec.train.checkpoint import spec_hashes
-    from netspec.train.metrics import MetricState
 
     checked = load(spec_file, overrides)
     session, meta = load_session(onnx_path)
@@ -381,25 +517,9 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
              f"{recorded[:12]}, this spec's {sorted(spec_hashes(checked.spec))[0][:12]}): its inputs, outputs and "
              "classes match, so it is evaluated on this spec's data")
     prefix, split = evaluation_split(data, spec_file)
-    loss_fn = build_loss(checked.train.loss)
-    reduction = str(checked.train.loss.get("reduction", "mean"))
-    state = MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes)
-    done = 0
-    for xb, yb in Loader(split, data.pre, torch.device("cpu"), resident=False).sequential(1024):
-        x = to_units(xb, data.pre)
-        try:
-            raw = run_session(session, x.numpy())
-        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
-            raise error(f"{onnx_path}: onnxruntime could not run it on {spec_file}'s data "
-                        f"({str(e).splitlines()[0][:200]})") from None
-        where = f"{spec_file}'s {'test' if prefix == 'test_' else 'validation'} samples {done}-{done + len(x) - 1}"
-        out = torch.from_numpy(checked_outputs(onnx_path, raw, meta, len(x), where)).float()
-        done += len(x)
-        y = x if yb is None else yb
-        with torch.no_grad():
-            loss = loss_fn(out, y)
-        state.update(out, y, loss * len(x) if reduction == "mean" else loss)
-    res = state.result()
+    from netspec.deploy.evaluate import onnx_metrics
+
+    (res,), _ = onnx_metrics(checked, data, split, {onnx_path: session}, spec_file, {onnx_path: meta})
     return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}
 
 

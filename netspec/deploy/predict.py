@@ -10,6 +10,10 @@ model's channels, resized and scaled to [0, 1] exactly as training decoded them;
 are matched to the training columns by header name (any order; a missing column is an
 error) and categorical cells are encoded with the training vocabulary. The graph itself
 normalises, so these raw rows through plain onnxruntime give the same answers.
+
+A model of texts takes raw text (`--text "..."`, a .txt file of one text per line, or a CSV
+with the training text columns), tokenized with the tokenizer in its own metadata (Hugging
+Face `tokenizers`, no torch) and padded as training padded them (data/text.py).
 """
 
 from __future__ import annotations
@@ -219,19 +223,123 @@ def interpret(outputs: np.ndarray, meta: dict, top_k: int) -> list[dict]:
     return results
 
 
-def predict_files(model: str, inputs: tuple[str, ...], top_k: int = 3, batch_size: int = 256) -> list[dict]:
+def predict_files(model: str, inputs: tuple[str, ...], top_k: int = 3, batch_size: int = 256,
+                  texts: tuple[str, ...] = ()) -> list[dict]:
     """Every input's result (see `predictions`), as a list."""
     session, meta = load_session(model)
-    return list(predictions(session, meta, inputs, top_k, batch_size))
+    return list(predictions(session, meta, inputs, top_k, batch_size, texts))
+
+
+# ---------------------------------------------------------------- texts
+
+
+def is_text_model(meta: dict) -> bool:
+    pre = meta.get("preprocessing") or {}
+    return isinstance(pre, dict) and pre.get("kind") == "text"
+
+
+def text_inputs(meta: dict, inputs: tuple[str, ...], texts: tuple[str, ...]) -> Iterator[tuple[list[str], list[list[str]]]]:
+    """(names, one list of cells per text column) for each source of texts: the --text
+    strings, then each file (.txt: a text per line; .csv: the training text columns)."""
+    pre = meta["preprocessing"]
+    columns = list(pre.get("text") or [])
+    if texts:
+        if len(columns) > 1:
+            raise data_error(f"this model reads {len(columns)} text columns ({', '.join(columns)}); --text gives one",
+                             f"give a CSV with the columns {', '.join(columns)}")
+        yield [_short(t) for t in texts], [list(texts)]
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise data_error(f"{path}: no such file")
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            if len(columns) > 1:
+                raise data_error(f"{path}: this model reads {len(columns)} text columns ({', '.join(columns)}); a .txt "
+                                 "file gives one text per line", f"give a CSV with the columns {', '.join(columns)}")
+            lines = _text_lines(path)
+            yield [f"{path}:{n}" for n, _ in lines], [[t for _, t in lines]]
+        elif suffix == ".csv":
+            from netspec.data.sources import read_csv
+
+            table = read_csv(path)
+            missing = [c for c in columns if c not in table.columns]
+            if missing:
+                raise data_error(f"{path}: no column {missing[0]!r}; the model reads the text column(s) "
+                                 f"{', '.join(columns)}", "columns: " + ", ".join(table.header))
+            yield [f"{path}:{line}" for line in table.lines], [table.columns[c] for c in columns]
+        else:
+            raise data_error(f"{path}: this model reads texts, not `{suffix or path.name}` files",
+                             'give --text "...", a .txt file (one text per line) or a .csv with the column(s) '
+                             + ", ".join(columns))
+
+
+def _short(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= width else flat[: width - 3] + "...")
+
+
+def _text_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the non-blank lines of a UTF-8 text file."""
+    from netspec.data.sources import MAX_CSV_BYTES
+
+    with open_regular(path, MAX_CSV_BYTES, "text file", DataError) as f:
+        data = f.read()
+    out = []
+    for n, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r")
+        except UnicodeDecodeError as e:
+            raise data_error(f"{path}:{n}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                             "save the file as UTF-8") from None
+        if line.strip():
+            out.append((n, line))
+    if not out:
+        raise data_error(f"{path}: no texts (every line is blank)")
+    return out
+
+
+def text_predictions(session: Any, meta: dict, inputs: tuple[str, ...], texts: tuple[str, ...], top_k: int,
+                     batch_size: int) -> Iterator[dict]:
+    """Texts tokenized with the model's own tokenizer, padded per batch, through onnxruntime."""
+    from tokenizers import Tokenizer
+
+    from netspec.data.text import encode_texts
+
+    pre = meta["preprocessing"]
+    tokenizer = Tokenizer.from_str(pre["tokenizer"])
+    for names, cells in text_inputs(meta, inputs, texts):
+        for start in range(0, len(names), batch_size):
+            ids, lengths = encode_texts(tokenizer, [c[start:start + batch_size] for c in cells], pre.get("max_len"))
+            kept = np.minimum(lengths, ids.shape[1])
+            mask = (np.arange(ids.shape[1])[None, :] < kept[:, None]).astype(np.int64)
+            try:
+                out = run_session(session, ids.astype(np.int64), mask)
+            except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
+                raise data_error(f"{names[start]}: the model could not run on it ({str(e).splitlines()[0][:200]})") \
+                    from None
+            for name, r in zip(names[start:start + batch_size], interpret(out, meta, top_k)):
+                r["input"] = name
+                yield r
 
 
 def predictions(session: Any, meta: dict, inputs: tuple[str, ...], top_k: int = 3,
-                batch_size: int = 256, tell: Tell | None = None) -> Iterator[dict]:
+                batch_size: int = 256, texts: tuple[str, ...] = (), tell: Tell | None = None) -> Iterator[dict]:
     """One result per sample, file by file (a folder: its images), as soon as each file is
-    done: {"input": name, and "predictions" (top-k classes), "label"/"probabilities" or "values"}."""
+    done: {"input": name, and "predictions" (top-k classes), "label"/"probabilities" or "values"}.
+    `texts`: raw texts for a model of texts (--text)."""
+    if is_text_model(meta):
+        yield from text_predictions(session, meta, inputs, texts, top_k, batch_size)
+        return
+    if texts:
+        raise data_error("--text is for models trained on text columns; this one takes "
+                         f"{fmt_shape(tuple(meta['input_shape']))} samples")
     dtype = np.int64 if meta.get("input_dtype") == "int64" else np.float32
     for path in (p for raw in inputs for p in expand_folder(Path(raw), tell)):
-        x = read_inputs(path, meta).astype(dtype)
+        x = read_inputs(path, meta)
+        if dtype == np.int64:
+            x = token_ids(path, x, meta.get("num_embeddings"))
+        x = x.astype(dtype)
         outs = []
         for i in range(0, len(x), batch_size):
             try:
@@ -244,6 +352,25 @@ def predictions(session: Any, meta: dict, inputs: tuple[str, ...], top_k: int = 
         for i, r in enumerate(results):
             r["input"] = str(path) if len(results) == 1 else f"{path}[{i}]"
             yield r
+
+
+def token_ids(path: Path, x: np.ndarray, vocabulary: Any) -> np.ndarray:
+    """Inputs of a model that starts with an Embedding: whole numbers within its table
+    (5.1 is not silently id 5), as training demands."""
+    flat = np.asarray(x).reshape(len(x), -1)
+    if flat.dtype.kind == "f":
+        bad = ~np.equal(np.mod(flat, 1), 0)
+        if bad.any():
+            r = int(np.argmax(bad.any(axis=1)))
+            raise data_error(f"{path}: sample {r} holds {flat[r][bad[r]][0]:g}, but the model takes integer token ids")
+    n = vocabulary if isinstance(vocabulary, int) and not isinstance(vocabulary, bool) and vocabulary > 0 else None
+    outside = (flat < 0) | (flat >= n) if n is not None else flat < 0
+    if outside.any():
+        r = int(np.argmax(outside.any(axis=1)))
+        v = flat[r][outside[r]][0]
+        raise data_error(f"{path}: token id {v:g} (sample {r}) is outside the model's "
+                         + (f"{n} ids (0 to {n - 1})" if n is not None else "ids (they start at 0)"))
+    return x
 
 
 def format_result(r: dict) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from netspec.errors import error
 
 INPUT, OUTPUT = "input", "output"  # the graph's input and output names
+MASK = "mask"  # models of texts: the second input, 1 at a text's tokens and 0 at padding
 
 
 def open_session(path: str) -> Any:
@@ -227,9 +228,21 @@ def validate_metadata(path: str, meta: dict, session: Any = None) -> dict:
     return meta
 
 
-def run_session(session: Any, x: np.ndarray) -> np.ndarray:
-    """The model's (first) output for the batch `x` (onnxruntime's errors pass through)."""
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+def feeds(session: Any, x: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The graph's inputs for the batch of raw samples `x`, by the names the file declares
+    (int8 calibration feeds the fp32 graph through this too); a model of texts also takes
+    `mask`, by default 1 wherever an id is not padding."""
+    inputs = session.get_inputs()
+    feed = {inputs[0].name: x}
+    if len(inputs) > 1:
+        feed[inputs[1].name] = (x != 0).astype(np.int64) if mask is None else mask
+    return feed
+
+
+def run_session(session: Any, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The model's (first) output for the batch `x` (a model of texts: token ids and `mask`);
+    onnxruntime's errors pass through."""
+    return session.run(None, feeds(session, x, mask))[0]
 
 
 def checked_outputs(path: str, out: Any, meta: dict, n: int, what: str) -> np.ndarray:

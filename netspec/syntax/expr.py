@@ -241,7 +241,7 @@ def validate_table(e: ir.Expr, env: Mapping[str, object], columns: set[str]) -> 
                 errors.append(NetspecError.at(x.kwargs[0].span, f"`{x.func}` takes positional arguments only"))
             if not lo <= n <= hi:
                 want = str(lo) if lo == hi else f"{lo} to {hi}"
-                errors.append(NetspecError.at(x.span, f"`{x.func}` takes {want} argument(s), got {n}"))
+                errors.append(NetspecError.at(x.span, f"`{x.func}` takes {want} argument{'' if want == '1' else 's'}, got {n}"))
             for a in x.args:
                 walk(a)
         elif isinstance(x, (ir.ListLit, ir.TupleLit)):

@@ -384,16 +384,26 @@ def compare_settings(a: ir.CheckedSpec, b: ir.CheckedSpec) -> list[SettingChange
     out += compare_values("model.init", ma.init, mb.init)
     ca, cb = dict(a.constants), dict(b.constants)
     for k in [*ca, *(k for k in cb if k not in ca)]:
-        out += compare_values(f"let {k}", ca.get(k, _MISSING), cb.get(k, _MISSING))
+        data_constant = k in cat.DATA_CONSTANTS and not any(isinstance(i, ir.Let) and i.name == k
+                                                           for spec in (a.spec, b.spec) for i in spec.items)
+        out += compare_values(f"{'data constant' if data_constant else 'let'} {k}", ca.get(k, _MISSING),
+                              cb.get(k, _MISSING))
     if (a.data is None) != (b.data is None):
         out.append(SettingChange("data", "none" if a.data is None else "{ ... }", "none" if b.data is None else "{ ... }"))
     for section, x, y in (("data", a.data or ir.DataConfig(), b.data or ir.DataConfig()),
                           ("train", a.train, b.train), ("export", a.export, b.export)):
         for f in fields(x):
             if not f.name.endswith("span"):
-                out += compare_values(f"{section}.{f.name}", getattr(x, f.name), getattr(y, f.name),
-                                      frozenset({"onnx"}))
+                key = f"{section}.{f.name}"
+                va, vb = getattr(x, f.name), getattr(y, f.name)
+                if key in AS_WRITTEN:  # a setting whose typed value is not what the user writes
+                    va, vb = (AS_WRITTEN[key] if v is None else v for v in (va, vb))
+                out += compare_values(key, va, vb, frozenset({"onnx"}))
     return out
+
+
+# settings whose None means something the spec writes as a word: `batch_size: full`
+AS_WRITTEN = {"data.batch_size": ir.Ref("full")}
 
 
 # ---------------------------------------------------------------- runs

@@ -71,6 +71,9 @@ def generate() -> str:
                     [(f"`{r.name}`", _params(r.params) or "-", f"{r.task}: {r.doc}") for r in cat.METRICS_LIST])
     lines += _table("Data sources", ("source", "arguments", ""),
                     [(f"`{r.name}`", _params(r.params), r.doc) for r in cat.SOURCES_LIST])
+    lines += _table("Tokenizers", ("tokenizer", "arguments", "does"),
+                    [(f"`{r.name}`", _params(r.params), r.doc) for r in cat.TOKENIZERS_LIST],
+                    "`tokenizer:` in the data section, for `csv(..., text=...)` columns (Hugging Face `tokenizers`).")
     for section, table in cat.SECTIONS.items():
         lines += _table(f"`{section}` keys", ("key", "default", "meaning"),
                         [(f"`{s.key}`", s.default if isinstance(s.default, str) else _show(s.default), s.doc)

@@ -24,14 +24,21 @@ from netspec.util import atomic_write
 
 def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
     pre = data.pre
-    lines = [f"data of {checked.spec.file} (model `{checked.model.name}`, input {list(checked.model.input_shape)})"]
+    from netspec.catalogue import fmt_shape
+
+    lines = [f"data of {checked.spec.file} (model `{checked.model.name}`, input {fmt_shape(checked.model.input_shape)})"]
     for name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
         if split is not None:
-            lines.append(f"  {name + ':':<12}{len(split):>9,} samples")
-    lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
-                 + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
+            lines.append(f"  {name + ':':<12}{len(split):>9,} sample{'s' if len(split) != 1 else ''}")
+    if pre.kind == "text":
+        lines.append(f"  samples:    texts as token ids ({pre.raw_dtype}), each batch padded to its longest text")
+    else:
+        lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
+                     + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
     if pre.features and pre.kind == "table" and len(pre.features) <= 20:
         lines.append(f"  features:   {', '.join(printable(f, newlines=False) for f in pre.features)}")
+    if pre.kind == "text":
+        lines += _text_lines(data)
     lines.append(f"  targets:    {pre.task}" + (f" ({', '.join(pre.targets)})" if pre.targets else ""))
     if pre.classes:
         counts = _class_counts(data.train, len(pre.classes))
@@ -42,6 +49,10 @@ def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
         what = "per channel" if pre.kind == "image" else "per column"
         lines.append(f"  normalize:  {pre.normalize} {what}, from the training split: shift "
                      f"{_short(pre.shift)}, divide by {_short(pre.div or [])}")
+    if pre.target_shift is not None:
+        lines.append(f"  targets normalized: {pre.target_normalize}, from the training split: shift "
+                     f"{_short(pre.target_shift)}, divide by {_short(pre.target_div or [])} (for the loss; metrics "
+                     "and predictions in the target's units)")
     dc = checked.data
     if dc is not None and dc.augment:
         from netspec.syntax.expr import show
@@ -49,6 +60,29 @@ def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
         lines.append("  augment:    " + ", ".join(show(a) for a in dc.augment) + " (training batches only)")
     lines += [f"  {note}" for note in data.notes]
     return "\n".join(lines)
+
+
+def _text_lines(data: Prepared) -> list[str]:
+    """The text columns: tokenizer, vocabulary, unknown-token rates, lengths."""
+    from netspec.data.text import length_histogram, special_tokens, unknown_rate
+
+    pre = data.pre
+    columns = pre.text or []
+    lines = [f"  text:       column{'s' if len(columns) > 1 else ''} {', '.join(map(repr, columns))}, "
+             f"tokenizer {pre.tokenizer_name}",
+             f"  vocabulary: {pre.vocab_size or 0:,} tokens, {', '.join(special_tokens(len(columns)))} included "
+             "(learnt from the training split)"]
+    train_lengths = data.text_lengths.get("train")
+    cut = int((train_lengths > (pre.max_len or 0)).sum()) if train_lengths is not None else 0
+    lines.append(f"  max_len:    {pre.max_len:,} tokens ({cut:,} of {len(data.train):,} training texts are cut)")
+    rates = [f"{name} {unknown_rate(np.asarray(split.x)):.1%}" for name, split in
+             (("training", data.train), ("validation", data.val), ("test", data.test)) if split is not None]
+    lines.append("  unknown:    " + ", ".join(rates) + " of the tokens are [UNK]")
+    if train_lengths is not None and len(train_lengths):
+        lines.append(f"  lengths:    tokens per training text (before max_len): median {int(np.median(train_lengths))}, "
+                     f"95% up to {int(np.percentile(train_lengths, 95))}, longest {int(train_lengths.max())}")
+        lines += ["  " + line for line in length_histogram(train_lengths.tolist(), pre.max_len)]
+    return lines
 
 
 def _short(values: list) -> str:
@@ -74,9 +108,9 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
     from netspec.train.loop import epoch_order
 
     pre = data.pre
-    if pre.kind != "image" or len(pre.source_shape) != 3:
-        raise error("--preview shows images; this data set holds rows of numbers",
-                    "`netspec data FILE` without --preview summarises it")
+    if len(pre.source_shape) != 3 or pre.source_shape[0] not in (1, 3):
+        raise error(f"--preview shows images ([1 or 3 channels, height, width]); this data set's samples are "
+                    f"{list(pre.source_shape)}", "`netspec data FILE` without --preview summarises it")
     check_output_file(out, "preview.png")
     if out.suffix.lower() != ".png":
         raise error(f"-o {out}: the preview is a .png file")
@@ -93,6 +127,8 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
 
         aug = Augmenter([(a.name, dict(a.kwargs)) for a in dc.augment], tuple(pre.source_shape))  # type: ignore[arg-type]
         x = aug(x, checked.train.seed, 1, 1, offset=0, total=len(order))
+    if pre.kind != "image" and (float(x.min()) < 0 or float(x.max()) > 1):  # float samples: their own range
+        x = (x - x.min()) / (x.max() - x.min()).clamp(min=1e-12)
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     captions = _captions(yb, pre)
     title = f"{checked.model.name}: first training batch, epoch 1" + (" (augmented)" if dc and dc.augment else "")

@@ -29,7 +29,7 @@ from netspec.syntax.format import unparse
 from netspec.train.integrity import MODEL_DIGEST, check_zip, field_problems, verify_digest, verify_weights
 from netspec.train.preflight import patience_ran_out
 from netspec.train.runs import read_run_json
-from netspec.util import atomic_write, failed_write, sha256_text
+from netspec.util import atomic_write, count, failed_write, sha256_text
 
 RESUMABLE_CHANGES = ("train.epochs", "train.optimizer.lr", "train.scheduler", "train.checkpoint_every",
                      "train.device", "train.early_stopping", "train.log", "train.log_every", "train.precision")
@@ -293,7 +293,7 @@ def refuse_finished(ckpt: dict, checked: ir.CheckedSpec, out: Path) -> None:
     """`--resume` of a run that finished (all its epochs, or stopped early) and wrote its outputs."""
     done = ckpt["epoch"] >= checked.train.epochs or stopped_early(ckpt, checked)
     if done and read_run_json(out).get("finished"):
-        raise error(f"--resume: the run already finished {ckpt['epoch']} of {checked.train.epochs} epochs",
+        raise error(f"--resume: the run already finished {ckpt['epoch']} of {count(checked.train.epochs, 'epoch')}",
                     f"raise the epoch count, e.g. --set train.epochs={ckpt['epoch'] + 5}")
 
 

@@ -21,7 +21,7 @@ from netspec.builder import build_loss, build_model
 from netspec.data.loader import Loader
 from netspec.data.prepare import Preprocessing, evaluation_split, prepare
 from netspec.errors import error, shell_command
-from netspec.layers import InputTransform
+from netspec.layers import InputTransform, TargetScale
 from netspec.train import loop
 from netspec.train.checkpoint import load_state_dict_file, run_checkpoint, state_problems
 from netspec.train.metrics import MetricState
@@ -33,6 +33,13 @@ EVAL_BATCH = 2048
 
 def build_transform(pre: Preprocessing) -> InputTransform:
     return InputTransform(pre.shift, pre.div, pre.axis, pre.source_shape, pre.input_shape, pre.tokens)
+
+
+def build_target_scale(pre: Preprocessing) -> TargetScale | None:
+    """`normalize_target:`'s module (None when the targets are not scaled)."""
+    if pre.target_shift is None or pre.target_div is None:
+        return None
+    return TargetScale(pre.target_shift, pre.target_div)
 
 
 def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) -> tuple[nn.Module, Path]:
@@ -60,7 +67,22 @@ def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, .
     device = torch.device("cpu")
     pre = data.pre
     parts = loop.Loop(model, build_loss(checked.train.loss), build_transform(pre), device, scale=pre.scale,
-                      tokens=pre.tokens, reduction=str(checked.train.loss.get("reduction", "mean")))
+                      tokens=pre.tokens, reduction=str(checked.train.loss.get("reduction", "mean")),
+                      target=build_target_scale(pre))
     state = MetricState(checked.train.metrics, pre.task, checked.train.loss.name, data.classes, device)
     res = loop.evaluate(parts, Loader(split, pre, device).sequential(EVAL_BATCH), state)
-    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}
+    return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)} | tested_weights(checked, weights_path)
+
+
+def tested_weights(checked: ir.CheckedSpec, weights: Path) -> dict:
+    """{"weights": "runs/m/model.pt (best epoch 3 of 5)"} for a run folder's model.pt, as the
+    run's test line says it; {"weights": path} for any other file."""
+    from netspec.train.runs import read_run_json
+
+    result = read_run_json(weights.parent).get("result") if weights.name == "model.pt" else None
+    epochs = result.get("epochs") if isinstance(result, dict) else None
+    best = result.get("best_epoch") if isinstance(result, dict) else None
+    if not (isinstance(epochs, int) and isinstance(best, int) and 0 < best <= epochs):
+        return {"weights": str(weights)}
+    which = f"best epoch {best}" if checked.train.save == "best" else f"last epoch {epochs}"
+    return {"weights": f"{weights} ({which} of {epochs})"}

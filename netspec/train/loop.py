@@ -81,6 +81,7 @@ class Loop:
     closure: bool = False  # the optimizer re-evaluates the loss (LBFGS)
     reduction: str = "mean"  # the loss's: a mean loss counts len(batch) samples
     interval: str | None = None  # when the scheduler steps: "batch", "epoch", "plateau"
+    target: Any = None  # normalize_target (layers.TargetScale): .normalize(y) for the loss; (out) -> target units
     check_every: int = 1  # steps between host reads of the non-finite flag
     weights: list[torch.Tensor] = field(init=False)  # the L1 penalty's
 
@@ -137,6 +138,26 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
+def trim_padding(ids: torch.Tensor) -> torch.Tensor:
+    """A batch of right-padded token ids (0 = padding) cut to its longest text (at least one step)."""
+    width = int((ids != 0).sum(dim=1).max()) if ids.numel() else 0
+    return ids[:, : max(width, 1)]
+
+
+def length_buckets(order: torch.Tensor, lengths: torch.Tensor, batch_size: int, seed: int, epoch: int,
+                   pool: int = 50) -> list[torch.Tensor]:
+    """One epoch's batches of texts of similar length: the epoch's order cut into pools of
+    `pool` batches, each pool sorted by length (stable) and cut into batches, then the batches
+    shuffled. A function of (order, seed, epoch) only, so a resumed run repeats it."""
+    batches = []
+    for start in range(0, len(order), pool * batch_size):
+        chunk = order[start:start + pool * batch_size]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches += list(chunk.split(batch_size))
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 500_009)
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def to_units(x: torch.Tensor, scale: float, tokens: bool) -> torch.Tensor:
     """Raw samples -> model units: uint8 images / scale, token ids int64, numbers float32."""
     if tokens:
@@ -166,7 +187,7 @@ def forward_loss(loop: Loop, x: torch.Tensor, y: torch.Tensor, scale: float = 1.
     with autocast(loop):
         out = loop.forward_module(x)
     out = out.float()
-    data_loss = loop.loss_fn(out, y)
+    data_loss = loop.loss_fn(out, y if loop.target is None else loop.target.normalize(y))
     loss = data_loss * scale if scale != 1.0 else data_loss
     if loop.l1:
         loss = loss + loop.l1 * sum(w.abs().sum() for w in loop.weights)
@@ -234,7 +255,8 @@ def train_epoch(loop: Loop, batches: Iterable[Batch], epoch: int, metrics: Any,
             out, data_loss = step(x, y, batch.scale) if step is not None else optimizer_step(loop, x, y, batch.scale)
         except (RuntimeError, ValueError) as e:  # torch's shape/dtype complaints, with where they happened
             raise StepFailed(epoch, i, x, y, str(e).splitlines()[0]) from e
-        metrics.update(out, y, data_loss * len(batch.x) if loop.reduction == "mean" else data_loss)
+        shown = out if loop.target is None else loop.target(out)  # metrics in the target's units
+        metrics.update(shown, y, data_loss * len(batch.x) if loop.reduction == "mean" else data_loss)
         finite = torch.isfinite(data_loss)
         if loop.check_every == 1:
             if not bool(finite):
@@ -266,7 +288,11 @@ def evaluate(loop: Loop, batches: Iterable[tuple[torch.Tensor, torch.Tensor | No
         with autocast(loop):
             out = net(x)
         out = out.float()
-        loss = loop.loss_fn(out, y)
+        if loop.target is None:
+            loss = loop.loss_fn(out, y)
+        else:  # the loss as training sees it, the metrics in the target's units
+            loss = loop.loss_fn(out, loop.target.normalize(y))
+            out = loop.target(out)
         metrics.update(out, y, loss * len(x) if loop.reduction == "mean" else loss)
     net.train(was)
     metrics.reduce()

@@ -88,14 +88,17 @@ class MetricState:
         pred, true = pl
         self._add("correct", (pred == true).sum())
         self._add("positions", torch.tensor(float(true.numel()), device=out.device))
-        for m in self.metrics:
-            if m.name == "top_k" and self.task == "class" and out.dim() > 1:
+        one_hot = y.is_floating_point() and y.shape == out.shape
+        for m in self.metrics:  # class scores: a class loss's, or a value loss's against one-hot rows
+            if m.name == "top_k" and out.dim() > 1 and out.shape[1] > 1 and (self.task == "class" or one_hot):
                 k = min(int(m.get("k", 5)), out.shape[1])
                 top = out.topk(k, dim=1).indices
-                labels = y.argmax(dim=1) if y.is_floating_point() and y.shape == out.shape else y.long()  # one-hot
+                labels = y.argmax(dim=1) if one_hot else y.long()
                 hit = (top == labels.unsqueeze(1)).any(dim=1)
                 self._add(f"top_{m.get('k', 5)}", hit.sum())
-        k = self.classes or int(max(int(pred.max()) if pred.numel() else 0, int(true.max()) if true.numel() else 0)) + 1
+        scores = out.shape[1] if self.task == "class" and out.dim() > 1 else 0  # more outputs than classes: counted
+        k = max(self.classes or 0, scores) or \
+            int(max(int(pred.max()) if pred.numel() else 0, int(true.max()) if true.numel() else 0)) + 1
         if self.need_confusion and k <= 4096:
             idx = (true.clamp(0, k - 1) * k + pred.clamp(0, k - 1)).long()
             self._add("confusion", torch.bincount(idx, minlength=k * k).reshape(k, k))
@@ -153,13 +156,9 @@ class MetricState:
         name = m.name
         if name == "accuracy" and "positions" in s:
             return float(s["correct"]) / max(float(s["positions"]), 1.0)
-        if name == "top_k":
+        if name == "top_k":  # the checker refuses top_k where there are no class scores to rank
             key = f"top_{m.get('k', 5)}"
-            if key in s:
-                return float(s[key]) / max(n, 1.0)
-            if "positions" in s:  # a binary output: top-k of 2 classes is certain for k >= 2
-                return 1.0 if int(m.get("k", 5)) >= 2 else float(s["correct"]) / max(float(s["positions"]), 1.0)
-            return None
+            return float(s[key]) / max(n, 1.0) if key in s else None
         if name in ("precision", "recall", "f1") and "confusion" in s:
             return _prf(s["confusion"].double(), name, binary=self.task == "binary")
         if name == "auc":

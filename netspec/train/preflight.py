@@ -23,6 +23,7 @@ from netspec.data.prepare import Prepared
 from netspec.errors import NetspecError, error
 from netspec.train.distributed import Dist
 from netspec.train.metrics import lower_is_better, metric_key
+from netspec.util import count
 
 
 def select_device(name: str, dist: Dist | None = None) -> torch.device:
@@ -141,7 +142,8 @@ def check_torch_accepts(checked: ir.CheckedSpec, steps_per_epoch: int) -> None:
     if cfg.scheduler is not None and cfg.scheduler.name == "OneCycleLR" and total is not None \
             and int(total) < cfg.epochs * steps_per_epoch:
         raise NetspecError.at(cfg.scheduler.span, f"OneCycleLR(total_steps={total}) ends before the run: "
-                              f"{cfg.epochs} epoch(s) of {steps_per_epoch} steps are {cfg.epochs * steps_per_epoch} steps",
+                              f"{count(cfg.epochs, 'epoch')} of {count(steps_per_epoch, 'step')} are "
+                              f"{count(cfg.epochs * steps_per_epoch, 'step')}",
                               "leave total_steps out (netspec fills in epochs x steps per epoch), or raise it")
 
 

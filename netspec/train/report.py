@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.util import atomic_write, atomic_write_text
+from netspec.util import atomic_write, atomic_write_text, count
 
 SKIP = ("epoch", "lr", "seconds", "samples_per_s")
 
@@ -75,21 +75,29 @@ def write_confusion(out: Path, matrix: np.ndarray, labels: list[str], split: str
     from netspec.train import plot
 
     k = matrix.shape[0]
-    names = labels if len(labels) == k else [str(i) for i in range(k)]
+    names = class_names(labels, k)
     lines = ["true\\predicted," + ",".join(_csv(n) for n in names)]
     lines += [_csv(names[i]) + "," + ",".join(str(int(v)) for v in matrix[i]) for i in range(k)]
     atomic_write_text(out / "confusion.csv", "\n".join(lines) + "\n")
     total = int(matrix.sum())
     acc = float(np.trace(matrix)) / max(total, 1)
-    img = plot.heatmap(matrix.tolist(), names, f"confusion matrix ({split}, {total:,} samples, accuracy {acc:.2%})",
+    img = plot.heatmap(matrix.tolist(), names, f"confusion matrix ({split}, {count(total, 'sample')}, accuracy {acc:.2%})",
                        "predicted", "true", show_numbers=k <= 20)
     atomic_write(out / "confusion.png", lambda tmp: img.save(tmp, format="PNG"))
+
+
+def class_names(labels: list[str], k: int) -> list[str]:
+    """The names of a k x k confusion matrix's classes: the labels, and "output N" for outputs
+    beyond them (a model with more outputs than classes)."""
+    if len(labels) > k:
+        return [str(i) for i in range(k)]
+    return list(labels) + [f"output {i}" for i in range(len(labels), k)]
 
 
 def class_report(matrix: np.ndarray, labels: list[str], split: str) -> str:
     """Per-class precision, recall, F1 and support, as a text table (sklearn's layout)."""
     k = matrix.shape[0]
-    names = labels if len(labels) == k else [str(i) for i in range(k)]
+    names = class_names(labels, k)
     tp = np.diag(matrix).astype(float)
     predicted = matrix.sum(axis=0).astype(float)
     support = matrix.sum(axis=1)

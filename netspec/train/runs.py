@@ -29,7 +29,7 @@ RUN_FORMAT = "netspec-run-1"
 RUN_FILE = "run.json"
 # everything netspec puts in a run folder (a folder holding only these is a run)
 RUN_ENTRIES = {"run.json", "spec.net", "model.pt", "checkpoint.pt", "metrics.csv", "curves.png", "summary.txt",
-               "confusion.csv", "confusion.png", "tensorboard", "report.txt"}
+               "confusion.csv", "confusion.png", "tensorboard", "report.txt", "tokenizer.json"}
 
 
 def is_run_folder(path: Path) -> bool:

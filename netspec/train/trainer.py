@@ -39,7 +39,7 @@ from netspec import catalogue as cat
 from netspec.builder import build_loss, build_model, build_optimizer, build_scheduler
 from netspec.data.loader import Loader
 from netspec.data.prepare import Prepared, prepare
-from netspec.errors import Diagnostic, NetspecError, error, printable
+from netspec.errors import Diagnostic, NetspecError, TrainingInterrupted, error, printable
 from netspec.train import loop
 from netspec.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -54,13 +54,13 @@ from netspec.train.checkpoint import (
     view_hash,
 )
 from netspec.train.distributed import Dist, contiguous_shard, from_environment, shard, sync_batchnorm
-from netspec.train.evaluate import EVAL_BATCH, build_transform
+from netspec.train.evaluate import EVAL_BATCH, build_target_scale, build_transform
 from netspec.train.integrity import fit_problems, seal
 from netspec.train.metrics import MetricState
 from netspec.train.preflight import batch_size_of, check_before_training, monitor_of, patience_of, select_device
 from netspec.train.resources import ensure_fits
 from netspec.train.runs import RunDir, default_run_dir, resolved_spec_text
-from netspec.util import atomic_write_many, atomic_write_text
+from netspec.util import atomic_write_many, atomic_write_text, count
 
 NONFINITE_CHECK_EVERY = 50  # steps between host reads of the non-finite flag on accelerators
 NONFINITE_CHECK_CPU = 1  # on the CPU reading it costs nothing
@@ -140,6 +140,8 @@ class Trainer:
         if self.dist.enabled:
             torch.manual_seed(self.cfg.seed * 1000 + self.dist.rank + 1)  # dropout differs per process
         self.transform = build_transform(pre).to(self.device)
+        target = build_target_scale(pre)
+        self.target_scale = target.to(self.device) if target is not None else None
         self.augment = self.make_augmenter()
         self.loss_fn = build_loss(self.cfg.loss).to(self.device)
         self.reduction = str(self.cfg.loss.get("reduction", "mean"))
@@ -147,6 +149,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.data.train) / self.batch_size)
         check_before_training(checked, self.data)  # what would stop the run later, found now
         self.shuffle = checked.data.shuffle if checked.data else True
+        self.text_lengths = torch.from_numpy(np.asarray((self.data.train.x != 0).sum(axis=1), dtype=np.int64)) \
+            if checked.data is not None and checked.data.bucket and pre.kind == "text" else None
         self.autocast_dtype, self.scaler = self.precision()
         self.channels_last = self.device.type == "cuda" and self.autocast_dtype is not None and \
             any(layer.type.startswith("Conv") for layer in ir.layers(checked.model.root))
@@ -171,7 +175,7 @@ class Trainer:
             scale=pre.scale, tokens=pre.tokens, autocast_dtype=self.autocast_dtype, channels_last=self.channels_last,
             l1=self.cfg.l1, clip_grad_norm=self.cfg.clip_grad_norm,
             closure=cat.OPTIMIZERS[self.cfg.optimizer.name].closure, reduction=self.reduction,
-            interval=self.interval,
+            interval=self.interval, target=self.target_scale,
             check_every=NONFINITE_CHECK_CPU if self.device.type == "cpu" else NONFINITE_CHECK_EVERY)
         self.state = loop.RunState()
         monitor, minimize = monitor_of(checked, self.val_loader is not None)
@@ -188,13 +192,19 @@ class Trainer:
         data = self.checked.data
         if data is None or not data.augment:
             return None
-        from netspec.data.augment import Augmenter
+        from netspec.checker.data import augment_shape_problem, value_range
+        from netspec.data.augment import Augmenter, range_problems
 
         ops = [(a.name, dict(a.kwargs)) for a in data.augment]
         shape = tuple(self.data.pre.source_shape)
-        if self.data.pre.kind != "image" or len(shape) != 3:
-            raise NetspecError.at(data.augment[0].span, "augment works on images ([channels, height, width])",
-                                  f"this data's samples are {list(shape)}")
+        wrong = augment_shape_problem(data, shape)
+        if wrong is not None:
+            raise NetspecError(wrong)
+        if self.data.pre.kind != "image":  # float samples: the ops that need [0, 1] pixel values
+            span = value_range(self.data.train.rows(np.arange(min(4096, len(self.data.train))))[0])
+            problems = range_problems(ops, *span) if span is not None else []
+            if problems:
+                raise NetspecError.at(data.augment[problems[0][0]].span, problems[0][1])
         return Augmenter(ops, shape)  # type: ignore[arg-type]
 
     def precision(self) -> tuple[torch.dtype | None, Any]:
@@ -262,10 +272,14 @@ class Trainer:
     def batch_plan(self, epoch: int) -> list[tuple[np.ndarray, int, float, int]]:
         """Per step: (this process's indices, offset in the global batch, loss scale, global size)."""
         n = len(self.data.train)
-        order = loop.epoch_order(n, self.cfg.seed, epoch, self.shuffle).numpy()
+        order = loop.epoch_order(n, self.cfg.seed, epoch, self.shuffle)
+        if self.text_lengths is not None:  # `bucket: true`: texts of similar length together
+            batches = [b.numpy() for b in loop.length_buckets(order, self.text_lengths, self.batch_size,
+                                                               self.cfg.seed, epoch)]
+        else:
+            batches = [order[i:i + self.batch_size].numpy() for i in range(0, n, self.batch_size)]
         plan = []
-        for i in range(0, n, self.batch_size):
-            idx = order[i:i + self.batch_size]
+        for idx in batches:
             part, offset, scale = shard(idx, self.dist, self.reduction)
             plan.append((part, offset, scale, len(idx)))
         return plan
@@ -345,7 +359,9 @@ class Trainer:
         if not self.run.claimed:
             moved = self.run.claim(resolved_spec_text(self.checked.spec), {
                 "netspec_version": __version__, "model": self.checked.model.name, "spec_hash": self.spec_hash,
-                "spec": os.path.abspath(self.checked.spec.file), "processes": self.dist.world})
+                "spec": os.path.abspath(self.checked.spec.file), "processes": self.dist.world,
+                # what `vocab_size`/`num_classes` were: commands on this run folder need no data for them
+                "data_constants": {k: v for k, v in self.checked.constants if k in cat.DATA_CONSTANTS}})
             if moved is not None:
                 print(f"previous run kept in {moved}/", file=sys.stderr)
             self.open_tensorboard()
@@ -362,11 +378,14 @@ class Trainer:
         }
         weights = "best_weights" if best is not None else "model"
         state = seal(state, weights)  # digests of the checkpoint and of model.pt, verified when read
-        atomic_write_many([
+        files: list[tuple[str | os.PathLike, Any]] = [
             (self.out / "model.pt", torch_writer(state[weights])),
             (self.out / "checkpoint.pt", torch_writer(state)),
             (self.out / "metrics.csv", text_writer(metrics_csv(self.state.history))),
-        ])
+        ]
+        if self.data.pre.tokenizer is not None:  # the tokenizer the run's texts were encoded with
+            files.append((self.out / "tokenizer.json", text_writer(self.data.pre.tokenizer)))
+        atomic_write_many(files)
         self.run.write_meta(epochs_done=self.state.epoch)
 
     def open_tensorboard(self) -> None:
@@ -449,7 +468,7 @@ class Trainer:
         if self.on_epoch is not None:
             self.on_epoch(row)
         if stop and self.dist.main and not self.as_json:
-            print(f"early stopping: `{self.monitor.key}` has not improved for {self.state.bad_epochs} epochs "
+            print(f"early stopping: `{self.monitor.key}` has not improved for {count(self.state.bad_epochs, 'epoch')} "
                   f"(best {self.state.best_value:.4g} at epoch {self.state.best_epoch})", flush=True)
 
     def log_epoch(self, row: dict) -> None:
@@ -464,9 +483,11 @@ class Trainer:
         result: dict = {"epochs": self.state.epoch, "stopped_early": stopped_early,
                         "best_epoch": self.state.best_epoch, self.monitor.key: self.state.best_value}
         model = self.model
+        tested = f"last epoch {self.state.epoch} of {self.state.epoch}"
         if self.cfg.save == "best" and self.state.best_weights is not None:
             model = copy.deepcopy(self.model)  # the weights model.pt holds
             model.load_state_dict(self.state.best_weights)
+            tested = f"best epoch {self.state.best_epoch} of {self.state.epoch}"
         confusion_state = None
         report_split = None
         if self.data.test is not None:
@@ -504,8 +525,9 @@ class Trainer:
         else:
             shown = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("test_"))
             if shown:
-                print(f"test: {shown}")
+                print(f"test ({tested}): {shown}")  # which weights were tested: model.pt's
             files = "model.pt, checkpoint.pt, metrics.csv, curves.png, summary.txt" + \
+                (", tokenizer.json" if self.data.pre.tokenizer is not None else "") + \
                 (", confusion.csv/png" if confusion is not None else "") + (", tensorboard/" if self.tb_writer else "")
             print(f"run saved in {self.out}/ ({files})")
         return result
@@ -548,11 +570,24 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
             print(f"resuming with changed settings:\n{changed}", file=sys.stderr)
         refuse_finished(ckpt, checked, out)
     run = RunDir(out, resume=resume, enabled=dist.main)
+    started: list[Trainer] = []
+    try:
+        return _run(checked, out, run, ckpt, quiet, as_json, dist, started)
+    except KeyboardInterrupt:
+        if dist.enabled or not dist.main:
+            raise
+        done = (out / "checkpoint.pt").is_file() and (run.claimed or resume)
+        raise TrainingInterrupted(str(out), started[0].state.epoch if started else 0, done) from None
+
+
+def _run(checked: ir.CheckedSpec, out: Path, run: RunDir, ckpt: dict | None, quiet: bool, as_json: bool,
+         dist: Dist, started: list) -> dict:
     data, warnings = prepare_run(checked, dist)
     if dist.main:
         for w in warnings:
             print(w.render(), file=sys.stderr)
     trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist, data=data)
+    started.append(trainer)  # where it stands, should Ctrl-C come
     if ckpt is not None:
         wrong = state_problems(trainer.model, ckpt["model"])
         if wrong:
@@ -574,8 +609,8 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
             return trainer.finish(stopped_early=trainer.state.epoch < checked.train.epochs)
     if dist.main and not as_json and not quiet:
         where = f"{trainer.device}" + (f" x {dist.world} processes" if dist.enabled else "")
-        print(f"training {checked.model.name} on {where}: {len(trainer.data.train):,} samples, "
-              f"batch {trainer.batch_size}, {checked.train.epochs} epochs"
+        print(f"training {checked.model.name} on {where}: {count(len(trainer.data.train), 'sample')}, "
+              f"batch {trainer.batch_size}, {count(checked.train.epochs, 'epoch')}"
               + (f", {checked.train.precision}" if checked.train.precision != "fp32" else ""), flush=True)
         for note in trainer.data.notes:
             print(note, flush=True)

@@ -263,15 +263,17 @@ class DataWriter:
                     "        images = images[:, None]",
                     "    return images, labels"]
         elif kind == "csv":
-            self.reader(CSV_READER)
+            texts = self.pre.kind == "text"
+            self.reader(CSV_READER.split("\n\n\ndef csv_features")[0] + "\n" if texts else CSV_READER)
             targets = self.pre.targets or []
             body = [f"    columns = read_csv(Path({py(str(Path(args['path']).resolve()))}), {py(args.get('delimiter') or ',')})",
+                    "    x = [columns[name] for name in TEXT_COLUMNS]  # the text columns' cells" if texts else
                     "    x = csv_features(columns)"]
             if self.pre.task == "input":
                 body.append("    return x, None")
-            elif len(targets) > 1 or not (self.pre.task in ("class", "binary") or self.pre.one_hot):
+            elif len(targets) > 1 or not self.pre.coded:
                 body.append(f"    y = np.asarray([[float(columns[t][r]) for t in {py(targets)}] "
-                            "for r in range(len(x))], np.float32)")
+                            f"for r in range(len(x{'[0]' if texts else ''}))], np.float32)")
                 body.append("    return x, y")
             elif self.pre.class_values is not None and isinstance(self.pre.class_values[0], str):
                 body.append(f"    return x, np.asarray(columns[{py(targets[0])}], dtype=object)")
@@ -315,7 +317,8 @@ class DataWriter:
         else:
             raise error(f"eject: cannot write the data source {kind}(...)")
         body = [wrap_code(b) if "\n" not in b else b for b in body]
-        self.functions.append("\n".join([f"def load_{name}() -> tuple[np.ndarray, np.ndarray | None]:", doc, *body]))
+        returns = "list[list[str]]" if self.pre.kind == "text" else "np.ndarray"
+        self.functions.append("\n".join([f"def load_{name}() -> tuple[{returns}, np.ndarray | None]:", doc, *body]))
         return f"load_{name}"
 
     def targets_code(self) -> str:
@@ -329,7 +332,7 @@ class DataWriter:
         if pre.task == "input":
             lines = lines[:2] + ["    return None  # the targets are the preprocessed inputs"]
             return "\n".join(lines)
-        if not (pre.task in ("class", "binary") or pre.one_hot):
+        if not pre.coded:
             if None in out:
                 lines.append("    return np.asarray(y, np.float32)")
             else:

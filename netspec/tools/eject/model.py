@@ -51,8 +51,9 @@ def _positional(spec: cat.LayerSpec, kwargs: dict[str, Any]) -> list[str]:
 
 
 class ModelWriter:
-    def __init__(self) -> None:
+    def __init__(self, plan: Any = None) -> None:
         self.own: list[str] = []  # netspec.layers classes used
+        self.plan = plan  # checker/padding.py's PaddingPlan of a model over padded texts, else None
 
     def factory(self, dotted: str) -> str:
         module, _, name = dotted.rpartition(".")
@@ -64,7 +65,13 @@ class ModelWriter:
             return name
         raise error(f"eject: cannot write the factory {dotted}")
 
-    def node(self, node: ir.Node, indent: int) -> str:
+    def masked(self, path: str, nodes: tuple[ir.Node, ...]) -> list[str]:
+        """`masked=[...]` of a container over padded texts: its children that take the mask."""
+        if self.plan is None:
+            return []
+        return [f"masked={py(self.plan.children(path, [c.name for c in nodes]))}"]
+
+    def node(self, node: ir.Node, indent: int, path: str = "") -> str:
         if isinstance(node, ir.LayerNode):
             spec = cat.LAYERS[node.type]
             kwargs = dict(node.kwargs)
@@ -81,18 +88,21 @@ class ModelWriter:
         if isinstance(node, ir.BranchNode):
             bspec = cat.BRANCHES[node.op]
             extra = nondefault(bspec.params, dict(node.kwargs))
-            inner = self.ordered(node.branches, indent)
-            return call(self.factory(bspec.factory), [inner, *extra])
-        inner = self.ordered(node.children, indent)
+            inner = self.ordered(node.branches, indent, path)
+            return call(self.factory(bspec.factory), [inner, *extra, *self.masked(path, node.branches)])
+        inner = self.ordered(node.children, indent, path)
+        if self.plan is not None:
+            kind = "MaskedResidual" if node.kind == "residual" else "MaskedSequential"
+            return call(self.factory(f"netspec.layers.{kind}"), [inner, *self.masked(path, node.children)])
         if node.kind == "residual":
             return call(self.factory("netspec.layers.Residual"), [inner])
         return f"nn.Sequential({inner})"
 
-    def ordered(self, nodes: tuple[ir.Node, ...], indent: int) -> str:
+    def ordered(self, nodes: tuple[ir.Node, ...], indent: int, path: str = "") -> str:
         pad = " " * (indent + 4)
         rows = []
         for c in nodes:
-            row = f"{pad}({py(c.name)}, {self.node(c, indent + 4)}),"
+            row = f"{pad}({py(c.name)}, {self.node(c, indent + 4, f'{path}.{c.name}' if path else c.name)}),"
             note = f"  # -> {shape_text(c.out_shape)}"
             first = row.split("\n", 1)[0]
             if len(first) + len(note) <= LINE:
@@ -110,14 +120,23 @@ def _init_call(init: ir.InitSpec, target: str) -> str:
 
 
 def model_code(model: ir.CheckedModel, seed_name: str = "SEED") -> tuple[str, list[str]]:
-    w = ModelWriter()
+    from netspec.checker.padding import padding_plan
+
+    plan = padding_plan(model) if model.padded else None
+    w = ModelWriter(plan)
     body = w.ordered(model.root.children, 4)
+    top = f"MaskedSequential({body}, {w.masked('', model.root.children)[0]})" if plan is not None else \
+        f"nn.Sequential({body})"
+    if plan is not None:
+        w.factory("netspec.layers.MaskedSequential")
     lines = [
         "def build_model() -> nn.Sequential:",
         f'    """{model.name}: input {shape_text(model.input_shape)} -> output {shape_text(model.output_shape)}.',
-        "    Every module is constructed in this order under the seed, as netspec does.\"\"\"",
+        "    Every module is constructed in this order under the seed, as netspec does." +
+        (" The texts are padded: the\n    layers named in `masked` get the padding mask (netspec.layers.MaskedSequential)."
+         if plan is not None else "") + "\"\"\"",
         f"    torch.manual_seed({seed_name})",
-        f"    model = nn.Sequential({body})",
+        f"    model = {top}",
     ]
     if model.init is not None:
         matrix = "p.dim() >= 2"

@@ -193,6 +193,15 @@ def make_loop(epochs: int, steps_per_epoch: int) -> Loop:
                 interval=SCHEDULER_INTERVAL)
 '''
 
+INTERRUPTED = '''
+def interrupted(epoch: int, saved: bool) -> None:
+    """Ctrl-C: where the run stands and the command that carries on (as `netspec train` says)."""
+    command = shlex.join(["python", *sys.argv] + ([] if "--resume" in sys.argv else ["--resume"]))
+    print(f"interrupted in epoch {epoch + 1}; " + (f"resume with:\\n    {command}" if saved else
+          "nothing was saved yet: start again"), file=sys.stderr)
+    sys.exit(130)
+'''
+
 MAIN = '''
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0],
@@ -223,7 +232,8 @@ def main() -> None:
             save(loop, state, args.out)
             saved.append(row["epoch"])
         if stop:
-            print(f"early stopping: `{MONITOR}` has not improved for {state.bad_epochs} epochs "
+            print(f"early stopping: `{MONITOR}` has not improved for {state.bad_epochs} "
+                  f"epoch{'s' if state.bad_epochs != 1 else ''} "
                   f"(best {state.best_value:.4g} at epoch {state.best_epoch})")
 
     try:
@@ -231,11 +241,15 @@ def main() -> None:
             Monitor(MONITOR, MINIMIZE, MIN_DELTA, PATIENCE), end_of_epoch)
     except NonFiniteLoss as e:
         sys.exit(str(e))
+    except KeyboardInterrupt:
+        interrupted(state.epoch, bool(saved) or args.resume)
+    tested = f"last epoch {state.epoch} of {state.epoch}"
     if SAVE == "best" and state.best_weights is not None:
         loop.model.load_state_dict(state.best_weights)
+        tested = f"best epoch {state.best_epoch} of {state.epoch}"
     if "test" in data:
         result = evaluate(loop, evaluation_batches(*data["test"]), new_metrics())
-        print("test: " + "  ".join(f"test_{k} {v:.4g}" for k, v in result.items()))
+        print(f"test ({tested}): " + "  ".join(f"test_{k} {v:.4g}" for k, v in result.items()))
     if saved:
         print(f"weights saved in {args.out / 'model.pt'} (epoch {state.best_epoch if SAVE == 'best' else saved[-1]})")
 
@@ -247,12 +261,71 @@ LOOP_ROOTS = ["Loop", "Batch", "RunState", "Monitor", "NonFiniteLoss", "epoch_or
               "evaluate", "fit", "checkpoint_state", "restore"]
 
 
-def _loop_code() -> str:
+TEXT_BATCHES = '''
+# ---------------------------------------------------------------- the program: batches, files, main
+
+
+def on_device(x: np.ndarray, y: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A split's token ids and encoded targets, whole on DEVICE."""
+    x_t = torch.from_numpy(np.ascontiguousarray(x)).to(DEVICE)
+    return x_t, None if y is None else torch.from_numpy(np.ascontiguousarray(y)).to(DEVICE)
+
+
+def training_batches(x: torch.Tensor, y: torch.Tensor | None, epoch: int, batch_size: int) -> Iterator[Batch]:
+    """One epoch's batches in epoch_order (a function of SEED and the epoch, as netspec's), each
+    as wide as its longest text."""
+    order = epoch_order(len(x), SEED, epoch, SHUFFLE)
+    if BUCKET:  # `bucket: true`: texts of similar length together
+        batches = length_buckets(order, (x != 0).sum(dim=1).cpu(), batch_size, SEED, epoch)
+    else:
+        batches = [order[start:start + batch_size] for start in range(0, len(x), batch_size)]
+    for idx in batches:
+        idx = idx.to(DEVICE)
+        yield Batch(trim_padding(x.index_select(0, idx)), None if y is None else y.index_select(0, idx))
+
+
+def evaluation_batches(x: torch.Tensor, y: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    for start in range(0, len(x), EVAL_BATCH):
+        yield trim_padding(x[start:start + EVAL_BATCH]), None if y is None else y[start:start + EVAL_BATCH]
+'''
+
+
+def _loop_code(texts: bool = False) -> str:
     """netspec's training loop (train/loop.py), copied: the statements `netspec train` runs."""
     from netspec.train import loop
 
+    roots = LOOP_ROOTS + (["trim_padding", "length_buckets"] if texts else [])
     return "# ---------------------------------------------------------------- training (netspec's loop)\n\n\n" + \
-        copied_source(loop, LOOP_ROOTS)
+        copied_source(loop, roots)
+
+
+def _text_code(pre: Any, data: ir.DataConfig) -> tuple[list[str], str]:
+    """The constants and functions that tokenize the text columns as netspec does: the
+    tokenizer learnt from the training split (data/text.py, copied), texts as padded ids."""
+    from netspec.data import text
+    from netspec.data.text import TokenizerSettings
+
+    tok = data.tokenizer
+    assert tok is not None
+    settings = TokenizerSettings.from_call(tok.name, dict(tok.kwargs))
+    constants = [
+        f"TEXT_COLUMNS = {py(list(pre.text))}",
+        f"TOKENIZER = {py((settings.kind, settings.lowercase, settings.min_freq, settings.size))}"
+        f"  # kind, lowercase, min_freq, size: {settings.describe()}",
+        f"MAX_LEN = {py(pre.max_len)}  # tokens kept per text" + ("" if data.max_len else " (the longest training text)"),
+        f"BUCKET = {py(data.bucket)}  # training batches of texts of similar length",
+    ]
+    code = "\n\n\n".join([
+        "# ---------------------------------------------------------------- texts (netspec's tokenizer, Hugging Face's)",
+        copied_source(text, ["train_tokenizer", "encode_texts"]),
+        "def learn_tokenizer(texts: list[list[str]]) -> Any:\n"
+        '    """The tokenizer learnt from the training split (the cells of every text column), as netspec learns it."""\n'
+        "    kind, lowercase, min_freq, size = TOKENIZER\n"
+        "    return train_tokenizer([t for column in texts for t in column], kind, lowercase, min_freq, size, "
+        "len(TEXT_COLUMNS))",
+    ])
+    return constants, code
+
 
 
 def _doc_text(text: str) -> str:
@@ -264,6 +337,7 @@ def _doc_text(text: str) -> str:
 
 
 def _header(checked: ir.CheckedSpec, out_name: str, source: str, overrides: tuple[str, ...]) -> str:
+    texts = checked.model.padded
     import shlex
 
     spec_name = _doc_text(Path(source).name)
@@ -285,17 +359,24 @@ Written by netspec {__version__} with
 
     {command}
 
-It imports torch and numpy, never netspec. It builds the same model under the same seed,
-reads and splits the same data, preprocesses, augments, trains, evaluates and checkpoints as
-`netspec train` does on one device, and ends with the same weights on the CPU. The training
-split's statistics and vocabularies are written in below (netspec computed them when it
-wrote this file).
+It imports torch and numpy{", and Hugging Face `tokenizers` for the text columns" if texts else ""}, never
+netspec. It builds the same model under the same seed, reads and splits the same data,
+preprocesses, augments, trains, evaluates and checkpoints as `netspec train` does on one device,
+and ends with the same weights on the CPU. The training split's statistics and vocabularies are
+written in below (netspec computed them when it wrote this file){_text_note(texts)}.
 
     python {run}                  # train; writes {_doc_text(Path(out_name).stem)}_out/model.pt and checkpoint.pt
     python {run} --epochs 1       # a quick run
     python {run} --resume         # continue from the checkpoint
 """
 '''
+
+
+def _text_note(texts: bool) -> str:
+    if not texts:
+        return ""
+    return ("; the tokenizer is learnt\nfrom the training split's texts at the start, as netspec learns it, and the texts are\n"
+            "padded per batch to the longest one")
 
 
 def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | None = None,
@@ -318,7 +399,8 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
     pre = prepared.pre
     env = {k: v for k, v in checked.constants if isinstance(v, (int, float)) and not isinstance(v, bool)}
     model_text, own = model_code(checked.model)
-    own_classes = copied_source(layers, [*own, "InputTransform"])
+    scaled = pre.target_shift is not None  # normalize_target: the loop scales targets with TargetScale
+    own_classes = copied_source(layers, [*own, "InputTransform", *(["TargetScale"] if scaled else [])])
     dw = DataWriter(checked, pre, env)
     data = checked.data
     train_src = data.train
@@ -355,10 +437,16 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         const("SHIFT", pre.shift, f"normalize: {pre.normalize}"),
         const("DIV", pre.div),
         f"AXIS = {py(pre.axis)}",
+        *([const("TARGET_SHIFT", pre.target_shift, f"normalize_target: {pre.target_normalize} (the loss sees "
+                 "(y - TARGET_SHIFT) / TARGET_DIV; metrics are in the target's units)"),
+           const("TARGET_DIV", pre.target_div)] if scaled else []),
     ]
     if pre.columns:
         constants.append(const("FEATURE_COLUMNS", [list(c) + ([] if len(c) > 2 else [None]) for c in pre.columns],
                                 "CSV feature columns in input order: name, kind, the training split's categories"))
+    texts = pre.kind == "text"
+    text_constants, text_code = _text_code(pre, data) if texts else ([], "")
+    constants += text_constants
     if train_src.kind == "image_folder":
         from netspec.data.prepare import image_geometry
 
@@ -393,8 +481,18 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
             "        out[\"val\"] = (x[val], None if y is None else y[val])",
             "    if len(test):",
             "        out[\"test\"] = (x[test], None if y is None else y[test])"]
+    if texts:  # the tokenizer is learnt from the training split, then every text is encoded
+        load = load[:2] + [f"    texts, y = {train_fn}()",
+                           "    y = encode_targets(y)",
+                           "    train, val, test = split_rows(len(texts[0]), y)",
+                           "    tokenizer = learn_tokenizer([[column[i] for i in np.sort(train)] for column in texts])",
+                           "    x, _ = encode_texts(tokenizer, texts, MAX_LEN)"] + load[5:]
+        load[1] = '    """train / val / test: texts as token ids (padded with 0) and encoded targets."""'
     if test_fn:
         load += [f"    tx, ty = {test_fn}()", "    out[\"test\"] = (tx, encode_targets(ty))"]
+        if texts:
+            load[-2:] = [f"    test_texts, ty = {test_fn}()",
+                         "    out[\"test\"] = (encode_texts(tokenizer, test_texts, MAX_LEN)[0], encode_targets(ty))"]
     load.append("    return out")
     augment = _augment_code(checked, pre)
     imports = IMPORTS
@@ -413,14 +511,18 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
         *dw.readers,
         *([dw.tables.helpers()] if dw.tables.used else []),
         *data_fns,
+        *([text_code] if texts else []),
         dw.targets_code(),
         dw.split_code(),
         "\n".join(load),
         augment,
         _metrics_code(cfg),
-        _loop_code(),
-        BATCHES,
-        FILES,
+        _loop_code(texts),
+        TEXT_BATCHES if texts else BATCHES,
+        INTERRUPTED,
+        FILES.replace("interval=SCHEDULER_INTERVAL)", "interval=SCHEDULER_INTERVAL, "
+                      "target=TargetScale(TARGET_SHIFT, TARGET_DIV).to(DEVICE))" if scaled else
+                      "interval=SCHEDULER_INTERVAL)"),
         MAIN,
     ]
     text = "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
@@ -429,8 +531,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
 
 IMPORTS = [
     "from __future__ import annotations", "",
-    "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import io", "import math",
-    "import os", "import sys", "import tempfile", "import time", "from collections import OrderedDict",
+    "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import io",
+    "import itertools", "import math", "import os", "import shlex", "import sys", "import tempfile", "import time",
+    "from collections import OrderedDict",
     "from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence",
     "from dataclasses import dataclass, field", "from pathlib import Path", "from typing import Any, NamedTuple", "",
     "import numpy as np", "import torch", "import torch.nn.functional as F", "from torch import nn",

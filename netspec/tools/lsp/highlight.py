@@ -29,6 +29,7 @@ SCOPES = {
     "metric": "support.constant.metric.netspec",
     "source": "support.function.source.netspec",
     "augmentation": "support.function.augmentation.netspec",
+    "tokenizer": "support.function.tokenizer.netspec",
 }
 
 
