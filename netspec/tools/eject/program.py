@@ -138,13 +138,13 @@ def save_together(objects: dict[Path, object]) -> None:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
             temps.append(tmp)
-            data = io.BytesIO()  # serialised first, written by Python: a full disk is an OSError that says
-            torch.save(obj, data)  # so (torch's own writer says `[enforce fail at inline_container.cc]`)
+            data = io.BytesIO()  # Python writes it: a full disk is an OSError, not an enforce fail
+            torch.save(obj, data)
             try:
                 with open(tmp, "wb") as f:
                     f.write(data.getbuffer())
             except OSError as e:
-                sys.exit(f"{path}: cannot write: {e.strerror}; the previous files are kept")
+                sys.exit(f"{path}: cannot write: {e.strerror}; the old files are kept")
         for tmp, path in zip(temps, objects, strict=True):
             os.replace(tmp, path)
     finally:
