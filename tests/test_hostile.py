@@ -672,7 +672,7 @@ def _prepared(tmp_path: Path, text: str):
     ("optimizer: Rprop(etas=(2, 0.5))", "Rprop: torch refuses these arguments (Invalid eta values"),
     ("optimizer: RMSprop(alpha=-1)", "RMSprop: torch refuses these arguments (Invalid alpha value"),
     ("optimizer: SGD(lr=0.1); scheduler: OneCycleLR(max_lr=0.1, total_steps=5)",
-     "OneCycleLR(total_steps=5) ends before the run: 3 epoch(s) of 3 steps are 9 steps"),
+     "OneCycleLR(total_steps=5) ends before the run: 3 epochs of 3 steps are 9 steps"),
     ('optimizer: SGD(lr=0.1); loss: MSELoss(reduction="none")', 'MSELoss(reduction="none") gives one loss per value'),
 ])
 def test_argument_combinations_torch_refuses_are_spec_errors(tmp_path, setting, message):

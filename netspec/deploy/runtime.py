@@ -112,6 +112,27 @@ def _numbers(key: str, v: Any) -> list:
     return v
 
 
+def _labels(key: str, v: Any) -> list:
+    """The labels as the data wrote them: numbers (wine's 1, 2, 3) or strings."""
+    if not isinstance(v, list) or len(v) > MAX_LABELS or not all(
+            isinstance(x, str) or (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x))
+            for x in v):
+        raise _Bad(key, f"is {_shown(v)}; it must be a list of numbers or strings")
+    return v
+
+
+def _string(key: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise _Bad(key, f"is {_shown(v)}; it must be a string")
+    return v
+
+
+def _count(key: str, v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SAMPLE_VALUES:
+        raise _Bad(key, f"is {_shown(v)}; it must be a positive integer")
+    return v
+
+
 def _choice(key: str, v: Any, choices: tuple[str, ...]) -> str:
     if v not in choices:
         raise _Bad(key, f"is {_shown(v)}; it must be one of {', '.join(choices)}")
@@ -128,8 +149,16 @@ def _preprocessing(v: Any) -> dict:
     if not isinstance(v, dict):
         raise _Bad("preprocessing", f"is {_shown(v)}; it must be an object")
     checks = {
-        "kind": lambda x: _choice("preprocessing.kind", x, ("image", "table")),
-        "raw_dtype": lambda x: _choice("preprocessing.raw_dtype", x, ("uint8", "float32", "int64")),
+        "kind": lambda x: _choice("preprocessing.kind", x, ("image", "table", "text")),
+        "raw_dtype": lambda x: _choice("preprocessing.raw_dtype", x, ("uint8", "float32", "int64", "int32")),
+        "target_normalize": lambda x: _choice("preprocessing.target_normalize", x, ("none", "standard", "minmax")),
+        "target_shift": lambda x: x is None or _numbers("preprocessing.target_shift", x),
+        "target_div": lambda x: x is None or _numbers("preprocessing.target_div", x),
+        "text": lambda x: x is None or _strings("preprocessing.text", x),
+        "tokenizer": lambda x: x is None or _string("preprocessing.tokenizer", x),
+        "tokenizer_name": lambda x: x is None or _string("preprocessing.tokenizer_name", x),
+        "vocab_size": lambda x: x is None or _count("preprocessing.vocab_size", x),
+        "max_len": lambda x: x is None or _count("preprocessing.max_len", x),
         "task": lambda x: _choice("preprocessing.task", x, TASKS),
         "source_shape": lambda x: x == [] or _shape("preprocessing.source_shape", x),
         "input_shape": lambda x: x == [] or _shape("preprocessing.input_shape", x),
@@ -138,7 +167,7 @@ def _preprocessing(v: Any) -> dict:
         "targets": lambda x: x is None or _strings("preprocessing.targets", x),
         "shift": lambda x: x is None or _numbers("preprocessing.shift", x),
         "div": lambda x: x is None or _numbers("preprocessing.div", x),
-        "class_values": lambda x: x is None or _numbers("preprocessing.class_values", x),
+        "class_values": lambda x: x is None or _labels("preprocessing.class_values", x),
         "columns": lambda x: x is None or _columns(x),
     }
     for key, check in checks.items():
@@ -147,7 +176,7 @@ def _preprocessing(v: Any) -> dict:
     scale = v.get("scale", 1.0)
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
         raise _Bad("preprocessing.scale", f"is {_shown(scale)}; it must be a number above 0")
-    for key in ("one_hot", "tokens"):
+    for key in ("one_hot", "tokens", "probabilities"):
         if not isinstance(v.get(key, False), bool):
             raise _Bad(f"preprocessing.{key}", f"is {_shown(v[key])}; it must be true or false")
     if not isinstance(v.get("axis", -1), int) or isinstance(v.get("axis", -1), bool):
