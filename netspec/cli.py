@@ -10,7 +10,6 @@ exit 2; never a traceback (set NETSPEC_DEBUG=1 to see one for an internal error)
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import os
@@ -21,7 +20,7 @@ from typing import Any
 
 import click
 
-from netspec.errors import NetspecError
+from netspec.errors import NetspecError, printable, shell_command
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -30,19 +29,31 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-class _PipeSafe:
-    """stdout that survives its reader going away (`netspec layers | head -1`, a training
-    run piped into `head`): after a BrokenPipeError the rest of the output is discarded and
-    the command carries on (a training run finishes its epochs and writes its files)."""
+class _Terminal:
+    """stdout or stderr as netspec writes them: every text goes through errors.printable
+    (a class name from a downloaded model, a folder name or a spec string cannot move the
+    cursor, erase a line or reorder text, and an undecodable byte of a file name is shown as
+    `\\xe9` instead of failing), and the stream survives its reader going away (`netspec
+    layers | head -1`, a training run piped into `head`): after a BrokenPipeError the rest of
+    the output is discarded and the command carries on (a training run finishes its epochs
+    and writes its files). Progress bars write to `raw` (their own carriage returns)."""
+
+    @property
+    def buffer(self) -> Any:
+        """The binary stream underneath, for bytes that are a protocol (`netspec lsp`'s
+        JSON-RPC), never for text: click writes text through write(), as its encoding is
+        the stream's."""
+        return self._stream.buffer
 
     def __init__(self, stream: Any):
+        self.raw = stream
         self._stream = stream
         self._broken = False
 
     def write(self, text: str) -> int:
         if not self._broken:
             try:
-                return self._stream.write(text)
+                self._stream.write(printable(text))
             except BrokenPipeError:
                 self._divert()
         return len(text)
@@ -84,10 +95,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as e:  # the environment, not netspec: a full disk, permissions, a vanished file
             if os.environ.get("NETSPEC_DEBUG"):
                 raise
-            from netspec.util import write_error
+            from netspec.util import FULL, write_error
 
             what = e.filename or ""
-            if e.errno == errno.ENOSPC:
+            if e.errno in FULL:
                 _fail(write_error(what or "?", e).render(), 1)
             _fail(f"error: {what + ': ' if what else ''}{e.strerror or e}", 1)
         except Exception as e:  # noqa: BLE001 - last line of defence: no tracebacks for users
@@ -137,8 +148,10 @@ def main() -> None:
       netspec predict model.onnx digit.png
       netspec tune mnist.net            # the search section's values (Optuna)
     """
-    if not isinstance(sys.stdout, _PipeSafe):
-        sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stdout, _Terminal):
+        sys.stdout = _Terminal(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, _Terminal):
+        sys.stderr = _Terminal(sys.stderr)  # type: ignore[assignment]
 
 
 @main.command()
@@ -360,7 +373,7 @@ def new(name: str, output: str | None) -> None:
     from netspec.tools.packaged import new_spec
 
     target = new_spec(name, output)
-    click.echo(f"wrote {target}; next: netspec check {target}")
+    click.echo(f"wrote {target}; next: {shell_command('netspec', 'check', str(target))}")
 
 
 @main.command()
@@ -518,7 +531,7 @@ def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: t
 
         if not spec_file:
             raise click.UsageError("evaluating an .onnx file needs --spec FILE for its data and metrics")
-        results = evaluate_onnx(file, _spec_or_run(spec_file), overrides)
+        results = evaluate_onnx(file, _spec_or_run(spec_file), overrides, _tell)
     else:
         from netspec.train.evaluate import evaluate_file
 
@@ -644,7 +657,7 @@ def predict(model: str, inputs: tuple[str, ...], texts: tuple[str, ...], top_k: 
                   f"({', '.join(exported)}); name a file to pick another")
     session, meta = load_session(model)
     everything = []
-    for r in predictions(session, meta, inputs, top_k, batch_size, texts):
+    for r in predictions(session, meta, inputs, top_k, batch_size, texts, _tell):
         if as_json:
             everything.append(r)
         else:
@@ -735,7 +748,7 @@ def eject(file: str, output: str | None, overrides: tuple[str, ...]) -> None:
     checked = load(spec, overrides, read_data=True)
     target = output or f"train_{checked.model.name}.py"
     text = write_program(checked, target, [file, spec], file, overrides)
-    click.echo(f"wrote {target} ({len(text.splitlines()):,} lines); run it with: python {target}")
+    click.echo(f"wrote {target} ({len(text.splitlines()):,} lines); run it with: {shell_command('python', target)}")
 
 
 @main.command()

@@ -14,6 +14,9 @@ A phase collects ``Diagnostic``s and raises one ``NetspecError`` holding all of 
 from __future__ import annotations
 
 import difflib
+import re
+import shlex
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -117,14 +120,63 @@ def error(message: str, help: str | None = None) -> NetspecError:
     return NetspecError(Diagnostic(message, NO_SPAN, "error", help))
 
 
+def source_lines(text: str) -> list[str]:
+    """The lines of a spec as the lexer counts them: split at "\\n" only (a CR before it
+    dropped). A lone CR, U+2028, U+2029, a form feed... are characters inside a line, for the
+    grammar and so for every position shown (str.splitlines would split there too)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # a final newline ends the last line
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def _source_line(span: Span) -> str | None:
     text = SOURCES.get(span.file)
     if text is None:
         return None
-    lines = text.splitlines()
+    lines = source_lines(text)
     if 1 <= span.line <= len(lines):
         return lines[span.line - 1]
     return None
+
+
+# ---------------------------------------------------------------- what reaches a terminal
+
+_SUSPECT = re.compile(r"[^\t\n\x20-\x7e]")  # the characters looked at closely (newlines kept)
+_SUSPECT_IN_LINE = re.compile(r"[^\x20-\x7e]")  # (a name inside a line: newlines and tabs too)
+_HIDDEN = frozenset(("Cc", "Cf", "Cs", "Co", "Zl", "Zp"))  # controls, format (bidi), surrogates, private use
+_JOINERS = frozenset("\u200c\u200d")  # zero-width (non-)joiners: needed by some scripts and emoji
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(ch: str) -> str:
+    """`ch` itself when it is safe to show, else its escape."""
+    if ch not in "\n\t" and (unicodedata.category(ch) not in _HIDDEN or ch in _JOINERS):
+        return ch
+    if ch in _SHORT:
+        return _SHORT[ch]
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file name (surrogateescape): the byte
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str, newlines: bool = True) -> str:
+    """`text` as netspec shows it on a terminal: characters that could rewrite the screen or
+    reorder what is shown (C0 and C1 controls such as ESC, CR and backspace; bidirectional
+    and other invisible format characters such as U+202E and U+2066; line and paragraph
+    separators) are written as escapes (`\\x1b`, `\\u202e`), and so is a byte of a file
+    name that is not UTF-8 (`caf\\xe9`). Newlines and tabs stay unless `newlines=False`
+    (a name shown inside a line). Everything netspec prints goes through here (cli.py)."""
+    pattern = _SUSPECT if newlines else _SUSPECT_IN_LINE
+    return pattern.sub(lambda m: _escaped(m[0]), text) if pattern.search(text) else text
+
+
+def shell_command(*words: str) -> str:
+    """A command line the user can paste: each word quoted for a POSIX shell where needed."""
+    return shlex.join(words)
 
 
 def render(d: Diagnostic) -> str:
@@ -141,16 +193,21 @@ def render(d: Diagnostic) -> str:
             width = s.end_column - s.column
         else:
             width = max(len(src) - start, 1)
+        cut = ("", "")
         if len(src) > MAX_SHOWN:  # a long line: a window around the caret
             lo = max(start - 40, 0)
             hi = min(lo + MAX_SHOWN, len(src))
-            shown = ("..." if lo else "") + src[lo:hi] + ("..." if hi < len(src) else "")
-            start = start - lo + (3 if lo else 0)
-            width = max(min(width, hi - (s.column - 1)), 1)
-            src = shown
-        out.append(f" {gutter} | {src}")
-        prefix = "".join(c if c == "\t" else " " for c in src[:start])
-        out.append(f" {pad} | {prefix}{'^' * width}")
+            cut = ("..." if lo else "", "..." if hi < len(src) else "")
+            width = max(min(width, hi - start), 1)
+            start -= lo
+            src = src[lo:hi]
+        # each character as shown (a control or bidi character as its escape), so that the
+        # caret stays under what it points at
+        shown = [c if c == "\t" else _escaped(c) for c in src]
+        out.append(f" {gutter} | {cut[0]}{''.join(shown)}{cut[1]}")
+        prefix = " " * len(cut[0]) + "".join(c if c == "\t" else " " * len(c) for c in shown[:start])
+        caret = sum(len(c) for c in shown[start:start + width]) or 1
+        out.append(f" {pad} | {prefix}{'^' * caret}")
     if d.help:
         out.append(f"help: {d.help}")
     for note in d.notes:

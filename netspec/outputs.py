@@ -10,12 +10,19 @@ diagram's PNGs carry the same mark in a text chunk):
 
     text = sign_text(program, "# netspec eject: sha256 ")
     is_signed(open(path, "rb").read(), "# netspec eject: sha256 ")  # True until edited
+
+One rule for an output path that is a symbolic link, in every command that writes one
+(export, diagram, eject, data --preview; fmt rewrites its input the same way): the link is
+followed; the file it points to is what is checked (the command's own output, or refused)
+and what is replaced, and the link stays. A link that points nowhere (or in a loop) is
+refused: netspec does not create a file wherever a link happens to point.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +60,15 @@ def check_output_file(output: str | os.PathLike, example: str) -> Path:
     for parent in path.parents:
         if str(parent) not in ("", ".") and os.path.lexists(parent) and not parent.is_dir():
             raise NetspecError(Diagnostic(f"{text}: cannot write under {parent}: it is not a folder"))
+    if os.path.islink(text) and not os.path.exists(text):
+        try:
+            target = os.readlink(text)
+        except OSError:
+            target = "?"
+        raise NetspecError(Diagnostic(
+            f"{text}: a symbolic link to {target}, which does not exist",
+            help="netspec writes through a link only onto an existing file it may replace; "
+                 "remove the link or choose another output path"))
     return path
 
 
@@ -98,3 +114,63 @@ def read_bounded(path: str | Path, max_bytes: int) -> bytes | None:
     except OSError:
         return None
     return data if len(data) <= max_bytes else None
+
+
+# ---------------------------------------------------------------- PNG files: the mark in a text chunk
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+PNG_KEYWORD = b"Software"
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """(type, data) of each chunk, or None when `data` is not a well-formed PNG."""
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    chunks, at = [], len(PNG_SIGNATURE)
+    while at + 12 <= len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + size]
+        if len(body) != size or at + 12 + size > len(data):
+            return None
+        chunks.append((kind, body))
+        at += 12 + size
+        if kind == b"IEND":
+            return chunks
+    return None
+
+
+def _png_digest(chunks: list[tuple[bytes, bytes]]) -> str:
+    """sha256 of every chunk but the text ones (the image, not its notes)."""
+    h = hashlib.sha256()
+    for kind, body in chunks:
+        if kind not in PNG_TEXT_CHUNKS:
+            h.update(kind + len(body).to_bytes(4, "big") + body)
+    return h.hexdigest()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def sign_png(path: str, mark: str) -> None:
+    """Add a tEXt chunk `Software: {mark}{sha256 of the image}` before IEND (diagram's PNGs,
+    data --preview's): the PNG counterpart of sign_text."""
+    with open(path, "rb") as f:
+        data = f.read()
+    chunks = _png_chunks(data)
+    if chunks is None:
+        raise error(f"{path}: Pillow wrote a PNG that netspec cannot read back")
+    text = _png_chunk(b"tEXt", PNG_KEYWORD + b"\0" + (mark + _png_digest(chunks)).encode("latin-1"))
+    end = data.rindex(b"IEND") - 4
+    with open(path, "wb") as f:
+        f.write(data[:end] + text + data[end:])
+
+
+def is_signed_png(data: bytes, mark: str) -> bool:
+    """`data` is a PNG that sign_png marked with `mark`, and its image is unchanged since."""
+    chunks = _png_chunks(data)
+    if chunks is None:
+        return False
+    want = (mark + _png_digest(chunks)).encode("latin-1")
+    return any(kind == b"tEXt" and body == PNG_KEYWORD + b"\0" + want for kind, body in chunks)

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from netspec.errors import Diagnostic, NetspecError
+from netspec.errors import Diagnostic, NetspecError, shell_command
 
 _UMASK: int | None = None
 
@@ -31,16 +31,48 @@ def umask() -> int:
     return _UMASK
 
 
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no room: the disk, the file-size limit, the quota
+
+
 def write_error(path: str | os.PathLike, e: OSError):
     """An OSError while writing `path`, as the user-facing error (disk full included)."""
     reason = e.strerror or str(e)
     hint = None
-    if e.errno == errno.ENOSPC:
-        reason = "no space left on device"
-        hint = "free some space; nothing already written was replaced"
+    if e.errno in FULL:
+        reason = {errno.ENOSPC: "no space left on device", errno.EFBIG: "file too large",
+                  errno.EDQUOT: "disk quota exceeded"}[e.errno]
+        hint = ("free some space" if e.errno != errno.EFBIG else
+                "the file-size limit (ulimit -f) or the file system's largest file was reached") + \
+            "; nothing already written was replaced"
     elif e.errno == errno.EACCES:
         hint = "check the folder's permissions, or choose another output path"
     return NetspecError(Diagnostic(f"{os.fspath(path)}: cannot write: {reason}", help=hint))
+
+
+def failed_write(e: BaseException, path: str) -> OSError:
+    """What a library that failed while writing `path` most likely met, as an OSError:
+    its own OSError where it kept one; a full disk or file-size limit where the file system
+    says so (torch.save says only `[enforce fail at inline_container.cc:672] ...`); else
+    EIO with the library's first line."""
+    for cause in (e, e.__cause__, e.__context__):
+        if isinstance(cause, OSError) and cause.errno:
+            return OSError(cause.errno, cause.strerror or str(cause), path)
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+        if min(st.f_bavail, st.f_bfree) * st.f_frsize < 1 << 20:
+            return OSError(errno.ENOSPC, "No space left on device", path)
+    except OSError:
+        pass
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and os.path.getsize(path) >= limit:
+            return OSError(errno.EFBIG, "File too large", path)
+    except (OSError, ImportError, ValueError):
+        pass
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return OSError(errno.EIO, f"{type(e).__name__}: {first[:200]}", path)
 
 
 def ensure_folder(folder: str | os.PathLike) -> None:
@@ -134,8 +166,10 @@ def clean_stale_temps(folder: str | os.PathLike, names: Iterable[str]) -> list[P
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
+    """UTF-8; a file name's bytes that are not UTF-8 (held as surrogate escapes, as Python
+    decodes names) are written back as those bytes: nothing about a name is lost."""
     def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
 
     atomic_write(path, write, mode)
@@ -155,7 +189,8 @@ def check_path(path: str | os.PathLike, error_cls: type | None = None) -> None:
 def _folder_given(name: str, what: str) -> Diagnostic:
     """The Diagnostic for a folder given where a file is read (with the way on for a run folder)."""
     run = os.path.join(name, "spec.net")
-    hint = (f"a run folder: its spec is {run} (`netspec train {run}`; add `--out {name} --resume` to continue it)"
+    hint = (f"a run folder: its spec is {run} (`{shell_command('netspec', 'train', run)}`; add "
+            f"`{shell_command('--out', name, '--resume')}` to continue it)"
             if os.path.isfile(run) else None)
     return Diagnostic(f"{name}: is a folder, not a {what} file", help=hint)
 

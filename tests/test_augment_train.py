@@ -114,7 +114,7 @@ def test_preview_draws_the_first_augmented_batch(tmp_path, image_spec):
     (tmp_path / "notes.png").write_text("not a picture")
     r = subprocess.run([*netspec_cmd(), "data", path, "--preview", "-o", str(tmp_path / "notes.png")], cwd=tmp_path,
                        capture_output=True, text=True)
-    assert r.returncode == 1 and "not a PNG image" in r.stderr
+    assert r.returncode == 1 and "not an unedited preview of netspec data" in r.stderr
 
 
 @pytest.mark.skipif(not (__import__("netspec.data.datasets").data.datasets.cache_dir() / "mnist_png" / "train").is_dir(),

@@ -672,7 +672,7 @@ def _prepared(tmp_path: Path, text: str):
     ("optimizer: Rprop(etas=(2, 0.5))", "Rprop: torch refuses these arguments (Invalid eta values"),
     ("optimizer: RMSprop(alpha=-1)", "RMSprop: torch refuses these arguments (Invalid alpha value"),
     ("optimizer: SGD(lr=0.1); scheduler: OneCycleLR(max_lr=0.1, total_steps=5)",
-     "OneCycleLR(total_steps=5) ends before the run: 3 epoch(s) of 3 steps are 9 steps"),
+     "OneCycleLR(total_steps=5) ends before the run: 3 epochs of 3 steps are 9 steps"),
     ('optimizer: SGD(lr=0.1); loss: MSELoss(reduction="none")', 'MSELoss(reduction="none") gives one loss per value'),
 ])
 def test_argument_combinations_torch_refuses_are_spec_errors(tmp_path, setting, message):
@@ -725,7 +725,9 @@ def test_resume_refusals_leave_the_run_as_it_was(tmp_path):
     assert r.returncode == 0 and "train.seed" not in r.stderr and "data.shuffle" not in r.stderr, r.stderr
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     key = next(k for k in ckpt["model"] if k.endswith(".weight"))
-    ckpt["model"][key] = torch.zeros(3, 3)
+    for weights in (ckpt["model"], ckpt["best_weights"] or {}):
+        weights[key] = torch.zeros(3, 3)
+    ckpt.pop("digest"), ckpt.pop("model_digest")  # as a checkpoint from before digests (an edit is refused: test_untrusted_files)
     torch.save(ckpt, tmp_path / "run" / "checkpoint.pt")
     r = cli("train", str(spec), "--out", "run", "--resume", "--set", "train.epochs=7", "--set",
             "train.scheduler=none", cwd=tmp_path)

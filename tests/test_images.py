@@ -477,7 +477,9 @@ def test_npy_bad_arrays(tmp_path, x, message):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_npy_non_finite_names_the_sample_checked_in_chunks(tmp_path, monkeypatch, bad):
-    monkeypatch.setattr(images, "CHECK_CHUNK_BYTES", 64)  # 8 samples of 2 float32 per chunk
+    from netspec.data import arrays
+
+    monkeypatch.setattr(arrays, "CHECK_CHUNK_BYTES", 64)  # 8 samples of 2 float32 per chunk (.npy is arrays.py's)
     x = np.zeros((40, 2), dtype=np.float32)
     x[29, 1] = bad
     np.save(tmp_path / "x.npy", x)

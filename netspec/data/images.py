@@ -1,44 +1,44 @@
-"""Image folders and NumPy array files as data sources (numpy + Pillow; no torch).
+"""Image folders as data sources (numpy + Pillow; no torch); .npy/.npz files are arrays.py's.
 
-In: an ImageFolder tree (``root/<class>/**/<image>``, PNG, JPEG, BMP, WebP), or ``.npy`` /
-``.npz`` files.
+In: an ImageFolder tree (``root/<class>/**/<image>``, PNG, JPEG, BMP, WebP).
 Out: ``scan_folder`` -> ``FolderIndex`` (files, labels, classes); ``decode_image`` -> one
 image as uint8 [C, H, W]; ``load_image_folder`` -> ``ImageArray`` whose ``x`` is a read-only
 np.memmap of a decoded uint8 [N, C, H, W] cache file, so a data set larger than memory is
-decoded once and then read from disk; ``load_npy`` / ``load_npz`` -> validated (x, y),
-memory-mapped where the file allows it. Every problem is a ``DataError`` naming the file.
+decoded once and then read from disk. Every problem is a ``DataError`` naming the file.
 
 Image cache, one folder per key under ``cache_root`` (default ``cache_dir()/"images"``)::
 
     <key>/x.uint8     raw uint8 [N, C, H, W], C order (shape in meta.json)
     <key>/y.npy       int64 [N]
-    <key>/meta.json   version, N, shape, classes, files and skipped files (relative to root)
+    <key>/meta.json   version, N, shape, classes, files and skipped files (relative to root),
+                      the sha256 of x.uint8 then y.npy as written (`digest`)
 
 ``<key>`` is a sha256 over the cache format version, the Pillow version, the resolved root,
 every file's relative path, size and mtime_ns, the class list, size, channels and skip_bad:
 a changed, added or removed file gives a new key, so a stale cache is never read. A cache
 is built in a temporary folder and renamed into place (a concurrent builder that loses the
 race uses the winner's folder); caches of the same source superseded by a new build are
-removed. Folders are mode 0700. Building decodes in a process pool (fork on Linux) of
-`workers` processes, in chunks that the parent appends to x.uint8 in file order, so peak
-memory is a few chunks whatever N is; sets under POOL_MIN_IMAGES decode in-process.
+removed. Opening a cache reads it once to check its digest (sha256, about 0.75 GB/s on
+this machine: see README's images benchmark): a cache whose pixels or labels changed since
+it was built, or one built before digests were recorded, is said and rebuilt, never used.
+Folders are mode 0700. Building decodes in a process pool (fork on Linux) of `workers`
+processes, in chunks that the parent appends to x.uint8 in file order, so peak memory is a
+few chunks whatever N is; sets under POOL_MIN_IMAGES decode in-process.
 stderr gets a tqdm bar when it is a terminal and one `decoded N images ...` line per build.
 
 Folder scanning: hidden entries (names starting with ".") are ignored; files with other
 extensions are ignored (and counted in the error when no image is found); symbolic links
 to files are read; symbolic links to folders are followed only when they stay inside root
 (and never in a cycle). A class folder without images keeps its class index and gets a
-warning on stderr (the class list is the folder list, so indices stay stable).
+warning on stderr (the class list is the folder list, so indices stay stable). Entries that
+are neither files nor folders (FIFOs, devices, sockets, broken links) are never opened, and
+said once.
 
 Decoding: Pillow, formats restricted to PNG, JPEG, BMP and WebP; converted to
 "L" or "RGB" (alpha dropped, palettes expanded; 16-bit grayscale scaled to 8 bits rather
 than clipped); resized with bilinear filtering (antialiased, as torchvision's PIL Resize)
 when the size differs. EXIF orientation is not applied (as torchvision). Images over
 MAX_PIXELS are refused as decompression bombs.
-
-Arrays: .npy files and uncompressed .npz members are memory-mapped (never unpickled);
-numbers only (bool, int, float); NaN/inf are looked for a few MiB at a time and reported
-with the first bad sample's index.
 """
 
 from __future__ import annotations
@@ -50,18 +50,18 @@ import multiprocessing as mp
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import time
 import warnings
-import zipfile
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +80,7 @@ CACHE_VERSION = 1
 POOL_MIN_IMAGES = 256  # below this, decoding in-process beats starting worker processes
 CHUNK_BYTES = 8 * 2**20  # decoded bytes per worker task (bounds the parent's memory)
 CHUNK_MAX_IMAGES = 512
-CHECK_CHUNK_BYTES = 64 * 2**20  # NaN/inf checks read arrays in pieces of this size
+DIGEST_CHUNK = 16 * 2**20  # bytes read at a time to check a cache's digest
 WARN_LIST = 10
 SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval")
 SKIP_HELP = "`skip_bad: true` in `data` skips unreadable images (each is reported)"
@@ -114,6 +114,7 @@ class _Walk:
     images: list[Path]
     ignored: Counter[str]
     links_skipped: list[Path]
+    special: list[Path]  # FIFOs, devices, sockets, broken links: never opened
 
 
 def _inside(path: str, root: str) -> bool:
@@ -144,7 +145,7 @@ def _is_file(entry: os.DirEntry[str]) -> bool:
 
 def _walk_class(folder: Path, root_real: str) -> _Walk:
     """Images under one class folder, recursively (see the module docstring for links)."""
-    found = _Walk([], Counter(), [])
+    found = _Walk([], Counter(), [], [])
     stack = [(folder, frozenset({root_real, os.path.realpath(folder)}))]
     while stack:
         current, ancestors = stack.pop()
@@ -156,7 +157,9 @@ def _walk_class(folder: Path, root_real: str) -> _Walk:
                     found.links_skipped.append(path)
                     continue
                 stack.append((path, ancestors | {real}))
-            elif _is_file(entry) and path.suffix.lower() in IMAGE_EXTENSIONS:
+            elif not _is_file(entry):
+                found.special.append(path)
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
                 found.images.append(path)
             else:
                 found.ignored[path.suffix.lower() or "(no extension)"] += 1
@@ -164,20 +167,24 @@ def _walk_class(folder: Path, root_real: str) -> _Walk:
     return found
 
 
-def _class_folders(root: Path, root_real: str) -> tuple[dict[str, Path], Counter[str], list[Path]]:
-    """root's class subfolders by name, the other entries in root (by extension), skipped links."""
+def _class_folders(root: Path, root_real: str) -> tuple[dict[str, Path], Counter[str], list[Path], list[Path]]:
+    """root's class subfolders by name, the other entries in root (by extension), skipped links,
+    entries that are neither files nor folders."""
     folders: dict[str, Path] = {}
     others: Counter[str] = Counter()
     links: list[Path] = []
+    special: list[Path] = []
     for entry in _list_folder(root):
         path = Path(entry.path)
-        if not _is_dir(entry):
+        if not _is_dir(entry) and not _is_file(entry):
+            special.append(path)
+        elif not _is_dir(entry):
             others[path.suffix.lower() or "(no extension)"] += 1
         elif entry.is_symlink() and not _inside(os.path.realpath(entry.path), root_real):
             links.append(path)
         else:
             folders[entry.name] = path
-    return folders, others, links
+    return folders, others, links, special
 
 
 def _check_root(root: Path) -> None:
@@ -204,7 +211,7 @@ def scan_folder(root: str | Path, classes: tuple[str, ...] | None = None) -> Fol
     root = Path(root)
     _check_root(root)
     root_real = os.path.realpath(root)
-    folders, others, links = _class_folders(root, root_real)
+    folders, others, links, special = _class_folders(root, root_real)
     _warn_links(root, links)
     if not folders:
         raise data_error(f"{root}: no class subfolders ({_describe_ignored(others)})",
@@ -218,7 +225,7 @@ def scan_folder(root: str | Path, classes: tuple[str, ...] | None = None) -> Fol
                   "subfolder of it")
     else:
         _check_known_classes(root, folders, classes)
-    return _index(root, root_real, folders, tuple(classes))
+    return _index(root, root_real, folders, tuple(classes), special)
 
 
 def _check_known_classes(root: Path, folders: dict[str, Path], classes: tuple[str, ...]) -> None:
@@ -229,7 +236,8 @@ def _check_known_classes(root: Path, folders: dict[str, Path], classes: tuple[st
                          "the class list comes from the training folder; rename the folder or add the class there")
 
 
-def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[str, ...]) -> FolderIndex:
+def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[str, ...],
+           special: list[Path]) -> FolderIndex:
     files: list[Path] = []
     labels: list[int] = []
     ignored: Counter[str] = Counter()
@@ -240,6 +248,7 @@ def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[
         walk = _walk_class(folders[name], root_real)
         _warn_links(root, walk.links_skipped)
         ignored.update(walk.ignored)
+        special += walk.special
         if not walk.images:
             empty.append(name)
         files += walk.images
@@ -251,11 +260,38 @@ def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[
     if unread:
         _warn(f"{root}: {_describe_ignored(unread).replace('other files', 'images in other formats')} "
               f"(netspec reads {' '.join(IMAGE_EXTENSIONS)}; convert them, e.g. to PNG, to train on them)")
+    _warn_special(root, special)
     if empty:
         holds = "holds no images and keeps its" if len(empty) == 1 else "hold no images and keep their"
         _warn(f"{root}: {count(len(empty), 'class folder')} {holds} class index: "
               f"{', '.join(empty[:WARN_LIST])}{', ...' if len(empty) > WARN_LIST else ''}")
     return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), classes)
+
+
+def _kind(path: Path) -> str:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "broken link" if os.path.islink(path) else "unreadable entry"
+    return ("FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
+
+
+def _warn_special(root: Path, special: list[Path]) -> None:
+    """One warning for the entries that are neither files nor folders (never opened: a FIFO
+    would block, a device would never end)."""
+    if special:
+        _warn(special_entries(root, special))
+
+
+def special_entries(root: Path, special: list[Path]) -> str:
+    """`ROOT: skipped 2 entries that are neither files nor folders (1 FIFO, 1 device): a/p.png, ...`"""
+    kinds = Counter(_kind(p) for p in special)
+    said = ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in kinds.most_common())
+    names = ", ".join(p.relative_to(root).as_posix() for p in sorted(special)[:WARN_LIST])
+    what = "entries that are neither files nor folders" if len(special) > 1 else \
+        "entry that is neither a file nor a folder"
+    return f"{root}: skipped {len(special)} {what} ({said}): {names}" + (", ..." if len(special) > WARN_LIST else "")
 
 
 def _warn_links(root: Path, links: list[Path]) -> None:
@@ -364,7 +400,11 @@ def load_image_folder(root: str | Path, size: tuple[int, int], channels: int, cl
     base = Path(cache_root) if cache_root is not None else cache_dir() / "images"
     key, source = _cache_key(job)
     folder = base / key
-    cached = _open_cache(folder, job)
+    try:
+        cached = _open_cache(folder, job)
+    except _Stale as e:
+        _warn(f"the image cache {folder} {e.args[0]}; rebuilding it")
+        cached = None
     if cached is not None:
         _report_skipped(job.index.root, [why for _, why in cached.skipped])
         return cached
@@ -418,8 +458,28 @@ def _read_meta(folder: Path) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("version") == CACHE_VERSION else None
 
 
-def _open_cache(folder: Path, job: _Job) -> ImageArray | None:
-    """The cache in folder when it is complete and matches job, else None (then it is rebuilt)."""
+class _Stale(Exception):
+    """A complete cache whose content is not what was built (args[0]: how, in words)."""
+
+
+def _digest_problem(folder: Path, meta: dict) -> str | None:
+    """Why x.uint8 and y.npy are not the bytes whose sha256 meta.json recorded, or None."""
+    recorded = meta.get("digest")
+    if not isinstance(recorded, str):
+        return "was built before caches recorded a digest"
+    h = hashlib.sha256()
+    for name in ("x.uint8", "y.npy"):
+        with open(folder / name, "rb") as f:
+            while chunk := f.read(DIGEST_CHUNK):
+                h.update(chunk)
+    if h.hexdigest() != recorded:
+        return "changed since it was built (its pixels or labels do not match the digest recorded then)"
+    return None
+
+
+def _open_cache(folder: Path, job: _Job, verify: bool = True) -> ImageArray | None:
+    """The cache in folder when it is complete and matches job, else None (then it is rebuilt);
+    with `verify`, _Stale when its content is not what was built."""
     meta = _read_meta(folder)
     if meta is None:
         return None
@@ -437,8 +497,11 @@ def _open_cache(folder: Path, job: _Job) -> ImageArray | None:
         root = job.index.root
         files = tuple(root / f for f in meta["files"])
         skipped = tuple((root / f, str(why)) for f, why in meta["skipped"])
+        stale = _digest_problem(folder, meta) if verify else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if stale:
+        raise _Stale(stale)
     return ImageArray(x, y, job.index.classes, files, folder, skipped, built=False)
 
 
@@ -476,11 +539,12 @@ def _build(job: _Job, base: Path, folder: Path, source: str, workers: int | None
     except OSError as e:
         raise write_error(base, e) from None
     try:
-        written, skipped = _decode_into(job, tmp / "x.uint8", workers, progress)
+        digest = hashlib.sha256()
+        written, skipped = _decode_into(job, tmp / "x.uint8", workers, progress, digest)
         _report_skipped(job.index.root, [why for _, why in skipped])
         if not written:
             raise data_error(f"{job.index.root}: none of the {len(job.index.files):,} images could be read")
-        _write_labels_and_meta(job, tmp, written, skipped, source)
+        _write_labels_and_meta(job, tmp, written, skipped, source, digest)
         result = _publish(tmp, folder, job)
     except OSError as e:  # writing the cache: disk full, permissions
         raise write_error(base, e) from None
@@ -496,11 +560,14 @@ def _publish(tmp: Path, folder: Path, job: _Job) -> ImageArray:
     try:
         os.rename(tmp, folder)
     except OSError:
-        winner = _open_cache(folder, job)
+        try:
+            winner = _open_cache(folder, job)
+        except _Stale:
+            winner = None  # a damaged cache in the way: replaced
         if winner is not None:
             return winner
         _replace_folder(tmp, folder)
-    result = _open_cache(folder, job)
+    result = _open_cache(folder, job, verify=False)  # its digest was computed while writing it
     if result is None:
         raise data_error(f"{folder}: the image cache just written cannot be read back",
                          "check the disk, or remove the folder and try again")
@@ -519,9 +586,11 @@ def _replace_folder(tmp: Path, folder: Path) -> None:
 
 
 def _write_labels_and_meta(job: _Job, tmp: Path, written: list[int], skipped: list[tuple[int, str]],
-                           source: str) -> None:
+                           source: str, digest: Any) -> None:
+    """y.npy and meta.json; `digest` has seen x.uint8's bytes and gets y.npy's."""
     root, files = job.index.root, job.index.files
     np.save(tmp / "y.npy", job.index.labels[written])
+    digest.update((tmp / "y.npy").read_bytes())
     meta = {
         "version": CACHE_VERSION,
         "source": source,
@@ -532,6 +601,7 @@ def _write_labels_and_meta(job: _Job, tmp: Path, written: list[int], skipped: li
         "classes": list(job.index.classes),
         "files": [files[i].relative_to(root).as_posix() for i in written],
         "skipped": [[files[i].relative_to(root).as_posix(), why] for i, why in skipped],
+        "digest": digest.hexdigest(),
     }
     with open(tmp / "meta.json", "w", encoding="utf-8") as f:
         json.dump(meta, f)
@@ -585,8 +655,8 @@ def _worker_count(workers: int | None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _decode_into(job: _Job, out_path: Path, workers: int | None,
-                 progress: bool) -> tuple[list[int], list[tuple[int, str]]]:
+def _decode_into(job: _Job, out_path: Path, workers: int | None, progress: bool,
+                 digest: Any) -> tuple[list[int], list[tuple[int, str]]]:
     """Decode every image into out_path (raw uint8, in file order, bad ones left out) with peak memory
     O(chunk x workers): chunks arrive in order and are appended with plain writes (a memmap being
     written would count its dirty pages as this process's memory). Returns (indices written, skipped)."""
@@ -599,7 +669,9 @@ def _decode_into(job: _Job, out_path: Path, workers: int | None,
     with open(out_path, "wb") as out, _progress_bar(len(files), progress) as bar:
         for start, (arr, bad) in zip(starts, _chunk_results(job, starts, chunk, count)):
             _take_chunk(job, start, len(arr), bad, written, skipped)
-            out.write(np.ascontiguousarray(arr).data)
+            data = np.ascontiguousarray(arr).data
+            out.write(data)
+            digest.update(data)
             bar.update(len(arr) + len(bad))
         out.flush()
         os.fsync(out.fileno())
@@ -672,7 +744,8 @@ def _progress_bar(total: int, progress: bool) -> Any:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc="decoding images", file=sys.stderr, leave=False)
+    return tqdm(total=total, unit="img", desc="decoding images", leave=False,
+                file=getattr(sys.stderr, "raw", sys.stderr))  # the CLI's stream escapes \r
 
 
 def _prune_superseded(base: Path, key: str, source: str) -> None:
@@ -690,157 +763,8 @@ def _prune_superseded(base: Path, key: str, source: str) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-# ---------------------------------------------------------------- .npy and .npz
-
-
-def load_npy(x_path: str | Path, y_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """x (and y) from .npy files, memory-mapped read-only; validated like load_npz."""
-    x = _read_npy_file(Path(x_path))
-    y = _read_npy_file(Path(y_path)) if y_path is not None else None
-    return _validated(x, Path(x_path), y, Path(y_path) if y_path is not None else None)
-
-
-def load_npz(path: str | Path, x_key: str = "x", y_key: str | None = "y") -> tuple[np.ndarray, np.ndarray | None]:
-    """x and y from an .npz archive. Members stored uncompressed (np.savez) are memory-mapped;
-    compressed ones (np.savez_compressed) are read whole. y is None when y_key is None, or when it
-    is the default "y" and the archive has no such member (inputs only, as for predict); any other
-    missing key is an error listing the archive's keys."""
-    path = Path(path)
-    with open_regular(path, None, "npz", DataError) as f:
-        try:
-            archive = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
-            raise data_error(f"{path}: not an .npz file ({e})", "write it with np.savez or np.savez_compressed") from None
-        with archive:
-            keys = {n[:-4]: n for n in archive.namelist() if n.endswith(".npy")}
-            x = _npz_member(path, f, archive, keys, x_key)
-            y = _npz_member(path, f, archive, keys, y_key) if y_key is not None and y_key in keys else None
-    if y_key is not None and y_key != "y" and y is None:
-        _missing_key(path, y_key, keys)
-    return _validated(x, path, y, path, (f"{path}[{x_key}]", f"{path}[{y_key}]"))
-
-
-def _missing_key(path: Path, key: str, keys: dict[str, str]) -> None:
-    held = ", ".join(sorted(keys)) or "no arrays"
-    raise data_error(f"{path}: no array named `{key}`; the file holds: {held}")
-
-
-def _npz_member(path: Path, f: BinaryIO, archive: zipfile.ZipFile, keys: dict[str, str], key: str) -> np.ndarray:
-    if key not in keys:
-        _missing_key(path, key, keys)
-    info = archive.getinfo(keys[key])
-    where = f"{path}[{key}]"
-    if info.flag_bits & 0x1:
-        raise data_error(f"{where}: the member is encrypted")
-    if info.compress_type == zipfile.ZIP_STORED:
-        return _read_npy(f, where, _member_offset(f, info, where), info.file_size)
-    try:
-        with archive.open(info) as member:
-            version = np.lib.format.read_magic(member)
-            shape, fortran, dtype = _read_header(member, version, where)
-            _check_dtype(where, dtype)
-            need = math.prod(shape) * dtype.itemsize
-            data = member.read(need)
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise data_error(f"{where}: cannot read ({e})") from None
-    if len(data) < need:
-        raise data_error(f"{where}: truncated: the header says shape {list(shape)} ({need:,} bytes), "
-                         f"the member holds {len(data):,}")
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-
-
-def _member_offset(f: BinaryIO, info: zipfile.ZipInfo, where: str) -> int:
-    """Where a stored member's bytes start: after its local header (30 bytes + name + extra)."""
-    f.seek(info.header_offset)
-    local = f.read(30)
-    if len(local) != 30 or local[:4] != b"PK\x03\x04":
-        raise data_error(f"{where}: damaged zip archive (bad local header)")
-    name_len = int.from_bytes(local[26:28], "little")
-    extra_len = int.from_bytes(local[28:30], "little")
-    return info.header_offset + 30 + name_len + extra_len
-
-
-def _read_npy_file(path: Path) -> np.ndarray:
-    with open_regular(path, None, "npy", DataError) as f:
-        size = os.fstat(f.fileno()).st_size
-        return _read_npy(f, str(path), 0, size)
-
-
-def _read_header(f: Any, version: tuple[int, int], where: str) -> tuple[tuple, bool, np.dtype]:
-    try:
-        if version == (1, 0):
-            return np.lib.format.read_array_header_1_0(f)
-        if version == (2, 0):
-            return np.lib.format.read_array_header_2_0(f)
-        raise ValueError(f"unsupported .npy version {version}")
-    except ValueError as e:
-        raise data_error(f"{where}: bad .npy header ({e})") from None
-
-
-def _read_npy(f: BinaryIO, where: str, start: int, length: int) -> np.ndarray:
-    """The .npy array stored at f[start:start+length], memory-mapped read-only."""
-    f.seek(start)
-    try:
-        version = np.lib.format.read_magic(f)
-    except ValueError:
-        raise data_error(f"{where}: not a .npy file", "write it with np.save") from None
-    shape, fortran, dtype = _read_header(f, version, where)
-    _check_dtype(where, dtype)
-    offset = f.tell()
-    need = math.prod(shape) * dtype.itemsize
-    have = start + length - offset
-    if have < need:
-        raise data_error(f"{where}: truncated: the header says shape {list(shape)} ({need:,} bytes), "
-                         f"the file holds {max(have, 0):,}")
-    if need == 0:
-        return np.empty(shape, dtype)
-    return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
-
-
-def _check_dtype(where: str, dtype: np.dtype) -> None:
-    if dtype.hasobject or dtype.kind not in "biuf":
-        raise data_error(f"{where}: arrays of dtype {dtype} are not supported",
-                         "use numbers: bool, integer or float arrays (netspec never loads pickled objects)")
-
-
-def _validated(x: np.ndarray, x_file: Path, y: np.ndarray | None, y_file: Path | None,
-               names: tuple[str, str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    x_name, y_name = names or (str(x_file), str(y_file))
-    _check_array(x, x_name)
-    if y is not None:
-        _check_array(y, y_name)
-        if y.dtype.kind in "biu" and y.ndim != 1:
-            raise data_error(f"{y_name}: integer targets must be 1-D class indices, got shape {list(y.shape)}",
-                             "regression targets of several columns are float arrays")
-        if len(y) != len(x):
-            raise data_error(f"{x_name} has {len(x):,} samples but {y_name} has {len(y):,} targets")
-    return x, y
-
-
-def _check_array(a: np.ndarray, name: str) -> None:
-    if a.ndim == 0:
-        raise data_error(f"{name}: a single number, not an array of samples")
-    if a.size == 0:
-        raise data_error(f"{name}: empty array (shape {list(a.shape)})")
-    if a.dtype.kind == "f":
-        bad = _first_non_finite(a)
-        if bad is not None:
-            raise data_error(f"{name}: sample {bad} holds NaN or infinity", "fix or drop that sample")
-
-
-def _first_non_finite(a: np.ndarray) -> int | None:
-    """Index of the first sample holding NaN/inf, reading a few MiB at a time."""
-    per_sample = max(1, a[0].size * a.dtype.itemsize)
-    step = max(1, CHECK_CHUNK_BYTES // per_sample)
-    for start in range(0, len(a), step):
-        piece = np.asarray(a[start:start + step])
-        finite = np.isfinite(piece).reshape(len(piece), -1).all(axis=1)
-        if not finite.all():
-            return start + int(np.argmin(finite))
-    return None
-
+# .npy and .npz files: arrays.py (named here too, where they were read before)
+from netspec.data.arrays import load_npy, load_npz, read_npy_file  # noqa: E402
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderIndex", "ImageArray", "decode_image", "load_image_folder", "load_npy",
-           "load_npz", "scan_folder"]
+           "load_npz", "read_npy_file", "scan_folder"]

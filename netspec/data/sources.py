@@ -348,7 +348,7 @@ def _read_image_folder(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
 
 
 def _read_arrays(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
-    from netspec.data.images import load_npy, load_npz
+    from netspec.data.arrays import load_npy, load_npz
 
     pair = load_npy(args["x"], args.get("y")) if src.kind == "npy" else \
         load_npz(args["path"], args.get("x") or "x", args.get("y"))

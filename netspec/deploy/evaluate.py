@@ -15,15 +15,17 @@ from typing import Any
 import torch
 
 from netspec import ir
-from netspec.deploy.runtime import run_session
+from netspec.deploy.runtime import checked_outputs, run_session
 from netspec.errors import error
 
 
 def onnx_metrics(checked: ir.CheckedSpec, data: Any, split: Any, sessions: dict[str, Any],
-                 source: str = "") -> tuple[list[dict], dict]:
+                 source: str = "", metas: dict[str, dict] | None = None) -> tuple[list[dict], dict]:
     """Each session's metrics and loss on `split` (raw samples, as the graphs take them; the
     same batches for all), and how the other sessions' outputs compare with the first's:
-    `max_abs_diff`, and `agreement` (the share of equal top-1 classes) for classifiers."""
+    `max_abs_diff`, and `agreement` (the share of equal top-1 classes) for classifiers. A
+    session with its metadata in `metas` has every batch's outputs checked against it (shape,
+    NaN: runtime.checked_outputs)."""
     from netspec.builder import build_loss
     from netspec.data.loader import Loader, to_units
     from netspec.train.evaluate import build_target_scale
@@ -34,7 +36,7 @@ def onnx_metrics(checked: ir.CheckedSpec, data: Any, split: Any, sessions: dict[
     states = {name: MetricState(checked.train.metrics, data.pre.task, checked.train.loss.name, data.classes)
               for name in sessions}
     target = build_target_scale(data.pre)  # the graphs answer in the target's units; the loss is training's
-    same = total = 0
+    same = total = done = 0
     worst = 0.0
     for xb, yb in Loader(split, data.pre, torch.device("cpu"), resident=False).sequential(1024):
         x = to_units(xb, data.pre)
@@ -42,14 +44,19 @@ def onnx_metrics(checked: ir.CheckedSpec, data: Any, split: Any, sessions: dict[
         outs = []
         for name, session in sessions.items():
             try:
-                out = torch.from_numpy(run_session(session, x.numpy())).float()
+                raw = run_session(session, x.numpy())
             except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
                 raise error(f"{name}: onnxruntime could not run it on {source or checked.spec.file}'s data "
                             f"({str(e).splitlines()[0][:300]})") from None
+            if metas and name in metas:
+                where = f"{source or checked.spec.file}'s samples {done}-{done + len(x) - 1}"
+                raw = checked_outputs(name, raw, metas[name], len(x), where)
+            out = torch.from_numpy(raw).float()
             with torch.no_grad():
                 loss = loss_fn(out, y) if target is None else loss_fn(target.normalize(out), target.normalize(y))
             states[name].update(out, y, loss * len(x) if reduction == "mean" else loss)
             outs.append(out)
+        done += len(x)
         for out in outs[1:]:
             if out.numel():
                 worst = max(worst, float((out - outs[0]).abs().max()))

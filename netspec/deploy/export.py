@@ -10,6 +10,7 @@ verification leaves nothing behind. This is the torch side; sessions are runtime
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import warnings
@@ -23,7 +24,7 @@ import torch
 from netspec import __version__, ir, load
 from netspec.data.prepare import Preprocessing
 from netspec.deploy.runtime import INPUT, MASK, OUTPUT, load_session, open_session, run_session
-from netspec.errors import NO_SPAN, Diagnostic, ExportError, NetspecError, Tell, error
+from netspec.errors import NO_SPAN, Diagnostic, ExportError, NetspecError, Tell, error, printable, shell_command
 from netspec.outputs import Refusals, check_output_file, check_replaceable
 from netspec.util import atomic_write
 
@@ -138,15 +139,21 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
         torch.backends.mha.set_fastpath_enabled(False)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
+            # into memory, then written by Python: a path of any bytes (torch's C++ takes UTF-8
+            # only), and a full disk arrives as the OSError it is
+            exported_bytes = io.BytesIO()
             try:
-                torch.onnx.export(exported, sample, tmp, input_names=names, output_names=[OUTPUT],
+                # the TorchScript exporter (dynamo=False) writes to a file object too (its _export_file
+                # takes `io.BytesIO | str`); the public annotation names paths only
+                torch.onnx.export(exported, sample, exported_bytes,  # type: ignore[arg-type]
+                                  input_names=names, output_names=[OUTPUT],
                                   dynamic_axes=axes, opset_version=opset, dynamo=False)
             except Exception as e:  # noqa: BLE001 - torch raises many types; report them as export errors
                 raise ExportError(Diagnostic(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}",
                                              model.span)) from None
             finally:
                 torch.backends.mha.set_fastpath_enabled(fastpath)
-        proto = onnx.load(tmp)
+        proto = onnx.load_from_string(exported_bytes.getvalue())
         props = {"netspec_version": __version__, "model_name": model.name,
                  "input_shape": json.dumps(list(shape)),
                  "model_input_shape": json.dumps(list(model.input_shape)),
@@ -157,9 +164,10 @@ def export_model(checked: ir.CheckedSpec, net: torch.nn.Module, path: str | Path
             entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
         proto.producer_name = "netspec"
         proto.doc_string = f"netspec model {model.name}"
-        onnx.save(proto, tmp)
+        with open(tmp, "wb") as f:
+            f.write(proto.SerializeToString())
         try:
-            onnx.checker.check_model(tmp, full_check=True)
+            onnx.checker.check_model(proto, full_check=True)
         except Exception as e:  # noqa: BLE001 - onnx checker errors are user-facing export failures
             raise ExportError(Diagnostic(f"onnx.checker rejected the export: {str(e).splitlines()[0]}")) from None
         batches: list = text_batches(vocab or 2, 1, longest) if texts else \
@@ -302,14 +310,14 @@ def export_source(source: str, output: str | None, weights: str | None,
         return str(spec), weights or str(src / "model.pt"), None
     if source.lower().endswith(".onnx") and output is not None:
         raise error(f"{source}: an .onnx file is what export writes, not what it reads",
-                    f"export a spec or a run folder (`netspec export runs/NAME -o {output}`), or write "
-                    f"`netspec export {output}` for the latest finished run")
+                    f"export a spec or a run folder (`{shell_command('netspec', 'export', 'runs/NAME', '-o', output)}`), "
+                    f"or write `{shell_command('netspec', 'export', output)}` for the latest finished run")
     if source.lower().endswith(".onnx"):
         run, others = latest_finished_run()
         if tell is not None:
             tell(f"exporting the most recently finished run, {run}/" +
                  (f" ({len(others)} other finished run{'s' if len(others) > 1 else ''} under runs/: pick one with "
-                  f"`netspec export {others[0]} -o {source}`)" if others else ""))
+                  f"`{shell_command('netspec', 'export', str(others[0]), '-o', source)}`)" if others else ""))
         return str(run_spec(run)), weights or str(run / "model.pt"), Path(source)
     return resolve_spec(source, tell), weights, None
 
@@ -474,23 +482,47 @@ def data_files(checked: ir.CheckedSpec) -> list[Path]:
     return files
 
 
-def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = ()) -> dict:
+def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (), tell: Tell | None = None) -> dict:
     """Test-split metrics and loss computed with onnxruntime on the spec's raw data (the
-    graph normalises as training did)."""
+    graph normalises as training did). The model must be one exported from this spec: the
+    same input and output shapes and the same classes, else an error; a model exported from
+    another version of the spec (its spec hash differs: other settings or layers with the
+    same inputs and outputs) is evaluated, and said to `tell`. Outputs of the wrong shape, or
+    NaN, are errors."""
     from netspec.data.prepare import evaluation_split, prepare
+    from netspec.train.checkpoint import spec_hashes
 
     checked = load(spec_file, overrides)
     session, meta = load_session(onnx_path)
-    want = [None if d is None else int(d) for d in checked.model.input_shape]
-    have = meta.get("model_input_shape", meta.get("input_shape"))
-    if have != want:
-        raise error(f"{onnx_path} was exported from a model taking {have}, but {spec_file}'s model "
-                    f"`{checked.model.name}` takes {want}: this ONNX file was not exported from that spec",
-                    f"export the spec first: netspec export {spec_file} -o {onnx_path}")
+    model = checked.model
+    for key, want in (("model_input_shape", model.input_shape), ("output_shape", model.output_shape)):
+        have = meta.get(key, meta.get("input_shape") if key == "model_input_shape" else None)
+        want_list = [None if d is None else int(d) for d in want]
+        if have is not None and have != want_list:
+            what = "taking" if key == "model_input_shape" else "answering"
+            raise error(f"{onnx_path} was exported from a model {what} {have}, but {spec_file}'s model "
+                        f"`{model.name}` {what.replace('ing', 's')} {want_list}: this ONNX file was not exported from "
+                        "that spec",
+                        f"export the spec first: {shell_command('netspec', 'export', spec_file, '-o', onnx_path)}")
     pre = meta.get("preprocessing")
     data = prepare(checked, saved=pre if isinstance(pre, dict) and "source_shape" in pre else None)
+    labels, classes = meta.get("labels"), data.pre.classes
+    if labels is not None and classes is not None and list(labels) != list(classes):
+        raise error(f"{onnx_path} classifies into {_listed(labels)}, but {spec_file}'s data has the classes "
+                    f"{_listed(classes)}: its scores would be counted against the wrong labels",
+                    "evaluate it with the spec it was exported from")
+    recorded = meta.get("spec_hash") or ""
+    if recorded and recorded not in spec_hashes(checked.spec) and tell is not None:
+        tell(f"note: {onnx_path} was exported from another version of {spec_file} (spec hash "
+             f"{recorded[:12]}, this spec's {sorted(spec_hashes(checked.spec))[0][:12]}): its inputs, outputs and "
+             "classes match, so it is evaluated on this spec's data")
     prefix, split = evaluation_split(data, spec_file)
     from netspec.deploy.evaluate import onnx_metrics
 
-    (res,), _ = onnx_metrics(checked, data, split, {onnx_path: session}, spec_file)
+    (res,), _ = onnx_metrics(checked, data, split, {onnx_path: session}, spec_file, {onnx_path: meta})
     return {f"{prefix}{k}": v for k, v in res.items()} | {"samples": len(split)}
+
+
+def _listed(names: list) -> str:
+    shown = ", ".join(printable(str(n), newlines=False) for n in names[:8])
+    return f"{len(names)} classes ({shown}{', ...' if len(names) > 8 else ''})"

@@ -28,20 +28,26 @@ from typing import Any
 import numpy as np
 
 from netspec.catalogue import fmt_shape
-from netspec.data.images import IMAGE_EXTENSIONS
-from netspec.deploy.runtime import load_session, run_session
-from netspec.errors import DataError, data_error
+from netspec.data.images import IMAGE_EXTENSIONS, special_entries
+from netspec.deploy.runtime import checked_outputs, load_session, run_session
+from netspec.errors import DataError, Tell, data_error, printable
 from netspec.util import open_regular
 
 IMAGE_EXT = frozenset(IMAGE_EXTENSIONS)  # what image folders read, predict reads
 
 
-def expand_folder(path: Path) -> list[Path]:
-    """A folder stands for the images in it and its subfolders (sorted); anything else for itself."""
+def expand_folder(path: Path, tell: Tell | None = None) -> list[Path]:
+    """A folder stands for the images in it and its subfolders (sorted); anything else for
+    itself. Image names that are not files (a FIFO, a device, a broken link) are skipped, said
+    to `tell`."""
     if not path.is_dir():
         return [path]
-    found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXT and p.is_file()
+    named = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXT
                    and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    found = [p for p in named if p.is_file()]
+    special = [p for p in named if not p.is_file() and not p.is_dir()]
+    if special and tell is not None:
+        tell(special_entries(path, special))
     if not found:
         raise data_error(f"{path}: a folder without images", f"predict reads {' '.join(sorted(IMAGE_EXT))} images in a "
                          "folder; pass other inputs by name (e.g. samples.npy)")
@@ -102,13 +108,12 @@ def read_image(path: Path, shape: tuple, pre: dict) -> np.ndarray:
 
 
 def read_npy(path: Path, shape: tuple, pre: dict) -> np.ndarray:
-    with open_regular(path, what=".npy", error_cls=DataError) as f:
-        try:
-            arr = np.load(f, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise data_error(f"{path}: not a readable .npy file ({str(e).splitlines()[0][:150]})") from None
-    if arr.dtype.kind not in "biuf":
-        raise data_error(f"{path}: holds {arr.dtype} values; predict needs numbers")
+    """A .npy file, memory-mapped as training reads one (its header is checked against the
+    file's size first: an empty file, or a header claiming more than the file holds, is
+    said, never allocated)."""
+    from netspec.data.arrays import read_npy_file
+
+    arr = read_npy_file(path, "predict needs numbers")
     if arr.size == 0:
         raise data_error(f"{path}: is empty")
     x = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 and pre.get("kind") == "image" else 1.0)
@@ -319,7 +324,7 @@ def text_predictions(session: Any, meta: dict, inputs: tuple[str, ...], texts: t
 
 
 def predictions(session: Any, meta: dict, inputs: tuple[str, ...], top_k: int = 3,
-                batch_size: int = 256, texts: tuple[str, ...] = ()) -> Iterator[dict]:
+                batch_size: int = 256, texts: tuple[str, ...] = (), tell: Tell | None = None) -> Iterator[dict]:
     """One result per sample, file by file (a folder: its images), as soon as each file is
     done: {"input": name, and "predictions" (top-k classes), "label"/"probabilities" or "values"}.
     `texts`: raw texts for a model of texts (--text)."""
@@ -330,15 +335,19 @@ def predictions(session: Any, meta: dict, inputs: tuple[str, ...], top_k: int = 
         raise data_error("--text is for models trained on text columns; this one takes "
                          f"{fmt_shape(tuple(meta['input_shape']))} samples")
     dtype = np.int64 if meta.get("input_dtype") == "int64" else np.float32
-    for path in (p for raw in inputs for p in expand_folder(Path(raw))):
+    for path in (p for raw in inputs for p in expand_folder(Path(raw), tell)):
         x = read_inputs(path, meta)
         if dtype == np.int64:
             x = token_ids(path, x, meta.get("num_embeddings"))
         x = x.astype(dtype)
-        try:
-            outs = [run_session(session, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
-            raise data_error(f"{path}: the model could not run on it ({str(e).splitlines()[0][:200]})") from None
+        outs = []
+        for i in range(0, len(x), batch_size):
+            try:
+                out = run_session(session, x[i : i + batch_size])
+            except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
+                raise data_error(f"{path}: the model could not run on it ({str(e).splitlines()[0][:200]})") from None
+            model = meta.get("onnx_file", "the model")
+            outs.append(checked_outputs(model, out, meta, len(x[i : i + batch_size]), str(path)))
         results = interpret(np.concatenate(outs), meta, top_k)
         for i, r in enumerate(results):
             r["input"] = str(path) if len(results) == 1 else f"{path}[{i}]"
@@ -365,14 +374,19 @@ def token_ids(path: Path, x: np.ndarray, vocabulary: Any) -> np.ndarray:
 
 
 def format_result(r: dict) -> str:
+    """One line per sample. Labels come from the model file and names from the file system:
+    each is shown with its control, bidi and newline characters escaped, so a model cannot
+    draw its own results on the screen (`\\x1b[2K\\r... SAFE (99.9%)`)."""
+    name = printable(r["input"], newlines=False)
     if "predictions" in r:
-        shown = ", ".join(f"{p['label']} ({p['probability']:.1%})" for p in r["predictions"])
-        return f"{r['input']}: {shown}"
+        shown = ", ".join(f"{printable(p['label'], newlines=False)} ({p['probability']:.1%})"
+                          for p in r["predictions"])
+        return f"{name}: {shown}"
     if "label" in r:
-        return f"{r['input']}: {r['label']} ({r['probability']:.1%})"
+        return f"{name}: {printable(r['label'], newlines=False)} ({r['probability']:.1%})"
     if "probabilities" in r:
-        return f"{r['input']}: " + ", ".join(f"{p:.4f}" for p in r["probabilities"])
-    return f"{r['input']}: " + ", ".join(f"{v:.6g}" for v in r["values"])
+        return f"{name}: " + ", ".join(f"{p:.4f}" for p in r["probabilities"])
+    return f"{name}: " + ", ".join(f"{v:.6g}" for v in r["values"])
 
 
 def run_model(run: str) -> str | None:

@@ -20,7 +20,7 @@ from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from netspec import ir
-from netspec.errors import Diagnostic, NetspecError, Span, remember_source
+from netspec.errors import Diagnostic, NetspecError, Span, remember_source, source_lines
 
 MODEL_SETTINGS = ("input", "init")  # keys of a model body that are settings, not layers
 
@@ -456,6 +456,9 @@ def describe_char(ch: str) -> str:
 
 def _char_error(ch: str) -> tuple[str, str | None]:
     """Message and help for a character no token starts with."""
+    if "\udc80" <= ch <= "\udcff":
+        return (f"byte 0x{ord(ch) - 0xDC00:02X} is not UTF-8 text",
+                "save the spec as UTF-8 (outside strings, a spec is UTF-8 text)")
     shown = describe_char(ch)
     if ch == "'":
         return f"unexpected character {shown}", 'strings use double quotes: "like this"'
@@ -539,7 +542,7 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> NetspecError:
             notes = (note,)
         elif expected:
             help_ = "expected " + ", ".join(expected[:6])
-        lines = text.splitlines() or [""]
+        lines = source_lines(text) or [""]
         line = len(lines)
         col = len(lines[-1]) + 1
         span = Span(file, line, col, line, col + 1)
@@ -564,7 +567,18 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> NetspecError:
         if tok.type == "_NL":
             end_col = col + 1
         span = Span(file, line, col, line, end_col)
+    if help_ is None and _lone_carriage_return(text, line):
+        help_ = ("this line holds a carriage return that ends no line (classic Mac OS line ends): netspec "
+                 "ends lines at LF or CRLF; convert the file, e.g. `tr '\\r' '\\n' < old.net > new.net`")
     return NetspecError(Diagnostic(f"syntax error: {msg}", span, "error", help_, notes))
+
+
+def _lone_carriage_return(text: str, line: int) -> bool:
+    """Line `line` (as the lexer counts them) holds a CR that is not part of its CRLF end:
+    a file with CR-only line ends is one line to the grammar, and its first error says
+    nothing about why."""
+    lines = source_lines(text)
+    return 0 < line <= len(lines) and "\r" in lines[line - 1].rstrip("\r")
 
 
 def _parse(start: str, text: str, file: str):
@@ -595,9 +609,11 @@ _SPEC_START = re.compile(
 
 def _looks_like_spec(text: str) -> bool:
     """Whether the first significant line starts like a spec item (or the file is empty)."""
-    for line in text.splitlines():
-        # invisible format characters (a zero-width space) do not hide what the line starts with
-        stripped = "".join(c for c in line if unicodedata.category(c) != "Cf").strip()
+    for line in source_lines(text):
+        # invisible format characters (a zero-width space) do not hide what the line starts with,
+        # and a byte that is not UTF-8 counts as a letter (`model mod\xe8le {` gets its position)
+        stripped = "".join("x" if "\udc80" <= c <= "\udcff" else c for c in line
+                           if unicodedata.category(c) != "Cf").strip()
         if not stripped or stripped.startswith("#"):
             continue
         return bool(_SPEC_START.match(stripped))
@@ -678,10 +694,10 @@ def read_spec_text(path: str | Path) -> str:
     raw = read_regular(path, MAX_SPEC_BYTES, "spec")
     if b"\0" in raw:
         raise NetspecError(Diagnostic(f"{path}: not a text file (it contains NUL bytes)"))
-    try:
-        return strip_bom(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise NetspecError(Diagnostic(f"{path}: not a UTF-8 text file")) from None
+    # A byte that is not UTF-8 is kept as Python keeps it in file names (a surrogate escape):
+    # inside a string it is part of a path on a Latin-1 file system (`"caf\xe9/"`), and a run
+    # folder's spec.net holds such paths; anywhere else the lexer reports it at its position.
+    return strip_bom(raw.decode("utf-8", errors="surrogateescape"))
 
 
 def parse_file(path: str | Path) -> ir.Spec:

@@ -17,10 +17,9 @@ import numpy as np
 
 from netspec import ir
 from netspec.data.prepare import Prepared, Split, prepare
-from netspec.errors import error
+from netspec.errors import error, printable
+from netspec.outputs import Refusals, check_output_file, check_replaceable, is_signed_png, read_bounded, sign_png
 from netspec.util import atomic_write
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
@@ -37,13 +36,13 @@ def describe(checked: ir.CheckedSpec, data: Prepared) -> str:
         lines.append(f"  samples:    {pre.kind}, {pre.raw_dtype} {pre.source_shape}"
                      + (" (scaled to [0, 1])" if pre.scale != 1 else ""))
     if pre.features and pre.kind == "table" and len(pre.features) <= 20:
-        lines.append(f"  features:   {', '.join(pre.features)}")
+        lines.append(f"  features:   {', '.join(printable(f, newlines=False) for f in pre.features)}")
     if pre.kind == "text":
         lines += _text_lines(data)
     lines.append(f"  targets:    {pre.task}" + (f" ({', '.join(pre.targets)})" if pre.targets else ""))
     if pre.classes:
         counts = _class_counts(data.train, len(pre.classes))
-        shown = ", ".join(f"{c} {n:,}" for c, n in zip(pre.classes[:12], counts[:12]))
+        shown = ", ".join(f"{printable(c, newlines=False)} {n:,}" for c, n in zip(pre.classes[:12], counts[:12]))
         more = f", ... ({len(pre.classes)} classes)" if len(pre.classes) > 12 else ""
         lines.append(f"  classes:    {shown}{more}")
     if pre.normalize != "none" and pre.shift is not None:
@@ -112,10 +111,11 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
     if len(pre.source_shape) != 3 or pre.source_shape[0] not in (1, 3):
         raise error(f"--preview shows images ([1 or 3 channels, height, width]); this data set's samples are "
                     f"{list(pre.source_shape)}", "`netspec data FILE` without --preview summarises it")
+    check_output_file(out, "preview.png")
     if out.suffix.lower() != ".png":
         raise error(f"-o {out}: the preview is a .png file")
-    if out.exists() and (not out.is_file() or out.read_bytes()[:8] != PNG_SIGNATURE):
-        raise error(f"-o {out}: exists and is not a PNG image; netspec will not overwrite it")
+    if out.exists():
+        check_replaceable(out, [checked.spec.file], _is_own_preview, PREVIEW_REFUSALS)
     dc = checked.data
     batch = min(dc.batch_size or len(data.train), len(data.train)) if dc else len(data.train)
     order = epoch_order(len(data.train), checked.train.seed, 1, dc.shuffle if dc else True).numpy()[:batch]
@@ -135,8 +135,25 @@ def preview(checked: ir.CheckedSpec, data: Prepared, out: Path, count: int = 32)
     from netspec.train.plot import image_grid
 
     grid = image_grid(list(images), captions, min(8, len(images)), title)
-    atomic_write(out, lambda tmp: grid.save(tmp, format="PNG"))
+    def write(tmp: str) -> None:
+        grid.save(tmp, format="PNG")
+        sign_png(tmp, PREVIEW_MARK)
+
+    atomic_write(out, write)
     return len(images)
+
+
+PREVIEW_MARK = "written by netspec data --preview; sha256 "  # the previews it may replace
+PREVIEW_REFUSALS = Refusals(
+    is_input="-o {output}: that is the input; netspec data never overwrites it", is_input_help="choose another -o",
+    not_a_file="-o {output}: not a regular file; netspec data writes only files",
+    not_own="-o {output}: exists and is not an unedited preview of netspec data; netspec will not overwrite it",
+    not_own_help="choose another -o, or remove the file first")
+
+
+def _is_own_preview(path: str) -> bool:
+    data = read_bounded(path, 256 << 20)
+    return data is not None and is_signed_png(data, PREVIEW_MARK)
 
 
 def _captions(y, pre) -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from netspec.errors import Tell, error
+from netspec.errors import Tell, error, printable, shell_command
 
 TEMPLATE = """\
 # {name}: a minimal spec to start from. `netspec check {file}` after every edit.
@@ -74,19 +74,35 @@ def describe(path: Path) -> str:
 
 
 def resolve_spec(path: str, tell: Tell | None = None) -> str:
-    """`path` itself when it exists; else the packaged example it names, said to `tell`."""
+    """`path` itself when it exists; else the packaged example it names, said to `tell`. Only
+    a bare name (`mnist`, `mnist.net`: any example of that name) or a path inside the examples
+    tree (`examples/zoo/resnet18.net`, `zoo/resnet18.net`: that very file) falls back; any
+    other path that does not exist is reported as given (`examples/../../x/mnist.net` is not
+    the packaged mnist.net)."""
     if os.path.exists(path) or "\0" in path:
         return path
-    name = Path(path).name
-    stem = name[:-4] if name.endswith(".net") else name
-    if os.sep in path.rstrip(os.sep) and not path.startswith(("zoo" + os.sep, "examples" + os.sep)):
-        return path  # an explicit folder that does not exist: report the path as given
-    example = packaged_examples().get(stem)
+    example = _packaged(path)
     if example is None:
         return path
     if tell is not None:
-        tell(f"using the packaged example {example}; `netspec new {stem}` copies it here")
+        tell(f"using the packaged example {example}; `{shell_command('netspec', 'new', example.stem)}` copies it here")
     return str(example)
+
+
+def _packaged(path: str) -> Path | None:
+    name = path if path.endswith(".net") else f"{path}.net"
+    if os.sep not in path.rstrip(os.sep) and (not os.altsep or os.altsep not in path):
+        return packaged_examples().get(name[:-4])
+    root = examples_dir()
+    if root is None or ".." in Path(name).parts or Path(name).is_absolute():
+        return None  # `examples/x/../mnist.net` names a folder x that is not there, not the packaged file
+    parts = Path(os.path.normpath(name)).parts
+    if parts[0] == "examples":
+        parts = parts[1:]
+    elif parts[0] != "zoo":
+        return None
+    candidate = root.joinpath(*parts)
+    return candidate if parts and candidate.is_file() else None
 
 
 def new_spec(name: str, output: str | None) -> Path:
@@ -101,7 +117,8 @@ def new_spec(name: str, output: str | None) -> Path:
         if not stem.isidentifier():
             raise error(f"`{name}` is neither a packaged example nor a valid model name",
                         "`netspec examples` lists the examples; a new model's name is letters, digits and _")
-        text = TEMPLATE.format(name=stem, file=target.name)
+        # the name quoted, and on one line: a newline in it would write spec text into the file
+        text = TEMPLATE.format(name=stem, file=printable(shell_command(target.name), newlines=False))
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:

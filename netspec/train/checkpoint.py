@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,10 @@ from netspec import catalogue as cat
 from netspec import ir
 from netspec.errors import NetspecError, error
 from netspec.syntax.format import unparse
+from netspec.train.integrity import MODEL_DIGEST, check_zip, field_problems, verify_digest, verify_weights
 from netspec.train.preflight import patience_ran_out
 from netspec.train.runs import read_run_json
-from netspec.util import atomic_write, count
+from netspec.util import atomic_write, count, failed_write, sha256_text
 
 RESUMABLE_CHANGES = ("train.epochs", "train.optimizer.lr", "train.scheduler", "train.checkpoint_every",
                      "train.device", "train.early_stopping", "train.log", "train.log_every", "train.precision")
@@ -57,6 +57,25 @@ def spec_view(spec: ir.Spec) -> dict[str, str]:
                     else:
                         view[f"{item.kind}.{e.key}"] = source(e.value)
     return view
+
+
+def spec_views(spec: ir.Spec) -> tuple[dict[str, str], dict[str, str]]:
+    """(the view of the spec as a run folder keeps it: imports inlined, data paths absolute;
+    the view as written). A run records the first, so `--resume` and `eval --spec` see the
+    same spec whether they are given the spec file or the run folder's spec.net; runs written
+    before recorded the second."""
+    from netspec.train.runs import resolved_spec
+
+    return spec_view(resolved_spec(spec)), spec_view(spec)
+
+
+def view_hash(view: dict[str, str]) -> str:
+    return sha256_text(json.dumps(view, sort_keys=True))
+
+
+def spec_hashes(spec: ir.Spec) -> set[str]:
+    """The hashes a run of `spec` may have recorded (see spec_views)."""
+    return {view_hash(v) for v in spec_views(spec)}
 
 
 def diff_views(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
@@ -100,27 +119,25 @@ def metrics_csv(rows: list[dict]) -> str:
 
 def text_writer(text: str):
     def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:  # names' bytes, as they are
             f.write(text)
 
     return write
 
 
 def torch_writer(obj: object):
-    """A writer for util.atomic_write(_many): torch.save to the temp path. torch reports a
-    failed write (a full disk) as RuntimeError; it becomes the OSError it is."""
+    """A writer for util.atomic_write(_many): torch.save into the temp file, written through
+    a Python file object so that a full disk or a file-size limit arrives as the OSError it
+    is (torch's own writer says `[enforce fail at inline_container.cc:672] ...`)."""
 
     def write(tmp: str) -> None:
         try:
-            torch.save(obj, tmp)
-        except RuntimeError as e:
-            import errno
-            import shutil
-
-            free = shutil.disk_usage(os.path.dirname(tmp) or ".").free
-            if "write" in str(e).lower() and free < 64 << 20:
-                raise OSError(errno.ENOSPC, "No space left on device", tmp) from None
-            raise OSError(errno.EIO, f"torch.save failed: {str(e).splitlines()[0]}", tmp) from None
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+        except OSError:
+            raise
+        except Exception as e:  # noqa: BLE001 - torch's C++ errors: what the disk says, else its text
+            raise failed_write(e, tmp) from None
 
     return write
 
@@ -130,11 +147,13 @@ def save_torch(obj: object, path: Path) -> None:
 
 
 def load_torch(path: Path, what: str = "weights/checkpoint") -> Any:
-    """torch.load with weights_only=True (never unpickles code), errors as user errors."""
+    """torch.load with weights_only=True (never unpickles code), errors as user errors; the
+    zip's CRCs are checked first (integrity.check_zip: torch.load does not)."""
     from netspec.util import open_regular
 
     try:
         with open_regular(path, what=what) as f:
+            check_zip(path, f)
             return torch.load(f, map_location="cpu", weights_only=True)
     except NetspecError:
         raise
@@ -151,6 +170,8 @@ CHECKPOINT_KEYS = ("format", "model", "optimizer", "epoch", "rng", "history", "b
 
 
 def load_checkpoint(path: Path) -> dict:
+    """checkpoint.pt: netspec's format, its digest (when recorded) and every field's type,
+    shape and range checked; anything else is an error naming the file and the field."""
     ckpt = load_torch(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise error(f"{path}: not a netspec checkpoint", "it must be the checkpoint.pt that netspec train wrote")
@@ -158,9 +179,11 @@ def load_checkpoint(path: Path) -> dict:
     if missing:
         raise error(f"{path}: damaged netspec checkpoint (missing {', '.join(missing)})",
                     "train again without --resume")
-    if not isinstance(ckpt["history"], list) or not isinstance(ckpt["epoch"], int) or \
-            not isinstance(ckpt["model"], dict) or not isinstance(ckpt["spec_view"], dict):
-        raise error(f"{path}: damaged netspec checkpoint (fields of the wrong type)", "train again without --resume")
+    verify_digest(ckpt, path)
+    problems = field_problems(ckpt)
+    if problems:
+        raise error(f"{path}: damaged netspec checkpoint: {'; '.join(problems[:3])}",
+                    "resume from an intact copy, or train again without --resume")
     return ckpt
 
 
@@ -181,10 +204,16 @@ def state_problems(model: nn.Module, state: dict, limit: int = 3) -> list[str]:
 
 
 def load_state_dict_file(path: Path) -> dict:
-    """model.pt: a state_dict (names -> tensors)."""
+    """model.pt: a state_dict (names -> tensors), checked against the digest that the
+    checkpoint.pt beside it recorded (when there is one that did)."""
     state = load_torch(path, "weights")
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and isinstance(state.get("model"), dict):
+        verify_digest(state, path)
         state = state["model"]  # a checkpoint given as weights: use its model
+    elif isinstance(state, dict):
+        beside = _sibling_checkpoint(path)
+        if beside is not None:
+            verify_weights(state, path, beside.get(MODEL_DIGEST), path.parent / "checkpoint.pt")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                for k, v in state.items()):
         kind = type(state).__name__
@@ -193,13 +222,32 @@ def load_state_dict_file(path: Path) -> dict:
     return state
 
 
+_SIBLINGS: dict[tuple, dict | None] = {}  # the last checkpoint read beside a weights file
+
+
+def _sibling_checkpoint(weights: Path) -> dict | None:
+    """The netspec checkpoint beside `weights` (its digest verified), or None when there is
+    none (or another tool's). Read once per command: eval and export ask twice."""
+    path = weights.parent / "checkpoint.pt"
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SIBLINGS:
+        state = load_torch(path, "checkpoint")
+        netspec = isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+        if netspec:
+            verify_digest(state, path)
+        _SIBLINGS.clear()
+        _SIBLINGS[key] = state if netspec else None
+    return _SIBLINGS[key]
+
+
 def run_checkpoint(weights: Path) -> tuple[dict | None, str]:
     """(preprocessing, spec hash) saved in the checkpoint beside `weights`, if any."""
-    ckpt = weights.parent / "checkpoint.pt"
-    if not ckpt.exists():
-        return None, ""
-    state = load_torch(ckpt, "checkpoint")
-    if not isinstance(state, dict):
+    state = _sibling_checkpoint(weights)
+    if state is None:
         return None, ""
     try:
         pre = json.loads(state["preprocessing"]) if state.get("preprocessing") else None
@@ -220,8 +268,8 @@ def resume_point(checked: ir.CheckedSpec, out: Path) -> tuple[dict, str]:
     if not ckpt_path.exists():
         raise error(f"--resume: {ckpt_path} does not exist", "train without --resume to start a run")
     ckpt = load_checkpoint(ckpt_path)
-    view = spec_view(checked.spec)
-    changes = diff_views(ckpt["spec_view"], view)
+    candidates = [diff_views(ckpt["spec_view"], view) for view in spec_views(checked.spec)]
+    changes = min(candidates, key=lambda c: (len([k for k in c if not k[0].startswith(RESUMABLE_CHANGES)]), len(c)))
     blocked = [c for c in changes if not c[0].startswith(RESUMABLE_CHANGES)]
     sched = checked.train.scheduler
     old_epochs = ckpt["spec_view"].get("train.epochs", _default_view()["train.epochs"])

@@ -20,7 +20,7 @@ from netspec import ir, load
 from netspec.builder import build_loss, build_model
 from netspec.data.loader import Loader
 from netspec.data.prepare import Preprocessing, evaluation_split, prepare
-from netspec.errors import error
+from netspec.errors import error, shell_command
 from netspec.layers import InputTransform, TargetScale
 from netspec.train import loop
 from netspec.train.checkpoint import load_state_dict_file, run_checkpoint, state_problems
@@ -46,7 +46,7 @@ def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) 
     """The checked model with trained weights (default: runs/<model>/model.pt)."""
     weights_path = Path(weights) if weights else default_run_dir(checked) / "model.pt"
     if not weights_path.exists():
-        raise error(f"{weights_path}: no such file", f"train first (netspec train {spec_path}) or pass --weights PATH")
+        raise error(f"{weights_path}: no such file", f"train first ({shell_command('netspec', 'train', spec_path)}) or pass --weights PATH")
     ensure_fits(checked, "cpu", training=False)
     model = build_model(checked.model, checked.train.seed)
     state = load_state_dict_file(weights_path)

@@ -39,26 +39,28 @@ from netspec import catalogue as cat
 from netspec.builder import build_loss, build_model, build_optimizer, build_scheduler
 from netspec.data.loader import Loader
 from netspec.data.prepare import Prepared, prepare
-from netspec.errors import Diagnostic, NetspecError, TrainingInterrupted, error
+from netspec.errors import Diagnostic, NetspecError, TrainingInterrupted, error, printable
 from netspec.train import loop, transfer
 from netspec.train.checkpoint import (
     CHECKPOINT_FORMAT,
     metrics_csv,
     refuse_finished,
     resume_point,
-    spec_view,
+    spec_views,
     state_problems,
     stopped_early,
     text_writer,
     torch_writer,
+    view_hash,
 )
 from netspec.train.distributed import Dist, contiguous_shard, from_environment, shard, sync_batchnorm
 from netspec.train.evaluate import EVAL_BATCH, build_target_scale, build_transform
+from netspec.train.integrity import fit_problems, seal
 from netspec.train.metrics import MetricState
 from netspec.train.preflight import batch_size_of, check_before_training, monitor_of, patience_of, select_device
 from netspec.train.resources import ensure_fits
 from netspec.train.runs import RunDir, default_run_dir, resolved_spec_text
-from netspec.util import atomic_write_many, atomic_write_text, count, sha256_text
+from netspec.util import atomic_write_many, atomic_write_text, count
 
 NONFINITE_CHECK_EVERY = 50  # steps between host reads of the non-finite flag on accelerators
 NONFINITE_CHECK_CPU = 1  # on the CPU reading it costs nothing
@@ -99,7 +101,7 @@ class Progress:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="sample", unit_scale=True, leave=False,
-                        dynamic_ncols=True, file=sys.stderr)
+                        dynamic_ncols=True, file=getattr(sys.stderr, "raw", sys.stderr))  # its own \r
         self.last = 0.0
 
     def update(self, n: int, loss: torch.Tensor | None) -> None:
@@ -189,8 +191,8 @@ class Trainer:
         monitor, minimize = monitor_of(checked, self.val_loader is not None)
         es = self.cfg.early_stopping
         self.monitor = loop.Monitor(monitor, minimize, float(es.get("min_delta", 0.0)) if es else 0.0, patience_of(es))
-        self.view = spec_view(checked.spec)
-        self.spec_hash = sha256_text(json.dumps(self.view, sort_keys=True))
+        self.view = spec_views(checked.spec)[0]  # as the run folder's spec.net has it
+        self.spec_hash = view_hash(self.view)
         self.tb = self.tensorboard()
         self.global_step = 0
 
@@ -408,8 +410,10 @@ class Trainer:
             "data_order": {"seed": self.cfg.seed, "scheme": "randperm(seed*1000003+epoch)"},
             "preprocessing": json.dumps(self.data.pre.to_json()),
         }
+        weights = "best_weights" if best is not None else "model"
+        state = seal(state, weights)  # digests of the checkpoint and of model.pt, verified when read
         files: list[tuple[str | os.PathLike, Any]] = [
-            (self.out / "model.pt", torch_writer(best if best is not None else self.model.state_dict())),
+            (self.out / "model.pt", torch_writer(state[weights])),
             (self.out / "checkpoint.pt", torch_writer(state)),
             (self.out / "metrics.csv", text_writer(metrics_csv(self.state.history))),
         ]
@@ -425,14 +429,24 @@ class Trainer:
                 self.tb_writer.add_scalar(tag, value, step)
             self.tb_pending = None
 
-    def restore(self, ckpt: dict) -> None:
-        same_scheduler = ckpt["spec_view"].get("train.scheduler") == self.view.get("train.scheduler")
-        if self.plan is not None:  # the groups a staged unfreeze had added by then, as the checkpoint holds them
+    def catch_up(self, ckpt: dict) -> None:
+        """The optimizer groups a staged unfreeze had added by the checkpoint's epoch, as the
+        checkpoint holds them (before its optimizer state is checked against them)."""
+        if self.plan is not None:
             sched = self.cfg.scheduler.name if self.cfg.scheduler else None
             self.loop.frozen_norms = transfer.catch_up(self.model, self.optimizer, self.scheduler, self.plan,
                                                        ckpt["epoch"], sched)
             self.net = self.loop.net = self.distributed(self.inner_net)
-        self.state = loop.restore(self.loop, ckpt, scheduler=same_scheduler)
+
+    def restore(self, ckpt: dict) -> None:
+        """The checkpoint's state into this run (after catch_up and the fit checks)."""
+        same_scheduler = ckpt["spec_view"].get("train.scheduler") == self.view.get("train.scheduler")
+        try:
+            self.state = loop.restore(self.loop, ckpt, scheduler=same_scheduler)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:  # what the checks above missed
+            raise error(f"--resume: {self.out / 'checkpoint.pt'} cannot be restored: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200] if str(e) else ''}",
+                        "resume from an intact copy, or start a new run (another --out)") from None
         new_lr = dict(self.cfg.optimizer.kwargs).get("lr")
         if new_lr is not None and ckpt["spec_view"].get("train.optimizer.lr") != self.view.get("train.optimizer.lr"):
             for group in self.optimizer.param_groups:
@@ -544,7 +558,9 @@ class Trainer:
             report = class_report(confusion, list(self.data.labels), report_split or "")
         self.write_summary(result, report)
         if self.tb_writer is not None:
-            hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.view.items()}
+            # TensorBoard's protobufs take UTF-8 only: a name's undecodable bytes as escapes
+            hparams = {k: (printable(v, newlines=False) if isinstance(v, str) else v if isinstance(v, (int, float, bool))
+                           else str(v)) for k, v in self.view.items()}
             final = {f"final/{k}": float(v) for k, v in result.items()
                      if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
             self.tb_writer.add_hparams(hparams, final, run_name=".")
@@ -623,6 +639,13 @@ def _run(checked: ir.CheckedSpec, out: Path, run: RunDir, ckpt: dict | None, qui
         if wrong:
             raise error(f"--resume: the weights in {out / 'checkpoint.pt'} do not fit this model: {'; '.join(wrong)}",
                         "resume with the spec that wrote the checkpoint, or start a new run (another --out)")
+        same_scheduler = ckpt["spec_view"].get("train.scheduler") == trainer.view.get("train.scheduler")
+        trainer.catch_up(ckpt)
+        damaged = fit_problems(ckpt, trainer.model, trainer.optimizer, trainer.scheduler if same_scheduler else None,
+                               trainer.scaler)
+        if damaged:
+            raise error(f"--resume: {out / 'checkpoint.pt'} does not fit this run's training state: "
+                        f"{'; '.join(damaged[:3])}", "resume from an intact copy, or start a new run (another --out)")
         run.claim_resumed(resolved_spec_text(checked.spec))
         trainer.restore(ckpt)
         if dist.main and not as_json:

@@ -5,9 +5,7 @@ replaces its own unedited output and nothing else.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +50,6 @@ DIAGRAM_REFUSALS = Refusals(
 # output and nothing else: not a hand-made SVG, not a .dot file the user tuned.
 MARK = "written by netspec diagram; sha256 "
 TEXT_MARKS = {".svg": ("<!-- ", " -->"), ".dot": ("// ", "")}
-PNG_KEYWORD = b"Software"
 MAX_OWN_BYTES = 256 << 20  # larger files are not ours (a 150-box SVG is well under 1 MiB)
 
 
@@ -62,59 +59,9 @@ def sign_text(text: str, suffix: str) -> str:
     return outputs.sign_text(text, open_ + MARK, close)
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
-
-
-def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
-    """(type, data) of each chunk, or None when `data` is not a well-formed PNG."""
-    if not data.startswith(PNG_SIGNATURE):
-        return None
-    chunks, at = [], len(PNG_SIGNATURE)
-    while at + 12 <= len(data):
-        size = int.from_bytes(data[at:at + 4], "big")
-        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + size]
-        if len(body) != size or at + 12 + size > len(data):
-            return None
-        chunks.append((kind, body))
-        at += 12 + size
-        if kind == b"IEND":
-            return chunks
-    return None
-
-
-def _png_digest(chunks: list[tuple[bytes, bytes]]) -> str:
-    """sha256 of every chunk but the text ones (the image, not its notes)."""
-    h = hashlib.sha256()
-    for kind, body in chunks:
-        if kind not in PNG_TEXT_CHUNKS:
-            h.update(kind + len(body).to_bytes(4, "big") + body)
-    return h.hexdigest()
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
-
-
 def sign_png(path: str) -> None:
     """Add a tEXt chunk `Software: written by netspec diagram; sha256 ...` before IEND."""
-    with open(path, "rb") as f:
-        data = f.read()
-    chunks = _png_chunks(data)
-    if chunks is None:
-        raise error(f"{path}: Pillow wrote a PNG that netspec cannot read back")
-    text = _png_chunk(b"tEXt", PNG_KEYWORD + b"\0" + (MARK + _png_digest(chunks)).encode("latin-1"))
-    end = data.rindex(b"IEND") - 4
-    with open(path, "wb") as f:
-        f.write(data[:end] + text + data[end:])
-
-
-def _signed_png(data: bytes) -> bool:
-    chunks = _png_chunks(data)
-    if chunks is None:
-        return False
-    want = (MARK + _png_digest(chunks)).encode("latin-1")
-    return any(kind == b"tEXt" and body == PNG_KEYWORD + b"\0" + want for kind, body in chunks)
+    outputs.sign_png(path, MARK)
 
 
 def is_own_output(path: str, suffix: str) -> bool:
@@ -123,7 +70,7 @@ def is_own_output(path: str, suffix: str) -> bool:
     if data is None:
         return False
     if suffix == ".png":
-        return _signed_png(data)
+        return outputs.is_signed_png(data, MARK)
     open_, close = TEXT_MARKS[suffix]
     return outputs.is_signed(data, open_ + MARK, close)
 

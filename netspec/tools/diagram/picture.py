@@ -15,7 +15,7 @@ from typing import Any, Union
 from netspec import catalogue as cat
 from netspec import ir
 from netspec.catalogue import fmt_shape
-from netspec.errors import SOURCES, Span
+from netspec.errors import SOURCES, Span, source_lines
 from netspec.ir import parameter_count
 from netspec.syntax.expr import show
 
@@ -171,7 +171,7 @@ def _span_text(span: Span) -> str:
     source = SOURCES.get(span.file)
     if not span or source is None:
         return ""
-    lines = source.splitlines()
+    lines = source_lines(source)
     if span.line > len(lines):
         return ""
     line = lines[span.line - 1]

@@ -139,7 +139,13 @@ def save_together(objects: dict[Path, object]) -> None:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
             temps.append(tmp)
-            torch.save(obj, tmp)
+            data = io.BytesIO()  # Python writes it: a full disk is an OSError, not an enforce fail
+            torch.save(obj, data)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data.getbuffer())
+            except OSError as e:
+                sys.exit(f"{path}: cannot write: {e.strerror}; the old files are kept")
         for tmp, path in zip(temps, objects, strict=True):
             os.replace(tmp, path)
     finally:
@@ -324,8 +330,11 @@ def _text_code(pre: Any, data: ir.DataConfig) -> tuple[list[str], str]:
 
 
 def _doc_text(text: str) -> str:
-    """Text safe inside a \"\"\"docstring\"\"\" (file names may hold backslashes and quotes)."""
-    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    """Text safe inside a \"\"\"docstring\"\"\" (file names may hold backslashes, quotes, control
+    characters and bytes that are not UTF-8: shown as escapes, as netspec prints them)."""
+    from netspec.errors import printable
+
+    return printable(text).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
 def _header(checked: ir.CheckedSpec, out_name: str, source: str, overrides: tuple[str, ...]) -> str:
@@ -334,6 +343,7 @@ def _header(checked: ir.CheckedSpec, out_name: str, source: str, overrides: tupl
 
     spec_name = _doc_text(Path(source).name)
     out = _doc_text(out_name)
+    run = _doc_text(shlex.quote(out_name))
     words = ["netspec eject", shlex.quote(source if len(source) < 90 else Path(source).name),
              *[f"--set {shlex.quote(o)}" for o in overrides], "-o", shlex.quote(out_name)]
     lines, line = [], ""
@@ -356,9 +366,9 @@ preprocesses, augments, trains, evaluates and checkpoints as `netspec train` doe
 and ends with the same weights on the CPU. The training split's statistics and vocabularies are
 written in below (netspec computed them when it wrote this file){_text_note(texts)}.
 
-    python {out}                  # train; writes {_doc_text(Path(out_name).stem)}_out/model.pt and checkpoint.pt
-    python {out} --epochs 1       # a quick run
-    python {out} --resume         # continue from the checkpoint
+    python {run}                  # train; writes {_doc_text(Path(out_name).stem)}_out/model.pt and checkpoint.pt
+    python {run} --epochs 1       # a quick run
+    python {run} --resume         # continue from the checkpoint
 """
 '''
 
@@ -526,8 +536,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
 
 IMPORTS = [
     "from __future__ import annotations", "",
-    "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import itertools",
-    "import math", "import os", "import re", "import shlex", "import sys", "import tempfile", "import time",
+    "import argparse", "import contextlib", "import csv", "import gzip", "import hashlib", "import io",
+    "import itertools", "import math", "import os", "import re", "import shlex", "import sys", "import tempfile",
+    "import time",
     "from collections import OrderedDict",
     "from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence",
     "from dataclasses import dataclass, field", "from pathlib import Path", "from typing import Any, NamedTuple", "",
@@ -631,19 +642,15 @@ def check_output(output: str, inputs: list[str]) -> None:
     unedited earlier output of netspec eject (an empty file may be replaced)."""
     import os
 
+    from netspec.outputs import Refusals, check_output_file, check_replaceable
+
     name = Path(output).name
     if Path(output).suffix != ".py" or name.startswith("."):
         raise error(f"{output or repr(output)}: an ejected program is a file NAME.py",
                     f"e.g. -o {Path(output).stem.lstrip('.') or 'train'}.py")
-    if os.path.isdir(output):
-        raise error(f"{output}: is a folder; give a file name ending in .py")
+    check_output_file(output, "train.py")  # a folder, under a file, a link to nowhere
     if not os.path.lexists(output):
-        parent = Path(output).parent
-        for p in [parent, *parent.parents]:
-            if str(p) not in ("", ".") and p.exists() and not p.is_dir():
-                raise error(f"{output}: cannot write under {p}: it is a file")
         return
-    from netspec.outputs import Refusals, check_replaceable
 
     check_replaceable(output, inputs, _is_unedited_output, Refusals(
         "{output}: that is the input; netspec eject never overwrites it", "choose another -o",

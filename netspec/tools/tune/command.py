@@ -35,7 +35,7 @@ from netspec import ir
 from netspec.errors import NetspecError, Tell, error
 from netspec.tools.tune.report import Progress, queued_retries, summary, write_files
 from netspec.tools.tune.space import own_params, space_text
-from netspec.tools.tune.storage import open_storage, open_study, prepare_folder
+from netspec.tools.tune.storage import journal_writes, open_storage, open_study, prepare_folder
 from netspec.tools.tune.study import Job, done_count, make_pruner, make_sampler, outcome, reap, run_worker
 
 WORKER_STOP_S = 120  # after Ctrl-C, how long the workers get to save their trial before they are killed
@@ -120,6 +120,7 @@ def _grid_values(p: ir.SearchParam) -> list[Any]:
     return list(range(int(p.low), int(p.high) + 1, p.step))  # type: ignore[arg-type]
 
 
+@journal_writes()  # a full disk under the journal: said with its path, not Optuna's assertion
 def tune_file(spec_path: str, overrides: tuple[str, ...] = (), trials: int | None = None, workers: int = 1,
               storage: str | None = None, out: str | None = None, study_name: str | None = None,
               as_json: bool = False, say: Tell | None = None) -> dict[str, Any]:
@@ -280,7 +281,8 @@ def worker_main(args: dict[str, Any]) -> int:
         study = optuna.load_study(study_name=args["study"], storage=store,
                                   sampler=make_sampler(job, int(args["index"]), int(args["existing"])),
                                   pruner=make_pruner(job))
-        run_worker(job, study)
+        with journal_writes():
+            run_worker(job, study)
         return 0
     except KeyboardInterrupt:
         with contextlib.suppress(ValueError):

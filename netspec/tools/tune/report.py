@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec import ir
+from netspec.errors import shell_command
 from netspec.tools.tune.study import DONE, outcome
 from netspec.util import atomic_write, atomic_write_text
 
@@ -278,5 +279,6 @@ def summary_text(s: dict[str, Any]) -> str:
     names = ", ".join(Path(p).name for p in s["files"].values())
     lines.append(f"wrote {names} in {s['folder']}/")
     if best is not None:
-        lines.append(f"best run: {best['run']}/; see the changes: netspec diff {s['files'].get('best')} {s['spec']}")
+        diff = shell_command("netspec", "diff", str(s["files"].get("best")), str(s["spec"]))
+        lines.append(f"best run: {best['run']}/; see the changes: {diff}")
     return "\n".join(lines)

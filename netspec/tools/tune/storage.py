@@ -18,17 +18,19 @@ missing database driver) with no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import re
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from netspec.errors import NetspecError, error
-from netspec.util import atomic_write_text, ensure_folder
+from netspec.util import atomic_write_text, ensure_folder, write_error
 
 TUNE_FORMAT = "netspec-tune-1"
 TUNE_FILE = "tune.json"
@@ -59,6 +61,70 @@ class FlockLock:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+def journal_backend(path: str) -> Any:
+    """Optuna's journal file on `FlockLock`, whose appends leave no torn line: a write that
+    fails (a full disk, the file-size limit) is cut back off under the lock and raised as an
+    OSError naming the journal (Optuna's own append would leave half a line, which the next
+    append turns into a line no reader can decode, and a study that cannot be continued)."""
+    from optuna.storages.journal import JournalFileBackend
+
+    class UntornJournal(JournalFileBackend):
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
+            lock.acquire()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    start = os.lseek(fd, 0, os.SEEK_END)
+                    try:
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view):]
+                        os.fsync(fd)
+                    except OSError as e:
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(fd, start)
+                        raise OSError(e.errno, e.strerror, path) from None
+                finally:
+                    os.close(fd)
+            finally:
+                lock.release()
+
+    lock = FlockLock(path)
+    return UntornJournal(path, lock_obj=lock)  # type: ignore[arg-type]
+
+
+def journal_failure(e: BaseException) -> OSError | None:
+    """The journal append that failed somewhere in `e`'s chain (Optuna re-raises it from its
+    trial bookkeeping as `AssertionError: Should not reach.`), or None."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [e]
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.errno and isinstance(x.filename, str) and x.filename.endswith(JOURNAL):
+            return x
+        todo += [x.__cause__, x.__context__]
+    return None
+
+
+@contextlib.contextmanager
+def journal_writes() -> Iterator[None]:
+    """A failed journal append, however deep in Optuna, as the user error it is: the journal's
+    path and what the disk said ("no space left on device", "file too large")."""
+    try:
+        yield
+    except NetspecError:
+        raise
+    except Exception as e:
+        failed = journal_failure(e)
+        if failed is None:
+            raise
+        raise write_error(str(failed.filename), failed) from None
 
 
 # ---------------------------------------------------------------- the tune folder
@@ -130,12 +196,11 @@ def heartbeat() -> tuple[int, int]:
 def open_storage(folder: Path, url: str | None) -> Any:
     from optuna.exceptions import ExperimentalWarning
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-    from optuna.storages.journal import JournalFileBackend
 
     if url is None:
         path = str(folder / JOURNAL)
         try:
-            return JournalStorage(JournalFileBackend(path, lock_obj=FlockLock(path)))  # type: ignore[arg-type]
+            return JournalStorage(journal_backend(path))
         except OSError as e:
             raise error(f"{path}: cannot open the study journal ({e.strerror})") from None
     full = normalize_url(url)
@@ -205,6 +270,8 @@ def open_study(storage: Any, name: str, identity: dict[str, Any], minimize: bool
         except NetspecError:
             raise
         except Exception as e:  # noqa: BLE001 - a race creating the tables of a fresh database
+            if journal_failure(e) is not None:  # the journal could not be written: said by journal_writes
+                raise
             last = e
             time.sleep(0.3 * (attempt + 1))
     else:
