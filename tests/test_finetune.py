@@ -279,6 +279,28 @@ def test_header_reading_equals_torch_and_safetensors_loads_with_a_report(base_ru
     assert all(torch.equal(tuned[k], sd[k].half().float()) for k in FROZEN if sd[k].is_floating_point())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64])
+def test_safetensors_whose_header_length_starts_with_the_pickle_byte_is_read(dtype, tmp_path):
+    """A safetensors file starts with its header length (8 bytes, little-endian): one whose
+    length ends in 0x80 (1 file in 32) was taken for a legacy pickle and refused as damaged."""
+    from safetensors.torch import load_file, save_file
+
+    from netspec.weights.files import read_header
+
+    sd = {"fc.weight": torch.arange(12).reshape(3, 4).to(dtype), "fc.bias": torch.arange(3).to(dtype)}
+    for pad in range(300):  # find metadata that makes the header length end in 0x80
+        path = tmp_path / f"w{pad}.safetensors"
+        save_file(sd, str(path), metadata={"note": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no header length ending in 0x80")
+    assert set(load_file(str(path))) == set(sd)  # a valid file, as safetensors reads it
+    info = read_header(path)
+    assert info.format == "safetensors" and {k: v.shape for k, v in info.tensors.items()} == \
+        {"fc.weight": (3, 4), "fc.bias": (3,)}
+
+
 # ---------------------------------------------------------------- freezing, groups, stages
 
 

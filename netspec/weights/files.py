@@ -106,10 +106,13 @@ def read_header(path: str | Path) -> WeightsFile:
     try:
         if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
             obj, fmt = _torch_zip(p), "torch (zip)"
-        elif head[:2] == b"\x80\x02" or head[:1] == b"\x80":
-            obj, fmt = _torch_legacy(p), "torch (legacy)"
         elif len(head) >= 9 and head[8:9] == b"{":
+            # safetensors: an 8-byte little-endian header length, then the JSON header. Tested
+            # before the pickle's 0x80: a header length ending in 0x80 starts with that byte too
+            # (a legacy torch file's ninth byte is inside its magic number, never "{")
             return WeightsFile(p, "safetensors", _safetensors(p))
+        elif head[:1] == b"\x80":
+            obj, fmt = _torch_legacy(p), "torch (legacy)"
         elif not head:
             raise _Bad("the file is empty")
         else:
