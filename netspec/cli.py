@@ -158,7 +158,7 @@ def main() -> None:
 @click.argument("files", nargs=-1, required=True, callback=_no_nul)
 @click.option("--json", "as_json", is_flag=True, help="diagnostics as JSON lines (for editors)")
 @click.option("--target", type=click.Choice(["onnx"]), help="also check that every layer can be exported")
-@click.option("--no-data", is_flag=True, help="do not open the data files (by default their headers are read)")
+@click.option("--no-data", is_flag=True, help="do not open the data files (by default their headers are read); a weights file is still read")
 @SET_OPTION
 @handle_errors
 def check(files: tuple[str, ...], as_json: bool, target: str | None, no_data: bool, overrides: tuple[str, ...]) -> None:
@@ -174,7 +174,8 @@ def check(files: tuple[str, ...], as_json: bool, target: str | None, no_data: bo
     failed = False
     for f in files:
         try:
-            checked = load(_spec(f), overrides, target, read_data=not no_data)
+            checked = load(_spec(f), overrides, target, read_data=not no_data) if not no_data else \
+                _load_with_weights(_spec(f), overrides, target)  # a weights file is no data: its header is read
         except NetspecError as e:
             failed = True
             if as_json:
@@ -226,10 +227,23 @@ def summary(file: str, overrides: tuple[str, ...]) -> None:
       netspec summary mnist.net
       netspec summary runs/mnist_cnn       # the spec a run was trained with
     """
-    from netspec import load
     from netspec.tools.summary import summary_text
 
-    click.echo(summary_text(load(_spec_or_run(file), overrides)))
+    click.echo(summary_text(_load_with_weights(_spec_or_run(file), overrides)))
+
+
+def _load_with_weights(spec: str, overrides: tuple[str, ...], target: str | None = None):  # noqa: ANN202
+    """The checked spec, its weights file's keys and shapes checked too (a header read, no
+    data): `check --no-data` says ok only if the weights load, and summary and diagram mark
+    layers "pretrained", which must mean they load."""
+    from netspec import load
+    from netspec.checker.transfer import check_weights_file
+
+    checked = load(spec, overrides, target)
+    problems = check_weights_file(checked)
+    if problems:
+        raise NetspecError(problems + list(checked.warnings))
+    return checked
 
 
 @main.command("fmt")
@@ -707,12 +721,11 @@ def diagram(file: str, output: str | None, depth: int | None, overrides: tuple[s
       netspec diagram resnet50 -o resnet50.png --depth 1   # stages as boxes
       netspec diagram runs/mnist_cnn -o model.dot          # then: dot -Tpdf model.dot -o model.pdf
     """
-    from netspec import load
     from netspec.tools.diagram import write_diagram
 
     _named_output(output, "model.svg")
     spec = _spec_or_run(file)
-    checked = load(spec, overrides)
+    checked = _load_with_weights(spec, overrides)
     written = write_diagram(checked, output or f"{checked.model.name}.svg", depth, (file, spec))
     from netspec.util import count
 

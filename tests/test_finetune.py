@@ -217,8 +217,23 @@ def test_bad_weight_files_are_clear_errors_and_nothing_is_lost(kind, base_run, t
     assert "Traceback" not in r.output and f"{spec}:{line}:11" in r.output  # at `from:`
     r = CliRunner().invoke(main, ["train", str(spec), "--out", str(tmp_path / "out")])
     assert r.exit_code == 1 and BAD_FILES[kind] in r.output
+    # summary and diagram mark layers "pretrained": they read the file's header as check does
+    for args in (["summary", str(spec)], ["diagram", str(spec), "-o", str(tmp_path / "d.svg")]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1 and BAD_FILES[kind] in r.output and "pretrained" not in r.output, (args, r.output)
+    assert not (tmp_path / "d.svg").exists()
     assert not (tmp_path / "out").exists() and not (tmp_path / "PWNED").exists()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_check_without_data_still_reads_the_weights_header(base_run, tmp_path):
+    """`check --no-data` said ok for a spec whose weights file does not exist (a weights file
+    is not data: its header is read in milliseconds)."""
+    spec = tuned_spec(tmp_path, tmp_path / "nope" / "model.pt")
+    r = CliRunner().invoke(main, ["check", "--no-data", str(spec)])
+    assert r.exit_code == 1 and "no such file or folder" in r.output and "ok:" not in r.output, r.output
+    r = CliRunner().invoke(main, ["check", "--no-data", str(tuned_spec(tmp_path, base_run))])
+    assert r.exit_code == 0 and "ok:" in r.output, r.output
 
 
 SPEC_ERRORS = {  # replacements in the tuned spec -> the message
