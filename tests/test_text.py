@@ -377,6 +377,11 @@ def test_train_export_predict_and_eval_on_raw_text(texts, tmp_path):
     assert r.returncode == 1 and "bad.txt:2: not UTF-8" in r.stderr and "Traceback" not in r.stderr
     r = cli("predict", "m.onnx", str(EXAMPLE_DIGIT), cwd=tmp_path)
     assert r.returncode == 1 and "this model reads texts" in r.stderr
+    r = cli("predict", "m.onnx", "--text", "", "--text", "  ", "--text", "a bird", cwd=tmp_path)  # said, not hidden
+    assert r.returncode == 0 and "warning: '' (and 1 more): empty text" in r.stderr, r.stderr
+    (tmp_path / "long.txt").write_text("short\n" + "tree " * 220_000 + "\n")  # 1.1M characters: as training refuses
+    r = cli("predict", "m.onnx", "long.txt", cwd=tmp_path)
+    assert r.returncode == 1 and "long.txt:2: a text of 1,100,000 characters" in r.stderr, r.stderr
     shutil.rmtree(data)  # a run folder needs no data for its vocab_size: run.json recorded it
     r = cli("export", "run", "-o", "again.onnx", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -233,13 +233,13 @@ def read_csv(path: str | Path, delimiter: str = ",", max_rows: int | None = None
 
 
 def _not_utf8(path: Path) -> DataError:
-    """Where a file stops being UTF-8: its line, the byte and its column."""
+    """Where a file stops being UTF-8: its line, the byte and its position in the line."""
     with open_regular(path, MAX_CSV_BYTES, "CSV", DataError) as f:
         for number, raw in enumerate(f, start=1):
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                return data_error(f"{path}:{number}: not UTF-8: byte 0x{raw[e.start]:02x} at column {e.start + 1}",
+                return data_error(f"{path}:{number}: not UTF-8: byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line",
                                   "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
     return data_error(f"{path}: not a UTF-8 text file")
 

@@ -238,9 +238,33 @@ def is_text_model(meta: dict) -> bool:
     return isinstance(pre, dict) and pre.get("kind") == "text"
 
 
-def text_inputs(meta: dict, inputs: tuple[str, ...], texts: tuple[str, ...]) -> Iterator[tuple[list[str], list[list[str]]]]:
+def text_inputs(meta: dict, inputs: tuple[str, ...], texts: tuple[str, ...], tell: Tell | None = None
+                ) -> Iterator[tuple[list[str], list[list[str]]]]:
     """(names, one list of cells per text column) for each source of texts: the --text
-    strings, then each file (.txt: a text per line; .csv: the training text columns)."""
+    strings, then each file (.txt: a text per line; .csv: the training text columns), their
+    texts checked as training checks them (length: an error; empty: said to `tell`)."""
+    for names, cells in _text_sources(meta, inputs, texts):
+        _check_texts(names, cells, tell)
+        yield names, cells
+
+
+def _check_texts(names: list[str], cells: list[list[str]], tell: Tell | None) -> None:
+    from netspec.data.text import MAX_TEXT_CHARS
+
+    for column in cells:
+        long = next((i for i, c in enumerate(column) if len(c) > MAX_TEXT_CHARS), None)
+        if long is not None:
+            raise data_error(f"{names[long]}: a text of {len(column[long]):,} characters; netspec reads texts of up "
+                             f"to {MAX_TEXT_CHARS:,}", "cut long documents into pieces (or keep their beginnings)")
+    empty = [n for i, n in enumerate(names) if not any(column[i].strip() for column in cells)]
+    if empty and tell is not None:
+        more = f" (and {len(empty) - 1:,} more)" if len(empty) > 1 else ""
+        tell(f"warning: {empty[0]}{more}: empty text; the model sees a single padding token for it, so its "
+             "prediction says nothing about a text")
+
+
+def _text_sources(meta: dict, inputs: tuple[str, ...], texts: tuple[str, ...]
+                  ) -> Iterator[tuple[list[str], list[list[str]]]]:
     pre = meta["preprocessing"]
     columns = list(pre.get("text") or [])
     if texts:
@@ -290,7 +314,7 @@ def _text_lines(path: Path) -> list[tuple[int, str]]:
         try:
             line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r")
         except UnicodeDecodeError as e:
-            raise data_error(f"{path}:{n}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+            raise data_error(f"{path}:{n}: not UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line)",
                              "save the file as UTF-8") from None
         if line.strip():
             out.append((n, line))
@@ -300,7 +324,7 @@ def _text_lines(path: Path) -> list[tuple[int, str]]:
 
 
 def text_predictions(session: Any, meta: dict, inputs: tuple[str, ...], texts: tuple[str, ...], top_k: int,
-                     batch_size: int) -> Iterator[dict]:
+                     batch_size: int, tell: Tell | None = None) -> Iterator[dict]:
     """Texts tokenized with the model's own tokenizer, padded per batch, through onnxruntime."""
     from tokenizers import Tokenizer
 
@@ -308,7 +332,7 @@ def text_predictions(session: Any, meta: dict, inputs: tuple[str, ...], texts: t
 
     pre = meta["preprocessing"]
     tokenizer = Tokenizer.from_str(pre["tokenizer"])
-    for names, cells in text_inputs(meta, inputs, texts):
+    for names, cells in text_inputs(meta, inputs, texts, tell):
         for start in range(0, len(names), batch_size):
             ids, lengths = encode_texts(tokenizer, [c[start:start + batch_size] for c in cells], pre.get("max_len"))
             kept = np.minimum(lengths, ids.shape[1])
@@ -329,7 +353,7 @@ def predictions(session: Any, meta: dict, inputs: tuple[str, ...], top_k: int = 
     done: {"input": name, and "predictions" (top-k classes), "label"/"probabilities" or "values"}.
     `texts`: raw texts for a model of texts (--text)."""
     if is_text_model(meta):
-        yield from text_predictions(session, meta, inputs, texts, top_k, batch_size)
+        yield from text_predictions(session, meta, inputs, texts, top_k, batch_size, tell)
         return
     if texts:
         raise data_error("--text is for models trained on text columns; this one takes "
