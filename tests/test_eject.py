@@ -87,7 +87,7 @@ def eject_and_compare(spec: Path, overrides: tuple[str, ...], tmp_path: Path) ->
     assert "weights saved in" in r.stdout
     # the test line says which weights it tested, as netspec's does
     assert not re.search(r"^test: ", r.stdout, re.M), r.stdout
-    assert all(re.match(r"test \((best|last) epoch \d+ of \d+\): test_", line)
+    assert all(re.match(r"test \((best epoch \d+ of \d+ by \w+|last epoch \d+ of \d+)\): test_", line)
                for line in r.stdout.splitlines() if line.startswith("test"))
     ours = torch.load(run / "model.pt", weights_only=True)
     theirs = torch.load(out / "model.pt", weights_only=True)

@@ -234,9 +234,9 @@ def test_train_says_which_epoch_the_test_metrics_come_from(tmp_path):
     r = run("train", spec, "--out", str(tmp_path / "run"))
     assert r.returncode == 0, r.stderr
     best = json.loads((tmp_path / "run" / "run.json").read_text())["result"]["best_epoch"]
-    assert re.search(rf"^test \(best epoch {best} of 3\): test_loss [0-9.e+-]+  test_mae", r.stdout, re.M), r.stdout
+    assert re.search(rf"^test \(best epoch {best} of 3 by val_loss\): test_loss [0-9.e+-]+  test_mae", r.stdout, re.M), r.stdout
     r = run("eval", str(tmp_path / "run"))  # and eval says which weights it evaluates
-    assert f"weights: {tmp_path / 'run' / 'model.pt'} (best epoch {best} of 3)" in r.stdout, r.stdout + r.stderr
+    assert f"weights: {tmp_path / 'run' / 'model.pt'} (best epoch {best} of 3 by val_loss)" in r.stdout, r.stdout + r.stderr
     r = run("train", spec, "--out", str(tmp_path / "last"), "--set", "train.save=last", "--epochs", "1")
     assert re.search(r"^test \(last epoch 1 of 1\): test_loss", r.stdout, re.M), r.stdout
     assert ", batch 8, 1 epoch\n" in r.stdout  # not "1 epochs"

@@ -75,7 +75,7 @@ def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, .
 
 
 def tested_weights(checked: ir.CheckedSpec, weights: Path) -> dict:
-    """{"weights": "runs/m/model.pt (best epoch 3 of 5)"} for a run folder's model.pt, as the
+    """{"weights": "runs/m/model.pt (best epoch 3 of 5 by val_loss)"} for a run folder's model.pt, as the
     run's test line says it; {"weights": path} for any other file."""
     from netspec.train.runs import read_run_json
 
@@ -84,5 +84,9 @@ def tested_weights(checked: ir.CheckedSpec, weights: Path) -> dict:
     best = result.get("best_epoch") if isinstance(result, dict) else None
     if not (isinstance(epochs, int) and isinstance(best, int) and 0 < best <= epochs):
         return {"weights": str(weights)}
-    which = f"best epoch {best}" if checked.train.save == "best" else f"last epoch {epochs}"
-    return {"weights": f"{weights} ({which} of {epochs})"}
+    if checked.train.save != "best":
+        return {"weights": f"{weights} (last epoch {epochs} of {epochs})"}
+    from netspec.train.preflight import monitor_of
+
+    monitor = monitor_of(checked, any(str(k).startswith("val_") for k in result or {}))[0]
+    return {"weights": f"{weights} (best epoch {best} of {epochs} by {monitor})"}

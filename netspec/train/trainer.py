@@ -533,7 +533,7 @@ class Trainer:
         if self.cfg.save == "best" and self.state.best_weights is not None:
             model = copy.deepcopy(self.model)  # the weights model.pt holds
             model.load_state_dict(self.state.best_weights)
-            tested = f"best epoch {self.state.best_epoch} of {self.state.epoch}"
+            tested = f"best epoch {self.state.best_epoch} of {self.state.epoch} by {self.monitor.key}"
         confusion_state = None
         report_split = None
         if self.data.test is not None:

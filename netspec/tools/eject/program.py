@@ -247,7 +247,7 @@ def main() -> None:
     tested = f"last epoch {state.epoch} of {state.epoch}"
     if SAVE == "best" and state.best_weights is not None:
         loop.model.load_state_dict(state.best_weights)
-        tested = f"best epoch {state.best_epoch} of {state.epoch}"
+        tested = f"best epoch {state.best_epoch} of {state.epoch} by {MONITOR}"
     if "test" in data:
         result = evaluate(loop, evaluation_batches(*data["test"]), new_metrics())
         print(f"test ({tested}): " + "  ".join(f"test_{k} {v:.4g}" for k, v in result.items()))
