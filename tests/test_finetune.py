@@ -236,10 +236,28 @@ def test_check_without_data_still_reads_the_weights_header(base_run, tmp_path):
     assert r.exit_code == 0 and "ok:" in r.output, r.output
 
 
+def test_warnings_for_frozen_layers_that_stay_random_and_renamed_names_shown(base_run, tmp_path):
+    """Found by a newcomer: `--set weights.from=none` kept the freeze silently (frozen random
+    layers); a skipped and frozen layer that unfreezes later was said to stay random for good;
+    keys a rename left unused were shown by their old names only."""
+    spec = tuned_spec(tmp_path, base_run)
+    warned = [w.message for w in netspec.load(str(spec), ("weights.from=none",)).warnings]
+    assert any("`body` is frozen, but `weights` loads nothing (`from: none`)" in m for m in warned), warned
+    later = tuned_spec(tmp_path, base_run, weights_extra="", name="later.net")
+    later.write_text(later.read_text().replace("skip: [head]", "skip: [head, body.fc2]"))
+    warned = [w.message for w in netspec.load(str(later)).warnings]
+    assert any("`body.fc2` is skipped (left at its initialisation) and frozen: it stays random until epoch 3" in m
+               for m in warned), warned
+    prefixed = tuned_spec(tmp_path, base_run, weights_extra='rename: { "": "x." }', name="prefixed.net")
+    with pytest.raises(NetspecError) as e:
+        netspec.load(str(prefixed), read_data=True)
+    assert "not used by the model: body.fc1.weight (renamed x.body.fc1.weight)" in e.value.render()
+
+
 SPEC_ERRORS = {  # replacements in the tuned spec -> the message
     "rename_two_onto_one": ({"skip: [head]": 'skip: [head]\n    rename: { "body.fc1.": "body.fc2.", "body.fc2.": '
                                              '"body.fc2." }'},
-                            "renamed onto one name: body.fc1.weight and body.fc2.weight all become body.fc2.weight"),
+                            "renamed onto one name: body.fc1.weight and body.fc2.weight both become body.fc2.weight"),
     "skip_without_parameters": ({"skip: [head]": "skip: [head, body.relu1]"},
                                 "skip: `body.relu1` has no parameters or buffers"),
     "freeze_everything": ({"freeze: [body]": "freeze: [body, head]"}, "freeze covers every parameter of model `tuned`"),

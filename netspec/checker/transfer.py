@@ -305,12 +305,25 @@ def transfer_pass(ctx: CheckContext) -> None:
     ctx.weights = checker.weights_section(ctx.sections.get("weights"))
     if ctx.train is not None:
         ctx.train = checker.train_section(ctx.sections.get("train"), ctx.train)
+        if ctx.weights is None and ctx.train.freeze and "weights" in ctx.sections:
+            first = ctx.train.freeze[0]
+            ctx.warn(first.span, f"`{first.path}` is frozen, but `weights` loads nothing (`from: none`): it stays at "
+                     "its random initialisation for the frozen epochs",
+                     'for a from-scratch comparison unfreeze too: --set "train.freeze=[]" --set "train.unfreeze={ }"')
+        elif ctx.weights is None and ctx.train.freeze:
+            first = ctx.train.freeze[0]
+            ctx.warn(first.span, f"`{first.path}` is frozen, but no weights are loaded: it stays at its random "
+                     "initialisation for the frozen epochs", "load trained weights with a `weights` section, or "
+                     "leave it out of `freeze`")
         if ctx.weights is not None and checker.model is not None:
             frozen = [p.path for p in ctx.train.freeze]
+            later = {u.path.path: u.epoch for u in ctx.train.unfreeze}
             for p in ctx.weights.skip:
                 if any(under(p.path, f) for f in frozen):
-                    ctx.warn(p.span, f"`{p.path}` is skipped (left at its initialisation) and frozen: it stays random",
-                             "a new head should train; leave it out of `freeze`")
+                    until = min((e for path, e in later.items() if under(p.path, path)), default=None)
+                    stays = "it stays random" if until is None else f"it stays random until epoch {until}"
+                    ctx.warn(p.span, f"`{p.path}` is skipped (left at its initialisation) and frozen: {stays}",
+                             "a layer left at its initialisation should train; leave it out of `freeze`")
 
 
 # ---------------------------------------------------------------- the file: keys and shapes

@@ -49,6 +49,7 @@ class Match:
     converted: list[tuple[str, str]] = field(default_factory=list)  # (model key, file dtype): another precision
     collisions: dict[str, list[str]] = field(default_factory=dict)  # name <- several file keys
     idle_renames: list[str] = field(default_factory=list)  # rename prefixes that matched no file key
+    names: dict[str, str] = field(default_factory=dict)  # file key -> the name it has after renaming (when other)
 
     def fits(self, allow_unused: bool) -> bool:
         return not (self.missing or self.misshaped or self.wrong_kind or self.collisions or self.idle_renames
@@ -77,6 +78,8 @@ def match(file: dict[str, TensorInfo], model: dict[str, TensorInfo], rules: Sequ
             m.skipped.append(key)
         elif name not in model:
             m.unused.append(key)
+        if name != key:
+            m.names[key] = name
     for name, want in model.items():
         if any(under(name, p) for p in skip):
             m.kept.append(name)
@@ -108,6 +111,9 @@ def _shape(info: TensorInfo) -> str:
 def describe(m: Match, file: dict[str, TensorInfo], model: dict[str, TensorInfo], allow_unused: bool) -> list[str]:
     """Every problem of `m`, one line each, by name with both shapes."""
     lines = []
+    for name, keys in m.collisions.items():  # first: the other lines follow from it
+        lines.append(f"renamed onto one name: {', '.join(keys[:-1])} and {keys[-1]} "
+                     f"{'both' if len(keys) == 2 else 'all'} become {name}")
     for name, key in m.misshaped:
         shown = name if name == key else f"{name} (the file's {key})"
         lines.append(f"different shape: {shown}: {_shape(file[key])} in the file, {_shape(model[name])} in the model")
@@ -117,9 +123,8 @@ def describe(m: Match, file: dict[str, TensorInfo], model: dict[str, TensorInfo]
         lines.append(f"missing from the file: {name} {_shape(model[name])}")
     if not allow_unused:
         for key in m.unused:
-            lines.append(f"not used by the model: {key} {_shape(file[key])}")
-    for name, keys in m.collisions.items():
-        lines.append(f"renamed onto one name: {' and '.join(keys)} all become {name}")
+            shown = f"{key} (renamed {m.names[key]})" if key in m.names else key
+            lines.append(f"not used by the model: {shown} {_shape(file[key])}")
     for old in m.idle_renames:
         lines.append(f'rename "{old}" matches no tensor of the file')
     return lines
@@ -129,9 +134,11 @@ def advice(m: Match, allow_unused: bool) -> str:
     """What would make the file fit: the layers to skip, the unused tensors to allow."""
     parts = []
     layers = list(dict.fromkeys(name.rsplit(".", 1)[0] for name, _ in m.misshaped))
+    if m.collisions:
+        return "each tensor of the file needs a name of its own: change or drop the `rename` entry that joins them"
     if layers and len(layers) <= 3:
         parts.append(f"`skip: [{', '.join(layers)}]` leaves {'them' if len(layers) > 1 else 'it'} at "
-                     "initialisation (a new head)")
+                     "their initialisation (trained from scratch, as a new head is)")
     if m.missing or m.idle_renames or m.collisions:
         parts.append('`rename: { "old.": "new." }` renames the file\'s key prefixes')
     if m.unused and not allow_unused and not (m.missing or m.misshaped):
