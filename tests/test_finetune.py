@@ -428,6 +428,11 @@ def test_eject_loads_freezes_and_groups_the_same(base_run, tmp_path):
     text = program.read_text()
     assert f'WEIGHTS = "{base_run / "model.pt"}"' in text and "def load_pretrained(" in text
     assert "def start_epoch(" in text and "trainable_groups(model, PLAN, 1)" in text
+    # fewer epochs than the staged unfreeze needs: refused as netspec train refuses it
+    r = subprocess.run([sys.executable, str(program), "--epochs", "2", "--out", str(tmp_path / "short")],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 1 and "body.fc2 would train from epoch 3, but the run has 2 epochs" in r.stderr, r.stderr
+    assert r.stdout.startswith(f"weights: 9 of 11 tensors loaded from {base_run / 'model.pt'}"), r.stdout
 
 
 @pytest.mark.slow

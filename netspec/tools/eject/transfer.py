@@ -90,7 +90,11 @@ def glue(text: str, checked: ir.CheckedSpec) -> str:
     the staged unfreeze applied, as `netspec train` does them."""
     plan = checked.train.freeze or checked.train.param_groups
     load = ("\n    if WEIGHTS is not None:\n"
-            "        load_pretrained(model, read_weights(WEIGHTS), WEIGHT_RULES, RENAME, SKIP, ALLOW_UNUSED)"
+            "        tensors = read_weights(WEIGHTS)\n"
+            "        kept = load_pretrained(model, tensors, WEIGHT_RULES, RENAME, SKIP, ALLOW_UNUSED)\n"
+            "        print(f\"weights: {len(model.state_dict()) - len(kept)} of {len(model.state_dict())} tensors \"\n"
+            "              f\"loaded from {WEIGHTS}\" + (f\"; left at their initialisation: {', '.join(SKIP)}\" "
+            "if kept else \"\"))"
             if checked.weights is not None else "")
     freeze = "\n    frozen = set_trainable(model, PLAN, 1) if PLAN is not None else []" if plan else ""
     text = _replace(text, "    model = build_model().to(DEVICE)\n",
@@ -113,6 +117,10 @@ def glue(text: str, checked: ir.CheckedSpec) -> str:
                         "            loop.frozen_norms = frozen\n"
                         "            print(f\"epoch {epoch}: unfreezing \" + \", \".join(p for p, e in "
                         "PLAN.unfreeze.items() if e == epoch))\n\n"
+                        "    late = [(p, e) for p, e in PLAN.unfreeze.items() if e > args.epochs]\n"
+                        "    if late:  # as netspec train refuses it: the staged unfreeze would never happen\n"
+                        "        sys.exit(f\"error: unfreeze: {late[0][0]} would train from epoch {late[0][1]}, but the \"\n"
+                        "                 f\"run has {args.epochs} epochs; run at least {late[0][1]} (--epochs)\")\n\n"
                         "    try:\n        fit(loop, state, args.epochs, train, validate if \"val\" in data else None,\n"
                         "            Monitor(MONITOR, MINIMIZE, MIN_DELTA, PATIENCE), end_of_epoch, start_epoch=unfreeze)")
     return text
