@@ -211,7 +211,8 @@ class TransferChecker:
             if epoch > epochs:
                 self.ctx.err(item.value.span if item.value else item.span,
                              f"unfreeze: `{p.path}` would train from epoch {epoch}, but the run has {epochs} "
-                             f"epoch{'s' if epochs != 1 else ''}", f"use an epoch from 2 to {epochs}, or raise `epochs`")
+                             f"epoch{'s' if epochs != 1 else ''}", f"use an epoch from 2 to {epochs}, or raise `epochs` (in `train`, or "
+                             "`--epochs` on the command line)")
                 continue
             if self.resolve(p, "unfreeze") is not None:
                 frozen = [k for k, (_, param) in self.state_under(p).items()
