@@ -23,8 +23,6 @@ import math
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from netspec import catalogue as cat
 from netspec import ir
 from netspec.checker.context import CheckContext
@@ -145,6 +143,8 @@ def _missing(ctx: CheckContext, name: str, why: str) -> None:
 
 def text_facts(data: ir.DataConfig, seed: int, classes: bool) -> TextFacts:
     """The training split's texts, tokenized as training will tokenize them (data/text.py)."""
+    import numpy as np
+
     from netspec.data.encode import class_codes, empty_vocabulary, text_problems
     from netspec.data.prepare import csv_training_rows
     from netspec.data.sources import read_csv
@@ -181,6 +181,8 @@ def text_facts(data: ir.DataConfig, seed: int, classes: bool) -> TextFacts:
 def count_classes(data: ir.DataConfig, seed: int) -> int | None:
     """Classes in the training split of a non-text source: its own class list (MNIST's digits,
     an image folder's subfolders) or the distinct labels of its training rows."""
+    import numpy as np
+
     from netspec.data.encode import class_codes
     from netspec.data.prepare import csv_training_rows, source_rows, split_rows
     from netspec.data.sources import ReadOptions, read_csv, read_source
