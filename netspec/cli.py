@@ -551,7 +551,7 @@ def eval_cmd(file: str, weights: str | None, spec_file: str | None, overrides: t
 
         if os.path.isdir(file) and weights is None:
             weights = str(Path(file) / "model.pt")
-        results = evaluate_file(_spec_or_run(file), weights, overrides)
+        results = evaluate_file(_spec_or_run(file), weights, overrides, _tell)
     if as_json:
         click.echo(json.dumps(results))
     else:
@@ -629,7 +629,7 @@ def data_cmd(file: str, preview: bool, output: str, count: int, overrides: tuple
     from netspec.tools.inspect_data import describe, inspect
     from netspec.tools.inspect_data import preview as draw_preview
 
-    checked, data = inspect(_spec_or_run(file), overrides)
+    checked, data = inspect(_spec_or_run(file), overrides, _tell)
     click.echo(describe(checked, data))
     if preview:
         n = draw_preview(checked, data, Path(output), count)
@@ -760,7 +760,7 @@ def eject(file: str, output: str | None, overrides: tuple[str, ...]) -> None:
     spec = _spec_or_run(file)
     checked = load(spec, overrides, read_data=True)
     target = output or f"train_{checked.model.name}.py"
-    text = write_program(checked, target, [file, spec], file, overrides)
+    text = write_program(checked, target, [file, spec], file, overrides, _tell)
     click.echo(f"wrote {target} ({len(text.splitlines()):,} lines); run it with: {shell_command('python', target)}")
 
 

@@ -15,6 +15,22 @@ EXAMPLES = ROOT / "examples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+SAID: set[str] = set()  # the image warnings said in this process (as a netspec command, once each)
+
+
+def say(result):
+    """What the CLI does with an image folder's scan or load: each warning once (`warning: ...`)
+    and a build's `decoded ...` line, on stderr. The library returns them; tests of its
+    functions say them here, as a command would."""
+    for w in result.warnings:
+        if w not in SAID:
+            SAID.add(w)
+            print(f"warning: {w}", file=sys.stderr)
+    if getattr(result, "decoded", None):
+        print(result.decoded, file=sys.stderr)
+    return result
+
+
 def write_spec(tmp_path: Path, text: str, name: str = "spec.net") -> str:
     p = tmp_path / name
     p.write_text(text)

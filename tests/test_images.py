@@ -22,7 +22,7 @@ from netspec.data import images
 from netspec.data.datasets import cache_dir, find_dataset
 from netspec.data.images import decode_image, load_image_folder, load_npy, load_npz, scan_folder
 from netspec.errors import DataError
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, SAID, say
 
 IMAGES = FIXTURES / "images"
 FORMATS = ["rgb.png", "rgb.jpg", "rgb.bmp", "rgb.webp"]
@@ -236,7 +236,7 @@ def test_scan_errors(tmp_path):
 def test_empty_class_folder_warns_and_keeps_index(tmp_path, capsys):
     root = make_folder(tmp_path / "train", {"a": 1, "c": 1})
     (root / "b").mkdir()
-    index = scan_folder(root)
+    index = say(scan_folder(root))
     assert index.classes == ("a", "b", "c") and index.labels.tolist() == [0, 2]
     assert "1 class folder holds no images and keeps its class index: b" in capsys.readouterr().err
 
@@ -250,7 +250,7 @@ def test_symlinked_folders(tmp_path, capsys):
     (root / "a" / "inside").symlink_to(root / "b", target_is_directory=True)
     (root / "c").symlink_to(outside / "x", target_is_directory=True)
     (root / "b" / "link.png").symlink_to(outside / "x" / "000.png")
-    index = scan_folder(root)
+    index = say(scan_folder(root))
     rel = [f.relative_to(root).as_posix() for f in index.files]
     assert index.classes == ("a", "b")
     assert rel == ["a/000.png", "a/inside/000.png", "a/inside/link.png", "b/000.png", "b/link.png"]
@@ -265,7 +265,7 @@ def test_symlinked_folders(tmp_path, capsys):
 def test_cache_matches_direct_decoding(tmp_path, cache, capsys):
     root = make_folder(tmp_path / "train", {"b": 3, "a": 2})
     write_image(root / "a" / "wide.png", 50, size=(9, 13))
-    got = load_image_folder(root, (4, 5), 3, cache_root=cache)
+    got = say(load_image_folder(root, (4, 5), 3, cache_root=cache))
     assert got.built and got.classes == ("a", "b")
     assert isinstance(got.x, np.memmap) and not got.x.flags.writeable
     assert got.x.dtype == np.uint8 and got.x.shape == (6, 3, 4, 5)
@@ -303,10 +303,10 @@ def no_decoding(*args, **kwargs):
 
 def test_cache_reused_without_decoding(tmp_path, cache, monkeypatch, capsys):
     root = make_folder(tmp_path / "train", {"a": 2, "b": 2})
-    first = load_image_folder(root, (4, 4), 1, cache_root=cache)
+    first = say(load_image_folder(root, (4, 4), 1, cache_root=cache))
     capsys.readouterr()
     monkeypatch.setattr(images, "decode_image", no_decoding)
-    again = load_image_folder(root, (4, 4), 1, cache_root=cache)
+    again = say(load_image_folder(root, (4, 4), 1, cache_root=cache))
     assert not again.built and again.cache == first.cache
     assert np.array_equal(again.x, first.x) and np.array_equal(again.y, first.y) and again.files == first.files
     assert capsys.readouterr().err == ""
@@ -356,7 +356,7 @@ def test_losing_builder_uses_the_winners_folder(tmp_path, cache):
     inode = (first.cache / "x.uint8").stat().st_ino
     job = images._Job(scan_folder(root), (4, 4), 1, False)
     key, source = images._cache_key(job)
-    late = images._build(job, cache, cache / key, source, 1, False)  # its rename finds the folder taken
+    late = images._build(job, cache, cache / key, source, 1, False, [])  # its rename finds the folder taken
     assert late.cache == first.cache and (late.cache / "x.uint8").stat().st_ino == inode
     assert [p.name for p in cache.iterdir()] == [key]
 
@@ -382,7 +382,7 @@ def test_skip_bad_skips_and_reports(tmp_path, cache, capsys):
     root = make_folder(tmp_path / "train", {"a": 2, "b": 2})
     (root / "a" / "0001x.png").write_bytes((IMAGES / "text.png").read_bytes())
     (root / "b" / "0005.png").write_bytes((IMAGES / "truncated.png").read_bytes())
-    got = load_image_folder(root, (4, 4), 1, skip_bad=True, cache_root=cache)
+    got = say(load_image_folder(root, (4, 4), 1, skip_bad=True, cache_root=cache))
     assert [f.name for f, _ in got.skipped] == ["0001x.png", "0005.png"]
     assert "not a PNG" in got.skipped[0][1] and "truncated" in got.skipped[1][1]
     assert [f.name for f in got.files] == ["000.png", "001.png", "000.png", "001.png"]
@@ -391,11 +391,11 @@ def test_skip_bad_skips_and_reports(tmp_path, cache, capsys):
         assert np.array_equal(got.x[i], pillow(f, (4, 4), 1))
     err = capsys.readouterr().err
     assert "warning: skipped:" in err and "0001x.png" in err and "0005.png" in err
-    again = load_image_folder(root, (4, 4), 1, skip_bad=True, cache_root=cache)
+    again = say(load_image_folder(root, (4, 4), 1, skip_bad=True, cache_root=cache))
     assert not again.built and again.skipped == got.skipped and again.files == got.files
     assert capsys.readouterr().err.count("warning: skipped:") == 0  # said once per process (check, then training)
-    images._WARNED.clear()  # a later run: a new process
-    load_image_folder(root, (4, 4), 1, skip_bad=True, cache_root=cache)
+    SAID.clear()  # a later run: a new process
+    say(load_image_folder(root, (4, 4), 1, skip_bad=True, cache_root=cache))
     assert capsys.readouterr().err.count("warning: skipped:") == 2  # reported again when the cache is reused
 
 
@@ -411,7 +411,7 @@ def test_skipped_warnings_are_capped(tmp_path, cache, capsys):
     write_image(tmp_path / "train" / "a" / "good.png", 1)
     for i in range(13):
         (tmp_path / "train" / "a" / f"bad{i:02d}.png").write_bytes(b"junk")
-    got = load_image_folder(tmp_path / "train", (4, 4), 1, skip_bad=True, cache_root=cache, progress=False)
+    got = say(load_image_folder(tmp_path / "train", (4, 4), 1, skip_bad=True, cache_root=cache, progress=False))
     assert len(got.skipped) == 13 and len(got.files) == 1
     err = capsys.readouterr().err
     assert err.count("warning: skipped:") == 10 and "skipped 3 more unreadable images" in err
@@ -433,7 +433,7 @@ def test_process_pool_matches_in_process(tmp_path, cache, monkeypatch):
 
 
 def test_progress_false_is_quiet(tmp_path, cache, capsys):
-    load_image_folder(make_folder(tmp_path / "train", {"a": 1}), (2, 2), 1, cache_root=cache, progress=False)
+    say(load_image_folder(make_folder(tmp_path / "train", {"a": 1}), (2, 2), 1, cache_root=cache, progress=False))
     assert capsys.readouterr().err == ""
 
 

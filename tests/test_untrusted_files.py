@@ -428,6 +428,7 @@ def test_an_image_cache_changed_since_it_was_built_is_said_and_rebuilt(tmp_path,
     from PIL import Image
 
     from netspec.data.images import load_image_folder
+    from tests.conftest import say
 
     for k, name in enumerate(("a", "b")):
         (tmp_path / "imgs" / name).mkdir(parents=True)
@@ -446,9 +447,9 @@ def test_an_image_cache_changed_since_it_was_built_is_said_and_rebuilt(tmp_path,
         meta = json.loads((cache / "meta.json").read_text())
         del meta["digest"]  # a cache built before digests
         (cache / "meta.json").write_text(json.dumps(meta))
-    again = load_image_folder(tmp_path / "imgs", (6, 6), 1, cache_root=tmp_path / "cache", progress=False)
+    again = say(load_image_folder(tmp_path / "imgs", (6, 6), 1, cache_root=tmp_path / "cache", progress=False))
     err = capsys.readouterr().err
     assert again.built and f"the image cache {cache}" in err and "rebuilding it" in err, err
     assert (np.array(again.x) == x).all() and (again.y == y).all()
-    third = load_image_folder(tmp_path / "imgs", (6, 6), 1, cache_root=tmp_path / "cache", progress=False)
+    third = say(load_image_folder(tmp_path / "imgs", (6, 6), 1, cache_root=tmp_path / "cache", progress=False))
     assert not third.built and "rebuilding" not in capsys.readouterr().err

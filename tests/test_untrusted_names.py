@@ -147,6 +147,7 @@ def test_eject_and_new_print_commands_that_can_be_pasted(tmp_path, monkeypatch):
 
 def test_fifos_devices_and_broken_links_in_class_folders_are_said_once(tmp_path, capsys):
     from netspec.data.images import scan_folder
+    from tests.conftest import say
 
     image_folder(tmp_path / "imgs", ("a", "b"))
     os.mkfifo(tmp_path / "imgs" / "a" / "fifo.png")
@@ -154,7 +155,7 @@ def test_fifos_devices_and_broken_links_in_class_folders_are_said_once(tmp_path,
     os.symlink(tmp_path / "nowhere.png", tmp_path / "imgs" / "b" / "gone.png")
     os.mkfifo(tmp_path / "imgs" / "pipe")  # beside the class folders
     for _ in range(2):
-        index = scan_folder(tmp_path / "imgs")
+        index = say(scan_folder(tmp_path / "imgs"))
     assert len(index.files) == 12
     err = capsys.readouterr().err
     assert err.count("neither files nor folders") == 1, err

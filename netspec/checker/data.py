@@ -22,7 +22,7 @@ import numpy as np
 from netspec import ir
 from netspec.catalogue import fmt_shape
 from netspec.data.encode import Encoder, image_geometry, loss_task, takes_tokens
-from netspec.data.prepare import learn_and_encode, source_rows
+from netspec.data.prepare import learn_and_encode, source_rows, source_warnings
 from netspec.data.sources import PEEK_ROWS, RawSet, ReadOptions, read_source, table_env
 from netspec.errors import Diagnostic, NetspecError, data_error
 from netspec.util import count
@@ -34,10 +34,12 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
         return checked
     diags: list[Diagnostic] = []
     warnings: list[Diagnostic] = []
+    read: list[RawSet] = []  # what the sources said (image folders' warnings) comes first, as it was read first
     encoder = None
     try:
         raw = peek(checked, data.train)
         if raw is not None:
+            read.append(raw)
             encoder = learn(checked, raw)
             check_shape(checked, encoder, data.train)
             warnings += encoder.warnings
@@ -47,6 +49,7 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
         try:
             traw = peek(checked, data.test, encoder.pre.classes if data.test.kind == "image_folder" else None)
             if traw is not None:
+                read.append(traw)
                 check_test(encoder, traw, data.test)
         except NetspecError as e:
             diags += [_at(d, data.test.span) for d in e.diagnostics]
@@ -58,9 +61,10 @@ def check_data_files(checked: ir.CheckedSpec) -> ir.CheckedSpec:
             diags.append(Diagnostic(f"`target: input` trains the model to reproduce its input {fmt_shape(inp)}, "
                                     f"but it outputs {fmt_shape(out)}", checked.model.span, "error",
                                     f"make the last layer produce {fmt_shape(inp)} ({math.prod(d or 0 for d in inp)} values)"))
+    said = source_warnings(*read)
     if diags:
-        raise NetspecError(diags + list(checked.warnings) + warnings)
-    return replace(checked, warnings=tuple(checked.warnings) + tuple(warnings))
+        raise NetspecError(said + diags + list(checked.warnings) + warnings)
+    return replace(checked, warnings=tuple(said) + tuple(checked.warnings) + tuple(warnings))
 
 
 def learn(checked: ir.CheckedSpec, raw: RawSet) -> Encoder:
@@ -82,8 +86,9 @@ def learn(checked: ir.CheckedSpec, raw: RawSet) -> Encoder:
 
 
 def _at(d: Diagnostic, span: ir.Span) -> Diagnostic:
-    """A data problem without a position of its own sits at the source expression."""
-    return d if d.span else replace(d, span=span)
+    """A data problem without a position of its own sits at the source expression (a warning
+    said while reading, e.g. of an image folder's links, stays as said)."""
+    return d if d.span or d.severity != "error" else replace(d, span=span)
 
 
 def _rows(raw: RawSet) -> int:

@@ -24,13 +24,14 @@ it was built, or one built before digests were recorded, is said and rebuilt, ne
 Folders are mode 0700. Building decodes in a process pool (fork on Linux) of `workers`
 processes, in chunks that the parent appends to x.uint8 in file order, so peak memory is a
 few chunks whatever N is; sets under POOL_MIN_IMAGES decode in-process.
-stderr gets a tqdm bar when it is a terminal and one `decoded N images ...` line per build.
+stderr gets a tqdm bar when it is a terminal (a progress display: the one thing drawn here); the
+`decoded N images ...` line of a build and every warning are returned to the caller, who says them.
 
 Folder scanning: hidden entries (names starting with ".") are ignored; files with other
 extensions are ignored (and counted in the error when no image is found); symbolic links
 to files are read; symbolic links to folders are followed only when they stay inside root
 (and never in a cycle). A class folder without images keeps its class index and gets a
-warning on stderr (the class list is the folder list, so indices stay stable). Entries that
+warning (the class list is the folder list, so indices stay stable). Entries that
 are neither files nor folders (FIFOs, devices, sockets, broken links) are never opened, and
 said once.
 
@@ -66,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from netspec.data.datasets import cache_dir
-from netspec.errors import DataError, data_error
+from netspec.errors import NO_SPAN, DataError, Diagnostic, NetspecError, data_error
 from netspec.util import count, open_regular, read_regular, write_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -86,14 +87,17 @@ SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validati
 SKIP_HELP = "`skip_bad: true` in `data` skips unreadable images (each is reported)"
 
 
-_WARNED: set[str] = set()
+def _warn(said: list[str], message: str) -> None:
+    """A warning for the caller (each once per call): this module never prints."""
+    if message not in said:
+        said.append(message)
 
 
-def _warn(message: str) -> None:
-    """Once per process: check's data pass and the data preparation scan the same folders."""
-    if message not in _WARNED:
-        _WARNED.add(message)
-        print(f"warning: {message}", file=sys.stderr)
+def _with_warnings(e: NetspecError, said: list[str]) -> NetspecError:
+    """`e` with the warnings said before it (first, as the user would have read them)."""
+    if not said:
+        return e
+    return type(e)([Diagnostic(w, NO_SPAN, "warning") for w in said] + e.diagnostics)
 
 
 # ---------------------------------------------------------------- scanning
@@ -105,6 +109,7 @@ class FolderIndex:
     files: tuple[Path, ...]  # sorted: by class, then by relative path
     labels: np.ndarray  # int64 [N], index into classes
     classes: tuple[str, ...]  # subfolder names, sorted
+    warnings: tuple[str, ...] = ()  # for the caller to say (`warning: ...`): links not followed, empty classes, ...
 
 
 @dataclass
@@ -208,11 +213,18 @@ def scan_folder(root: str | Path, classes: tuple[str, ...] | None = None) -> Fol
     classes=None: the sorted subfolders of root are the classes (training). Given (validation,
     test, predict reuse the training list): a subfolder not in it is an error; a class without
     a folder is fine."""
-    root = Path(root)
+    said: list[str] = []
+    try:
+        return _scan(Path(root), classes, said)
+    except NetspecError as e:
+        raise _with_warnings(e, said) from None
+
+
+def _scan(root: Path, classes: tuple[str, ...] | None, said: list[str]) -> FolderIndex:
     _check_root(root)
     root_real = os.path.realpath(root)
     folders, others, links, special = _class_folders(root, root_real)
-    _warn_links(root, links)
+    _warn_links(said, root, links)
     if not folders:
         raise data_error(f"{root}: no class subfolders ({_describe_ignored(others)})",
                          f"put the images in one subfolder per class: {root}/<class>/<image>")
@@ -220,12 +232,12 @@ def scan_folder(root: str | Path, classes: tuple[str, ...] | None = None) -> Fol
         classes = tuple(sorted(folders))
         splits = sorted((c for c in classes if c.lower() in SPLIT_NAMES), key=lambda c: not c.lower().startswith("tr"))
         if splits and len(splits) >= len(classes) - 1:
-            _warn(f"{root}: the class folders are named {', '.join(classes)}: is this the folder that holds the "
+            _warn(said, f"{root}: the class folders are named {', '.join(classes)}: is this the folder that holds the "
                   f"splits? Point `train:` at {root / splits[0]} (and `test:` at its sibling); each class is one "
                   "subfolder of it")
     else:
         _check_known_classes(root, folders, classes)
-    return _index(root, root_real, folders, tuple(classes), special)
+    return _index(root, root_real, folders, tuple(classes), special, said)
 
 
 def _check_known_classes(root: Path, folders: dict[str, Path], classes: tuple[str, ...]) -> None:
@@ -237,7 +249,7 @@ def _check_known_classes(root: Path, folders: dict[str, Path], classes: tuple[st
 
 
 def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[str, ...],
-           special: list[Path]) -> FolderIndex:
+           special: list[Path], said: list[str]) -> FolderIndex:
     files: list[Path] = []
     labels: list[int] = []
     ignored: Counter[str] = Counter()
@@ -246,7 +258,7 @@ def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[
         if name not in folders:
             continue
         walk = _walk_class(folders[name], root_real)
-        _warn_links(root, walk.links_skipped)
+        _warn_links(said, root, walk.links_skipped)
         ignored.update(walk.ignored)
         special += walk.special
         if not walk.images:
@@ -258,14 +270,15 @@ def _index(root: Path, root_real: str, folders: dict[str, Path], classes: tuple[
                          f"netspec reads {' '.join(IMAGE_EXTENSIONS)} files in {root}/<class>/")
     unread = Counter({ext: n for ext, n in ignored.items() if ext in OTHER_IMAGE_EXTENSIONS})
     if unread:
-        _warn(f"{root}: {_describe_ignored(unread).replace('other files', 'images in other formats')} "
+        _warn(said, f"{root}: {_describe_ignored(unread).replace('other files', 'images in other formats')} "
               f"(netspec reads {' '.join(IMAGE_EXTENSIONS)}; convert them, e.g. to PNG, to train on them)")
-    _warn_special(root, special)
+    if special:  # never opened: a FIFO would block, a device would never end
+        _warn(said, special_entries(root, special))
     if empty:
         holds = "holds no images and keeps its" if len(empty) == 1 else "hold no images and keep their"
-        _warn(f"{root}: {count(len(empty), 'class folder')} {holds} class index: "
+        _warn(said, f"{root}: {count(len(empty), 'class folder')} {holds} class index: "
               f"{', '.join(empty[:WARN_LIST])}{', ...' if len(empty) > WARN_LIST else ''}")
-    return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), classes)
+    return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), classes, tuple(said))
 
 
 def _kind(path: Path) -> str:
@@ -275,13 +288,6 @@ def _kind(path: Path) -> str:
         return "broken link" if os.path.islink(path) else "unreadable entry"
     return ("FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
             else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
-
-
-def _warn_special(root: Path, special: list[Path]) -> None:
-    """One warning for the entries that are neither files nor folders (never opened: a FIFO
-    would block, a device would never end)."""
-    if special:
-        _warn(special_entries(root, special))
 
 
 def special_entries(root: Path, special: list[Path]) -> str:
@@ -294,11 +300,11 @@ def special_entries(root: Path, special: list[Path]) -> str:
     return f"{root}: skipped {len(special)} {what} ({said}): {names}" + (", ..." if len(special) > WARN_LIST else "")
 
 
-def _warn_links(root: Path, links: list[Path]) -> None:
+def _warn_links(said: list[str], root: Path, links: list[Path]) -> None:
     for link in links[:WARN_LIST]:
-        _warn(f"{link}: symbolic link to a folder outside {root} (or to its own ancestor); not followed")
+        _warn(said, f"{link}: symbolic link to a folder outside {root} (or to its own ancestor); not followed")
     if len(links) > WARN_LIST:
-        _warn(f"... and {len(links) - WARN_LIST} more such links")
+        _warn(said, f"... and {len(links) - WARN_LIST} more such links")
 
 
 # ---------------------------------------------------------------- decoding
@@ -372,6 +378,8 @@ class ImageArray:
     cache: Path  # the cache folder used
     skipped: tuple[tuple[Path, str], ...]  # (file, reason) skipped under skip_bad
     built: bool  # True when this call decoded (False: reused a valid cache)
+    warnings: tuple[str, ...] = ()  # for the caller to say (`warning: ...`): the scan's, a rebuilt cache, skipped files
+    decoded: str | None = None  # `decoded N images from ROOT into FOLDER (X s)` when built with progress, for stderr
 
 
 @dataclass(frozen=True)
@@ -395,27 +403,40 @@ def load_image_folder(root: str | Path, size: tuple[int, int], channels: int, cl
                       progress: bool = True) -> ImageArray:
     """The images under root, decoded once into a memory-mapped uint8 cache (see the module docstring).
 
-    progress=False: no progress bar and no summary line (warnings about skipped files still print)."""
-    job = _Job(scan_folder(root, classes), (int(size[0]), int(size[1])), int(channels), bool(skip_bad))
+    Nothing is printed but the progress bar (progress=True and stderr a terminal): the warnings
+    (the scan's, a cache rebuilt, skipped files: for the caller to say once) are the result's
+    `warnings`, and the summary line of a build its `decoded` (None with progress=False)."""
+    index = scan_folder(root, classes)
+    said = list(index.warnings)
+    try:
+        return _load(index, size, channels, skip_bad, cache_root, workers, progress, said)
+    except NetspecError as e:
+        raise _with_warnings(e, said) from None
+
+
+def _load(index: FolderIndex, size: tuple[int, int], channels: int, skip_bad: bool, cache_root: Path | None,
+          workers: int | None, progress: bool, said: list[str]) -> ImageArray:
+    job = _Job(index, (int(size[0]), int(size[1])), int(channels), bool(skip_bad))
     base = Path(cache_root) if cache_root is not None else cache_dir() / "images"
     key, source = _cache_key(job)
     folder = base / key
     try:
         cached = _open_cache(folder, job)
     except _Stale as e:
-        _warn(f"the image cache {folder} {e.args[0]}; rebuilding it")
+        _warn(said, f"the image cache {folder} {e.args[0]}; rebuilding it")
         cached = None
     if cached is not None:
-        _report_skipped(job.index.root, [why for _, why in cached.skipped])
+        _report_skipped(said, job.index.root, [why for _, why in cached.skipped])
+        cached.warnings = tuple(said)
         return cached
     _make_private_folder(base)
     _remove_dead_temps(base)
     started = time.perf_counter()
-    built = _build(job, base, folder, source, workers, progress)
+    built = _build(job, base, folder, source, workers, progress, said)
+    built.warnings = tuple(said)
     if progress:
         seconds = time.perf_counter() - started
-        print(f"decoded {count(len(built.files), 'image')} from {job.index.root} into {folder} ({seconds:.1f} s)",
-              file=sys.stderr)
+        built.decoded = f"decoded {count(len(built.files), 'image')} from {job.index.root} into {folder} ({seconds:.1f} s)"
     _prune_superseded(base, key, source)
     return built
 
@@ -533,7 +554,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _build(job: _Job, base: Path, folder: Path, source: str, workers: int | None, progress: bool) -> ImageArray:
+def _build(job: _Job, base: Path, folder: Path, source: str, workers: int | None, progress: bool,
+           said: list[str]) -> ImageArray:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(), dir=base))  # mode 0700
     except OSError as e:
@@ -541,7 +563,7 @@ def _build(job: _Job, base: Path, folder: Path, source: str, workers: int | None
     try:
         digest = hashlib.sha256()
         written, skipped = _decode_into(job, tmp / "x.uint8", workers, progress, digest)
-        _report_skipped(job.index.root, [why for _, why in skipped])
+        _report_skipped(said, job.index.root, [why for _, why in skipped])
         if not written:
             raise data_error(f"{job.index.root}: none of the {len(job.index.files):,} images could be read")
         _write_labels_and_meta(job, tmp, written, skipped, source, digest)
@@ -609,12 +631,12 @@ def _write_labels_and_meta(job: _Job, tmp: Path, written: list[int], skipped: li
         os.fsync(f.fileno())
 
 
-def _report_skipped(root: Path, reasons: list[str]) -> None:
+def _report_skipped(said: list[str], root: Path, reasons: list[str]) -> None:
     """One warning per skipped image (the first few), on every load, whether built or reused."""
     for why in reasons[:WARN_LIST]:
-        _warn(f"skipped: {why}")
+        _warn(said, f"skipped: {why}")
     if len(reasons) > WARN_LIST:
-        _warn(f"skipped {len(reasons) - WARN_LIST:,} more unreadable images under {root}")
+        _warn(said, f"skipped {len(reasons) - WARN_LIST:,} more unreadable images under {root}")
 
 
 # ---------------------------------------------------------------- parallel decoding

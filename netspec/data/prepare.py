@@ -13,6 +13,7 @@ module the ONNX graph contains. The rules are encode.py's (docs/language.md, "Da
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +28,7 @@ from netspec.data.encode import (  # noqa: F401 - image_geometry, loss_task, tak
     takes_tokens,
 )
 from netspec.data.sources import RawSet, ReadOptions, read_idx, read_source, table_env  # noqa: F401 - read_idx re-exported
-from netspec.errors import Diagnostic, NetspecError, data_error
+from netspec.errors import NO_SPAN, Diagnostic, NetspecError, data_error
 
 
 @dataclass
@@ -106,6 +107,10 @@ class Prepared:
     pre: Preprocessing
     notes: list[str] = field(default_factory=list)  # for the run output (e.g. where an image cache is)
     warnings: list[Diagnostic] = field(default_factory=list)
+    # what reading the sources said, for stderr (see `reading_lines`): image folders' warnings
+    # (links not followed, skipped files, a rebuilt cache; span-less) and `decoded N images ...` lines
+    source_warnings: list[Diagnostic] = field(default_factory=list)
+    decoded: list[str] = field(default_factory=list)
     text_lengths: dict[str, np.ndarray] = field(default_factory=dict)  # texts: tokens per text by split, uncut
 
     @property
@@ -132,6 +137,20 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
     if data is None or data.train is None:
         raise data_error(f"{checked.spec.file}: no data section with a `train:` source",
                          'add e.g. data { train: mnist(split="train") }')
+    said: list[RawSet] = []  # the sources read so far: an error carries their warnings
+    try:
+        return _prepare(checked, allow_download, saved, said)
+    except NetspecError as e:
+        warned = source_warnings(*said)
+        if not warned:
+            raise
+        raise type(e)(warned + e.diagnostics) from None
+
+
+def _prepare(checked: ir.CheckedSpec, allow_download: bool, saved: Preprocessing | dict | None,
+             said: list[RawSet]) -> Prepared:
+    data = checked.data
+    assert data is not None and data.train is not None
     if isinstance(saved, dict):
         saved = Preprocessing.from_json(saved)
     seed = checked.train.seed
@@ -142,6 +161,7 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
         else None
     base = _read(data.train, replace(opts, classes=classes_hint))
     notes = _source_notes(base)
+    said.append(base)
     n = len(base)
     rows = source_rows(data, n, seed)
     enc, x_all, y_all, pieces = learn_and_encode(checked, saved, base, rows)
@@ -155,6 +175,7 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
         tclasses = base.classes if data.test.kind == "image_folder" else None
         traw = _read(data.test, replace(opts, seed=seed + 1, classes=tclasses))
         notes += _source_notes(traw)
+        said.append(traw)
         tx, ty = enc.encode(traw, "test data", data.test)
         test = Split("test data", tx, ty)
     if len(train) == 0:
@@ -164,7 +185,8 @@ def prepare(checked: ir.CheckedSpec, *, allow_download: bool = True, saved: Prep
         learn_statistics(enc.pre, train)
         learn_target_statistics(enc.pre, train, data.normalize_target, checked.model.output_shape)
     enc.conform()
-    prepared = Prepared(train, val, test, enc.pre, notes, enc.warnings)
+    prepared = Prepared(train, val, test, enc.pre, notes, enc.warnings, source_warnings(*said),
+                        [raw.extra["decoded"] for raw in said if raw.extra.get("decoded")])
     if enc.pre.kind == "text":  # tokens per text before max_len, for `netspec data`
         lengths = enc.text_lengths["training data"]
         prepared.text_lengths = {"train": lengths[pieces[0]]}
@@ -252,6 +274,20 @@ def _source_notes(raw: RawSet) -> list[str]:
         state = "built" if raw.extra.get("built") else "reused"
         return [f"image cache {state}: {raw.extra['cache']}"]
     return []
+
+
+def source_warnings(*raws: RawSet) -> list[Diagnostic]:
+    """The warnings reading the sources gave (image folders'), each once, span-less."""
+    said = dict.fromkeys(w for raw in raws for w in raw.extra.get("warnings", ()))
+    return [Diagnostic(w, NO_SPAN, "warning") for w in said]
+
+
+def reading_lines(data: Prepared, shown: Iterable[str] = ()) -> list[str]:
+    """What reading the data said, as `netspec` prints it on stderr: each source warning whose
+    message is not in `shown` (check's data pass may have said it already), then the
+    `decoded ...` line of each image cache built."""
+    seen = set(shown)
+    return [w.render() for w in data.source_warnings if w.message not in seen] + data.decoded
 
 
 def split_rows(rows: np.ndarray, data: ir.DataConfig, seed: int,

@@ -341,10 +341,11 @@ def _read_image_folder(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:
                          "[channels, height, width] (channels 1 or 3)", span=src.span)
     if index is not None:
         return RawSet("image", str(args["path"]), np.zeros((0, opts.channels, *opts.image_size), np.uint8),
-                      index.labels, index.classes)
+                      index.labels, index.classes, extra={"warnings": list(index.warnings)})
     arr = load_image_folder(args["path"], opts.image_size, opts.channels, opts.classes, opts.skip_bad)
     return RawSet("image", str(args["path"]), arr.x, arr.y, arr.classes,
-                  extra={"cache": str(arr.cache), "built": arr.built, "files": arr.files})
+                  extra={"cache": str(arr.cache), "built": arr.built, "files": arr.files,
+                         "warnings": list(arr.warnings), "decoded": arr.decoded})
 
 
 def _read_arrays(src: ir.Source, args: dict, opts: ReadOptions) -> RawSet:

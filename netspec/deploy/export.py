@@ -264,14 +264,14 @@ def verify(graph: torch.nn.Module, onnx_path: str, batches: list, tolerance: flo
     return report
 
 
-def _metadata_for(checked: ir.CheckedSpec, weights: Path,
-                  need_data: bool = False) -> tuple[dict, np.ndarray | None, Preprocessing, Any]:
+def _metadata_for(checked: ir.CheckedSpec, weights: Path, need_data: bool = False,
+                  tell: Tell | None = None) -> tuple[dict, np.ndarray | None, Preprocessing, Any]:
     """ONNX metadata (labels, task, loss, spec hash), the run's preprocessing (from its
     checkpoint; recomputed from the data when there is none), a few real raw inputs for
     the parity check, and the prepared data (None when it cannot be read, unless
-    `need_data`: then its error is raised)."""
+    `need_data`: then its error is raised). What reading the data said goes to `tell`."""
     from netspec.data.loader import Loader, to_units
-    from netspec.data.prepare import loss_task, prepare
+    from netspec.data.prepare import loss_task, prepare, reading_lines
     from netspec.train.checkpoint import run_checkpoint
 
     saved, spec_hash = run_checkpoint(weights)
@@ -281,10 +281,17 @@ def _metadata_for(checked: ir.CheckedSpec, weights: Path,
     if checked.data is not None and checked.data.train is not None:
         try:
             data = prepare(checked, allow_download=False, saved=saved)
-        except NetspecError:
+        except NetspecError as e:
             if need_data:
                 raise
-            data = None  # no data at hand: random inputs only
+            data = None  # no data at hand: random inputs only (what reading it warned of is still said)
+            if tell is not None:
+                for d in e.diagnostics:
+                    if d.severity == "warning":
+                        tell(d.render())
+        if data is not None and tell is not None:
+            for line in reading_lines(data):
+                tell(line)
         if data is not None:
             pre = data.pre
             split = data.test or data.val or data.train
@@ -399,7 +406,7 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
         outputs.append(int8_path(out))
         check_output(outputs[1], [*inputs, out])
     clean_stale_temps(out.parent, [p.name for p in outputs])
-    meta, real, pre, data = _metadata_for(checked, weights_path, need_data=int8)
+    meta, real, pre, data = _metadata_for(checked, weights_path, need_data=int8, tell=tell)
     if int8 and data.test is None and data.val is None:
         raise ExportError(Diagnostic(
             f"{'--quantize int8' if quantize else 'quantize: int8'}: {path} has no test or validation data to "
@@ -489,7 +496,7 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
     another version of the spec (its spec hash differs: other settings or layers with the
     same inputs and outputs) is evaluated, and said to `tell`. Outputs of the wrong shape, or
     NaN, are errors."""
-    from netspec.data.prepare import evaluation_split, prepare
+    from netspec.data.prepare import evaluation_split, prepare, reading_lines
     from netspec.train.checkpoint import spec_hashes
 
     checked = load(spec_file, overrides)
@@ -506,6 +513,9 @@ def evaluate_onnx(onnx_path: str, spec_file: str, overrides: tuple[str, ...] = (
                         f"export the spec first: {shell_command('netspec', 'export', spec_file, '-o', onnx_path)}")
     pre = meta.get("preprocessing")
     data = prepare(checked, saved=pre if isinstance(pre, dict) and "source_shape" in pre else None)
+    if tell is not None:
+        for line in reading_lines(data):
+            tell(line)
     labels, classes = meta.get("labels"), data.pre.classes
     if labels is not None and classes is not None and list(labels) != list(classes):
         raise error(f"{onnx_path} classifies into {_listed(labels)}, but {spec_file}'s data has the classes "

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from netspec import ir
-from netspec.data.prepare import Prepared, Split, prepare
-from netspec.errors import error, printable
+from netspec.data.prepare import Prepared, Split, prepare, reading_lines
+from netspec.errors import Tell, error, printable
 from netspec.outputs import Refusals, check_output_file, check_replaceable, is_signed_png, read_bounded, sign_png
 from netspec.util import atomic_write
 
@@ -168,9 +168,14 @@ def _captions(y, pre) -> list[str]:
     return out
 
 
-def inspect(path: str, overrides: tuple[str, ...] = ()) -> tuple[ir.CheckedSpec, Prepared]:
-    """The spec (checked with its data) and its prepared data, for `describe` and `preview`."""
+def inspect(path: str, overrides: tuple[str, ...] = (), tell: Tell | None = None) -> tuple[ir.CheckedSpec, Prepared]:
+    """The spec (checked with its data) and its prepared data, for `describe` and `preview`;
+    what reading the data said (image folders' warnings, a cache built) goes to `tell`."""
     from netspec import load
 
     checked = load(path, overrides, read_data=True)
-    return checked, prepare(checked)
+    data = prepare(checked)
+    if tell is not None:
+        for line in reading_lines(data):
+            tell(line)
+    return checked, data

@@ -19,8 +19,8 @@ from torch import nn
 from netspec import ir, load
 from netspec.builder import build_loss, build_model
 from netspec.data.loader import Loader
-from netspec.data.prepare import Preprocessing, evaluation_split, prepare
-from netspec.errors import error, shell_command
+from netspec.data.prepare import Preprocessing, evaluation_split, prepare, reading_lines
+from netspec.errors import Tell, error, shell_command
 from netspec.layers import InputTransform, TargetScale
 from netspec.train import loop
 from netspec.train.checkpoint import load_state_dict_file, run_checkpoint, state_problems
@@ -59,10 +59,16 @@ def trained_model(checked: ir.CheckedSpec, weights: str | None, spec_path: str) 
     return model, weights_path
 
 
-def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, ...] = ()) -> dict:
+def evaluate_file(path: str, weights: str | None = None, overrides: tuple[str, ...] = (),
+                  tell: Tell | None = None) -> dict:
+    """The metrics of the trained weights on the spec's test data; what reading the data said
+    (image folders' warnings, a decoded-image cache built) goes to `tell`."""
     checked = load(path, overrides, read_data=True)
     model, weights_path = trained_model(checked, weights, path)
     data = prepare(checked, saved=run_checkpoint(weights_path)[0])
+    if tell is not None:
+        for line in reading_lines(data):
+            tell(line)
     prefix, split = evaluation_split(data, path)
     device = torch.device("cpu")
     pre = data.pre

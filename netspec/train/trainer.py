@@ -38,7 +38,7 @@ from netspec import __version__, ir, load
 from netspec import catalogue as cat
 from netspec.builder import build_loss, build_model, build_optimizer, build_scheduler
 from netspec.data.loader import Loader
-from netspec.data.prepare import Prepared, prepare
+from netspec.data.prepare import Prepared, prepare, reading_lines
 from netspec.errors import Diagnostic, NetspecError, TrainingInterrupted, error, printable
 from netspec.train import loop, transfer
 from netspec.train.checkpoint import (
@@ -74,13 +74,20 @@ def _tell(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare_run(checked: ir.CheckedSpec, dist: Dist) -> tuple[Prepared, list[Diagnostic]]:
-    """The run's data (once the model is known to fit the device), and the data warnings
-    that `check` did not already give: the caller reports them."""
+def prepare_run(checked: ir.CheckedSpec, dist: Dist) -> tuple[Prepared, list[str]]:
+    """The run's data (once the model is known to fit the device), and what preparing it said
+    that `check` did not already say (lines for stderr: what reading the sources said, then
+    the data warnings): the caller reports them. An error leaves out the warnings check gave."""
     ensure_fits(checked, str(select_device(checked.train.device, dist)))
-    data = prepare(checked)
     shown = {w.message for w in checked.warnings}  # check's data pass may have said it already
-    return data, [w for w in data.warnings if w.message not in shown]
+    try:
+        data = prepare(checked)
+    except NetspecError as e:
+        left = [d for d in e.diagnostics if d.severity == "error" or d.message not in shown]
+        if len(left) == len(e.diagnostics):
+            raise
+        raise type(e)(left) from None
+    return data, reading_lines(data, shown) + [w.render() for w in data.warnings if w.message not in shown]
 
 
 # ---------------------------------------------------------------- progress
@@ -628,10 +635,10 @@ def _train(checked: ir.CheckedSpec, out_dir: str | None, resume: bool, quiet: bo
 
 def _run(checked: ir.CheckedSpec, out: Path, run: RunDir, ckpt: dict | None, quiet: bool, as_json: bool,
          dist: Dist, started: list) -> dict:
-    data, warnings = prepare_run(checked, dist)
+    data, said = prepare_run(checked, dist)
     if dist.main:
-        for w in warnings:
-            print(w.render(), file=sys.stderr)
+        for line in said:
+            print(line, file=sys.stderr)
     trainer = Trainer(checked, run, quiet=quiet, as_json=as_json, dist=dist, data=data, pretrained=ckpt is None)
     started.append(trainer)  # where it stands, should Ctrl-C come
     if ckpt is not None:

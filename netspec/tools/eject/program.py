@@ -14,7 +14,7 @@ from typing import Any
 
 from netspec import __version__, ir
 from netspec import catalogue as cat
-from netspec.errors import NetspecError, error
+from netspec.errors import NetspecError, Tell, error
 from netspec.tools.eject import transfer
 from netspec.tools.eject.data import DataWriter
 from netspec.tools.eject.model import model_code
@@ -381,11 +381,12 @@ def _text_note(texts: bool) -> str:
 
 
 def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | None = None,
-          overrides: tuple[str, ...] = ()) -> str:
+          overrides: tuple[str, ...] = (), tell: Tell | None = None) -> str:
     """The program text for `checked` (its data are read, as `netspec train` would); `source`
-    and `overrides` are the spec and --set values as the user gave them (for the docstring)."""
+    and `overrides` are the spec and --set values as the user gave them (for the docstring).
+    What reading the data said (image folders' warnings, a cache built) goes to `tell`."""
     from netspec import layers
-    from netspec.data.prepare import prepare
+    from netspec.data.prepare import prepare, reading_lines
 
     if checked.data is None or checked.data.train is None:
         raise error(f"{checked.spec.file}: eject needs a data section with a `train:` source",
@@ -394,6 +395,9 @@ def eject(checked: ir.CheckedSpec, out_name: str = "train.py", source: str | Non
     if cfg.compile:
         raise error("eject: `compile: true` is not written into the program", "remove it; eager training is exact")
     prepared = prepare(checked, allow_download=False)
+    if tell is not None:
+        for line in reading_lines(prepared):
+            tell(line)
     from netspec.train.preflight import check_before_training, monitor_of, patience_of
 
     check_before_training(checked, prepared)  # what `netspec train` would refuse, the program must not start
@@ -660,11 +664,11 @@ def check_output(output: str, inputs: list[str]) -> None:
 
 
 def write_program(checked: ir.CheckedSpec, output: str, inputs: list[str], source: str | None = None,
-                  overrides: tuple[str, ...] = ()) -> str:
+                  overrides: tuple[str, ...] = (), tell: Tell | None = None) -> str:
     from netspec.util import atomic_write_text, ensure_folder
 
     check_output(output, inputs)
-    text = _sign(eject(checked, Path(output).name, source, overrides))
+    text = _sign(eject(checked, Path(output).name, source, overrides, tell))
     parent = Path(output).parent
     if str(parent) not in ("", "."):
         ensure_folder(parent)

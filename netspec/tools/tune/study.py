@@ -275,7 +275,7 @@ def objective(job: Job, trial: Any) -> float:
 
 
 def _first_line(e: NetspecError) -> str:
-    d = e.diagnostics[0] if e.diagnostics else None
+    d = next((d for d in e.diagnostics if d.severity == "error"), e.diagnostics[0] if e.diagnostics else None)
     if d is None:
         return "error"
     where = f"{d.span.file}:{d.span.line}:{d.span.column}: " if d.span else ""
