@@ -301,6 +301,12 @@ def test_tokenizer_without_text_and_empty_texts(tmp_path, texts):
     with pytest.raises(NetspecError) as info:
         netspec.load(str(spec))
     assert "`tokenizer:` is for text columns" in info.value.render()
+    spec.write_text(f'model m {{\n input: [_]\n Embedding(10, 4)\n Mean(1)\n Linear(2)\n}}\ndata {{\n train: csv('
+                    f'"{tmp_path}/num.csv", target="label", text="txt")\n test: csv("{tmp_path}/num.csv", '
+                    'target="label", text="a")\n}\ntrain { loss: CrossEntropyLoss }\n')
+    with pytest.raises(NetspecError) as info:  # which one is wrong is not known before the files are read
+        netspec.load(str(spec))
+    assert 'the test source reads the text column(s) ["a"], the training source ["txt"]' in info.value.render()
     rows = sentences(30, 3)
     rows[4] = ("", rows[4][1])
     write_csv(tmp_path / "train.csv", rows)

@@ -112,8 +112,9 @@ class SectionChecker:
                 self.ctx.err(test.span, f"the training data are texts of a CSV; the test source must be one too, "
                              f"not {test.kind}(...)", f'e.g. csv("test.csv", target=..., text={show(text)})')
             elif test.get("text") and tuple(test.get("text")) != tuple(text):
-                self.ctx.err(test.span_of("text"), f"the test source's text columns {show(test.get('text'))} differ "
-                             f"from the training source's {show(text)}", "the model reads the same columns in both")
+                self.ctx.err(test.span_of("text"), f"the test source reads the text column(s) {show(test.get('text'))}, "
+                             f"the training source {show(text)}: the model reads the same columns from both",
+                             "make them the same (is one of them misspelled?)")
 
     def augmentations(self, s: ir.Setting) -> tuple[ir.CallValue, ...]:
         v = s.value
