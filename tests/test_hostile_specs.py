@@ -307,3 +307,12 @@ def test_real_nesting_is_still_nesting():
 ])
 def test_with_article(noun, expected):
     assert with_article(noun) == expected
+
+
+@pytest.mark.parametrize("first", ["let x\U0001F600 = 3", "let \U0001F600x = 3", "model m\U0001F600 {"])
+def test_a_typo_on_the_first_line_of_a_spec_keeps_its_position(tmp_path, first):
+    """`let x😀 = 3` on line 1 was "not a netspec spec (syntax error at line 1)", no column:
+    the guess that protects files that are not specs fired for a spec with a typo."""
+    (tmp_path / "t.net").write_text(first + "\n" + MODEL, encoding="utf-8")
+    d = load_error(tmp_path / "t.net").diagnostics[0]
+    assert "not a netspec spec" not in d.message and d.span.line == 1 and d.span.column > 1, d.render()

@@ -604,7 +604,8 @@ def _parse(start: str, text: str, file: str):
 # Names here are any Unicode word, so that `model 模型 {` counts as a spec (and gets a
 # positioned error about its name) while /etc/passwd does not.
 _SPEC_START = re.compile(
-    r"(let\s+[^\W\d]\w*\s*=|import\s+\"|block\s+[^\W\d]\w*\s*[({]|model\s+[^\W\d]\w*\s*\{|[^\W\d]\w*\s*\{)")
+    # a keyword and something after it (a typo in the name that follows still gets its position)
+    r"((let|import|block|model)\s+\S|[^\W\d]\w*\s*\{)")
 
 
 def _looks_like_spec(text: str) -> bool:
