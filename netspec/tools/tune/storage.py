@@ -213,7 +213,7 @@ def open_storage(folder: Path, url: str | None) -> Any:
             warnings.simplefilter("ignore", ExperimentalWarning)
             try:
                 return RDBStorage(full, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=grace,
-                                  failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
             except Exception as e:  # noqa: BLE001 - SQLAlchemy and driver errors of every kind
                 # two machines creating a fresh database's tables at once: one of them loses, and retries
                 if type(e).__name__ not in ("IntegrityError", "ProgrammingError") or attempt == 5:
