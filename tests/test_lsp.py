@@ -495,3 +495,51 @@ async def test_debounce_and_close(client: LanguageClient, folder: Path):
     n = len(client.published)  # type: ignore[attr-defined]
     close_doc(client, path)
     assert list((await published(client, uri, None, n)).diagnostics) == []
+
+
+def test_a_request_whose_position_does_not_decode_gets_an_error_reply(tmp_path):
+    """A hover at line -1 (or beyond 2**31) was dropped by pygls while decoding, with no reply:
+    the editor waits for it forever. Raw JSON-RPC over stdio, as an editor sends it."""
+    import select
+
+    proc = subprocess.Popen([*netspec_cmd(), "lsp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, cwd=tmp_path)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def send(message: dict) -> None:
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        proc.stdin.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        proc.stdin.flush()
+
+    def reply(msg_id: int, timeout: float = 30.0) -> dict:
+        buffer = b""
+        while True:
+            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            assert ready, f"no reply to request {msg_id} within {timeout} s"
+            buffer += proc.stdout.read1(65536)
+            while b"\r\n\r\n" in buffer:
+                head, rest = buffer.split(b"\r\n\r\n", 1)
+                n = int(next(line for line in head.split(b"\r\n") if line.startswith(b"Content-Length")).split(b":")[1])
+                if len(rest) < n:
+                    break
+                message, buffer = json.loads(rest[:n]), rest[n:]
+                if message.get("id") == msg_id:
+                    return message
+
+    try:
+        uri = (tmp_path / "m.net").as_uri()
+        send({"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}})
+        reply(1)
+        send({"method": "initialized", "params": {}})
+        send({"method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "netspec", "version": 1, "text": "model m {\n    input: [4]\n    Linear(3)\n}\n"}}})
+        for msg_id, position in ((2, {"line": -1, "character": -1}), (3, {"line": 2**31, "character": 2**31})):
+            send({"id": msg_id, "method": "textDocument/hover",
+                  "params": {"textDocument": {"uri": uri}, "position": position}})
+            assert reply(msg_id)["error"]["code"] == -32602  # invalid params, for that request
+        send({"id": 4, "method": "textDocument/hover",
+              "params": {"textDocument": {"uri": uri}, "position": {"line": 2, "character": 5}}})
+        assert "Linear" in json.dumps(reply(4)["result"])  # and the server goes on
+    finally:
+        proc.kill()
+        proc.wait()

@@ -25,7 +25,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from netspec import __version__
@@ -38,9 +40,35 @@ DATA_ON_CHANGE_S = 0.1  # a data pass faster than this also runs while typing
 T = TypeVar("T")
 
 
+class _Undecodable:
+    """A request whose parameters did not decode: answered with an error, never handled."""
+
+    jsonrpc = "2.0"
+
+
+class NetspecProtocol(LanguageServerProtocol):
+    """pygls's protocol, except that a request whose parameters do not decode (a position of
+    -1, or beyond 2**31) gets the JSON-RPC error for its id: pygls drops it, and the editor
+    would wait for an answer forever."""
+
+    def structure_message(self, data: dict[str, Any]):  # noqa: ANN201 - pygls's message types
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if not (isinstance(data, dict) and "id" in data and "method" in data):
+                raise
+            error = exc if isinstance(exc, JsonRpcInvalidParams) else JsonRpcInvalidParams()
+            self._send_response(data["id"], None, error.to_response_error())
+            return _Undecodable()
+
+    def handle_message(self, message: Any) -> None:
+        if not isinstance(message, _Undecodable):
+            super().handle_message(message)
+
+
 class NetspecServer(LanguageServer):
     def __init__(self, debounce_s: float = 0.3):
-        super().__init__("netspec", __version__)
+        super().__init__("netspec", __version__, protocol_cls=NetspecProtocol)
         self.debounce_s = debounce_s
         self.analyses: dict[str, Analysis] = {}  # uri -> the latest analysis of its text
         self.data_seconds: dict[str, float] = {}  # uri -> how long its last data pass took
