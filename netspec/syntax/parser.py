@@ -52,6 +52,9 @@ class _BracketNewlines:
 
 
 MAX_SPEC_BYTES = 16 << 20  # a spec (or import) larger than this is refused unread
+# lines holding something (not blank, not only a comment): parsing costs ~60 us a line, and a
+# model expands to at most 20,000 layers (checker/model.py), so no real spec comes near this
+MAX_SPEC_LINES = 50_000
 MAX_NESTING = 100  # entries inside entries (repeat, residual, { }, branches)
 MAX_EXPR_NESTING = 200  # operators, calls, lists inside each other
 MAX_DIGITS = 400  # longer integer literals are "too large" (Python refuses > 4300 anyway)
@@ -584,6 +587,7 @@ def _lone_carriage_return(text: str, line: int) -> bool:
 def _parse(start: str, text: str, file: str):
     text = strip_bom(text)
     remember_source(file, text)
+    _check_length(text, file)
     try:
         tree = _parser(start).parse(text)
         result = _ToIR(file).transform(tree)
@@ -599,6 +603,23 @@ def _parse(start: str, text: str, file: str):
                               f"at most {MAX_NESTING} levels of nesting are allowed") from None
     validate(result, file)
     return result
+
+
+def _check_length(text: str, file: str) -> None:
+    """Refuse, before parsing, a spec of more than MAX_SPEC_LINES lines that hold something: a
+    300,000-line file took 20 s to parse only to be told that the model is too large."""
+    if text.count("\n") <= MAX_SPEC_LINES:
+        return
+    held = 0
+    for number, line in enumerate(source_lines(text), start=1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            held += 1
+            if held > MAX_SPEC_LINES:
+                raise NetspecError.at(Span(file, number, 1, number, 2), f"the spec has more than {MAX_SPEC_LINES:,} lines "
+                                      "of statements; netspec reads specs up to that size",
+                                      "a model expands to at most 20,000 layers: use `repeat N { ... }` and blocks "
+                                      "instead of writing layers out")
 
 
 # Names here are any Unicode word, so that `model 模型 {` counts as a spec (and gets a
