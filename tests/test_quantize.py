@@ -278,6 +278,7 @@ def test_quantize_bad_inputs_write_nothing(quad, tmp_path, monkeypatch):
     (tmp_path / "mine.int8.onnx").write_bytes(b"my own model")
     r = export(spec, weights, tmp_path / "mine.onnx")
     assert r.exit_code == 1 and "is not an ONNX model that netspec exported" in r.stderr
+    assert f"the int8 file {tmp_path / 'mine.int8.onnx'} (beside {tmp_path / 'mine.onnx'})" in r.stderr  # not "-o"
     assert (tmp_path / "mine.int8.onnx").read_bytes() == b"my own model" and not (tmp_path / "mine.onnx").exists()
     r = export(spec, weights, tmp_path / "low.onnx", "--opset", "12")
     assert r.exit_code == 1 and "needs opset 13 or later" in r.stderr and not (tmp_path / "low.onnx").exists()

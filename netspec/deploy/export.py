@@ -329,15 +329,23 @@ def export_source(source: str, output: str | None, weights: str | None,
     return resolve_spec(source, tell), weights, None
 
 
-def check_output(out: Path, inputs: list[Path]) -> None:
+def check_output(out: Path, inputs: list[Path], beside: Path | None = None) -> None:
     """Export writes .onnx files only, never over one of its inputs, and never over an
-    existing file that is not an ONNX model netspec exported."""
+    existing file that is not an ONNX model netspec exported. `beside`: `out` is the int8
+    file written next to that one (the messages name it as such, not as the user's -o)."""
     check_output_file(out, "model.onnx")  # empty, '/', '.', '..', 'dir/', a folder
     if out.suffix.lower() != ".onnx":
         raise error(f"-o {out}: export writes files NAME.onnx",
                     f"e.g. -o {out.with_name((out.stem.lstrip('.') or 'model') + '.onnx')}")
     if out.exists() or out.is_symlink():
-        check_replaceable(out, inputs, is_netspec_onnx, EXPORT_REFUSALS, empty_is_free=False)
+        refusals = EXPORT_REFUSALS
+        if beside is not None:
+            named = f"the int8 file {{output}} (beside {beside})"
+            r = EXPORT_REFUSALS
+            refusals = Refusals(r.is_input.replace("-o {output}", named), r.is_input_help,
+                                r.not_a_file.replace("-o {output}", named), r.not_own.replace("-o {output}", named),
+                                r.not_own_help)
+        check_replaceable(out, inputs, is_netspec_onnx, refusals, empty_is_free=False)
 
 
 EXPORT_REFUSALS = Refusals(
@@ -404,7 +412,7 @@ def export_file(source: str, output: str | None = None, weights: str | None = No
         from netspec.deploy.quantize import int8_path
 
         outputs.append(int8_path(out))
-        check_output(outputs[1], [*inputs, out])
+        check_output(outputs[1], [*inputs, out], beside=out)
     clean_stale_temps(out.parent, [p.name for p in outputs])
     meta, real, pre, data = _metadata_for(checked, weights_path, need_data=int8, tell=tell)
     if int8 and data.test is None and data.val is None:
