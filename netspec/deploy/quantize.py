@@ -45,7 +45,7 @@ STATIC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 # between two int8 kernels (without them a CNN gets smaller but not faster).
 PASS_THROUGH = ("Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Flatten", "Reshape",
                 "Transpose", "Squeeze", "Unsqueeze", "Concat")
-DYNAMIC_OPS = ("MatMul", "Gemm", "LSTM", "Attention")
+DYNAMIC_OPS = ("MatMul", "Gemm", "LSTM", "Attention", "Gather")  # Gather: an Embedding's table
 RECURRENT = ("LSTM", "GRU", "RNN")
 CONTROL_FLOW = ("Loop", "Scan", "If")
 CALIBRATION_BATCH = 32
