@@ -95,18 +95,22 @@ def _mnist_file(folder: Path, role: str) -> Path:
     return found
 
 
+def apt_install(package: str, recommends: bool = False) -> None:
+    """Debian's `package`, installed when running as root with apt-get (an `apt-get update`
+    first only if the install fails); otherwise nothing: the caller says what is missing."""
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "-q", *([] if recommends else ["--no-install-recommends"]), package]
+        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL)
+
+
 def get_fashion_mnist() -> None:
     if find_dataset("fashion_mnist", None)[0] is not None:
         print("fashion_mnist: found")
         return
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        ok = subprocess.run(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"], env=env,
-                            stdout=subprocess.DEVNULL).returncode == 0
-        if not ok:
-            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"], env=env,
-                           stdout=subprocess.DEVNULL)
+    apt_install("dataset-fashion-mnist", recommends=True)
     if find_dataset("fashion_mnist", None)[0] is not None:
         print("fashion_mnist: installed (Debian dataset-fashion-mnist)")
     else:
@@ -121,12 +125,7 @@ def get_postgresql() -> None:
     if glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("initdb"):
         print("postgresql: found")
         return
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]
-        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
-            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL)
+    apt_install("postgresql")
     if glob.glob("/usr/lib/postgresql/*/bin/initdb"):
         print("postgresql: installed (Debian postgresql)")
     else:
@@ -167,12 +166,7 @@ def get_wordnet() -> Path | None:
     """/usr/share/wordnet when Debian's wordnet-base is installed (installing it as root)."""
     if (WORDNET / "data.noun").is_file():
         return WORDNET
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "wordnet-base"]
-        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
-            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL)
+    apt_install("wordnet-base")
     return WORDNET if (WORDNET / "data.noun").is_file() else None
 
 
