@@ -96,6 +96,18 @@ def test_crafted_metadata_is_an_error_naming_the_model(tmp_path, key, value, sai
         assert f"m.onnx: not a usable netspec model: its metadata {said}" in r.output, r.output
 
 
+def test_every_preprocessing_field_is_validated_when_a_model_is_read():
+    """The metadata check is one table over data/encode.py's Preprocessing: a field added
+    there without a rule here would be read from a foreign file unchecked (the text fields
+    were refused, then unchecked, until they were added by hand)."""
+    from dataclasses import fields
+
+    from netspec.data.encode import Preprocessing
+    from netspec.deploy.runtime import PREPROCESSING_CHECKS
+
+    assert set(PREPROCESSING_CHECKS) == {f.name for f in fields(Preprocessing)}
+
+
 def test_huge_image_dims_in_metadata_never_blame_the_image(tmp_path):
     from PIL import Image
 

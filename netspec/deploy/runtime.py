@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,44 +145,59 @@ def _shown(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+PREPROCESSING_CHECKS: dict[str, Callable[[Any], Any]] = {  # one per field of data/encode.py's Preprocessing
+    "kind": lambda x: _choice("preprocessing.kind", x, ("image", "table", "text")),
+    "raw_dtype": lambda x: _choice("preprocessing.raw_dtype", x, ("uint8", "float32", "int64", "int32")),
+    "target_normalize": lambda x: _choice("preprocessing.target_normalize", x, ("none", "standard", "minmax")),
+    "target_shift": lambda x: x is None or _numbers("preprocessing.target_shift", x),
+    "target_div": lambda x: x is None or _numbers("preprocessing.target_div", x),
+    "text": lambda x: x is None or _strings("preprocessing.text", x),
+    "tokenizer": lambda x: x is None or _string("preprocessing.tokenizer", x),
+    "tokenizer_name": lambda x: x is None or _string("preprocessing.tokenizer_name", x),
+    "vocab_size": lambda x: x is None or _count("preprocessing.vocab_size", x),
+    "max_len": lambda x: x is None or _count("preprocessing.max_len", x),
+    "task": lambda x: _choice("preprocessing.task", x, TASKS),
+    "source_shape": lambda x: x == [] or _shape("preprocessing.source_shape", x),
+    "input_shape": lambda x: x == [] or _shape("preprocessing.input_shape", x),
+    "classes": lambda x: x is None or _strings("preprocessing.classes", x),
+    "features": lambda x: x is None or _strings("preprocessing.features", x),
+    "targets": lambda x: x is None or _strings("preprocessing.targets", x),
+    "shift": lambda x: x is None or _numbers("preprocessing.shift", x),
+    "div": lambda x: x is None or _numbers("preprocessing.div", x),
+    "class_values": lambda x: x is None or _labels("preprocessing.class_values", x),
+    "columns": lambda x: x is None or _columns(x),
+    "normalize": lambda x: _choice("preprocessing.normalize", x, ("none", "standard", "minmax")),
+    "scale": lambda x: _scale(x),
+    "axis": lambda x: _integer("axis", x),
+    "one_hot": lambda x: _flag("one_hot", x),
+    "tokens": lambda x: _flag("tokens", x),
+    "probabilities": lambda x: _flag("probabilities", x),
+}
+
+
 def _preprocessing(v: Any) -> dict:
     """The preprocessing record (data/encode.py's Preprocessing.to_json()): each field typed."""
     if not isinstance(v, dict):
         raise _Bad("preprocessing", f"is {_shown(v)}; it must be an object")
-    checks = {
-        "kind": lambda x: _choice("preprocessing.kind", x, ("image", "table", "text")),
-        "raw_dtype": lambda x: _choice("preprocessing.raw_dtype", x, ("uint8", "float32", "int64", "int32")),
-        "target_normalize": lambda x: _choice("preprocessing.target_normalize", x, ("none", "standard", "minmax")),
-        "target_shift": lambda x: x is None or _numbers("preprocessing.target_shift", x),
-        "target_div": lambda x: x is None or _numbers("preprocessing.target_div", x),
-        "text": lambda x: x is None or _strings("preprocessing.text", x),
-        "tokenizer": lambda x: x is None or _string("preprocessing.tokenizer", x),
-        "tokenizer_name": lambda x: x is None or _string("preprocessing.tokenizer_name", x),
-        "vocab_size": lambda x: x is None or _count("preprocessing.vocab_size", x),
-        "max_len": lambda x: x is None or _count("preprocessing.max_len", x),
-        "task": lambda x: _choice("preprocessing.task", x, TASKS),
-        "source_shape": lambda x: x == [] or _shape("preprocessing.source_shape", x),
-        "input_shape": lambda x: x == [] or _shape("preprocessing.input_shape", x),
-        "classes": lambda x: x is None or _strings("preprocessing.classes", x),
-        "features": lambda x: x is None or _strings("preprocessing.features", x),
-        "targets": lambda x: x is None or _strings("preprocessing.targets", x),
-        "shift": lambda x: x is None or _numbers("preprocessing.shift", x),
-        "div": lambda x: x is None or _numbers("preprocessing.div", x),
-        "class_values": lambda x: x is None or _labels("preprocessing.class_values", x),
-        "columns": lambda x: x is None or _columns(x),
-    }
-    for key, check in checks.items():
+    for key, check in PREPROCESSING_CHECKS.items():
         if key in v:
             check(v[key])
-    scale = v.get("scale", 1.0)
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
-        raise _Bad("preprocessing.scale", f"is {_shown(scale)}; it must be a number above 0")
-    for key in ("one_hot", "tokens", "probabilities"):
-        if not isinstance(v.get(key, False), bool):
-            raise _Bad(f"preprocessing.{key}", f"is {_shown(v[key])}; it must be true or false")
-    if not isinstance(v.get("axis", -1), int) or isinstance(v.get("axis", -1), bool):
-        raise _Bad("preprocessing.axis", f"is {_shown(v['axis'])}; it must be an integer")
     return v
+
+
+def _scale(v: Any) -> None:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+        raise _Bad("preprocessing.scale", f"is {_shown(v)}; it must be a number above 0")
+
+
+def _flag(key: str, v: Any) -> None:
+    if not isinstance(v, bool):
+        raise _Bad(f"preprocessing.{key}", f"is {_shown(v)}; it must be true or false")
+
+
+def _integer(key: str, v: Any) -> None:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _Bad(f"preprocessing.{key}", f"is {_shown(v)}; it must be an integer")
 
 
 def _columns(v: Any) -> list:
